@@ -1,0 +1,110 @@
+"""Assessments: what lowdose says about one acquisition. The output contract of every edge.
+
+`lowdose assess --json`, the HTML report and the Kafka topics ``lowdose.assessments.v1`` /
+``lowdose.alerts.v1`` all carry these models; the JSON schema in ``streams/schemas/`` is
+generated from them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+ASSESSMENT_SCHEMA = "lowdose.assessment/1"
+
+Severity = Literal["info", "warning", "alert"]
+SEVERITY_RANK: dict[str, int] = {"info": 0, "warning": 1, "alert": 2}
+
+FindingCode = Literal[
+    "excess_coverage",
+    "above_reference_level",
+    "multiphase_contrast",
+    "thin_reconstruction",
+    "kv_not_calibrated",
+    "repeat_acquisition",
+    "diagnostic_intent",
+    "unlabelled_planning_scan",
+    "dose_check_exceeded",
+]
+FINDING_CODES: tuple[str, ...] = FindingCode.__args__  # type: ignore[attr-defined]
+
+ZRange = tuple[float, float]
+
+
+class _Out(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Finding(_Out):
+    code: FindingCode
+    severity: Severity
+    message: str  # one sentence, with the numbers
+    evidence: dict[str, float | int | str | bool | None] = Field(default_factory=dict)
+
+
+class Proposal(_Out):
+    """The optimised acquisition and what it would have saved."""
+
+    z_mm: ZRange
+    mas: float | None
+    ctdivol_mgy: float | None
+    dlp_mgy_cm: float
+    dlp_saving_mgy_cm: float
+    effective_dose_saving_msv: float
+    changes: list[str] = Field(default_factory=list)
+
+
+class Assessment(_Out):
+    schema_: Literal["lowdose.assessment/1"] = Field(default="lowdose.assessment/1", alias="schema")
+    assessment_id: str  # deterministic: derived from the input, so duplicates are recognisable
+    input_kind: Literal["protocol_event", "dose_report"]
+    input_id: str  # protocol event_id, or the dose report's SOP Instance UID / source
+    study_instance_uid: str
+    accession_number: str | None = None
+    acquisition_index: int | None = None
+    irradiation_event_uid: str | None = None
+    site: str
+    acquisition_type: str | None = None
+    description: str | None = None  # series description or acquisition protocol
+    needed_z_mm: ZRange | None
+    needed_basis: str  # given | target_margins | site_default | structure_set
+    irradiated_z_mm: ZRange | None
+    placement: str  # planned | report_z | protocol_event | aligned_with_needed
+    excess_is_lower_bound: bool = False
+    ctdivol_mgy: float | None
+    dlp_mgy_cm: float
+    scan_length_mm: float
+    excess_length_mm: float
+    excess_dlp_mgy_cm: float
+    excess_fraction: float
+    effective_dose_msv: float
+    excess_effective_dose_msv: float
+    ssde_mgy: float | None = None
+    water_equivalent_diameter_mm: float | None = None
+    findings: list[Finding] = Field(default_factory=list)
+    proposal: Proposal | None = None
+    notes: list[str] = Field(default_factory=list)
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @property
+    def max_severity(self) -> Severity | None:
+        if not self.findings:
+            return None
+        return max((f.severity for f in self.findings), key=SEVERITY_RANK.__getitem__)
+
+    @property
+    def is_alert(self) -> bool:
+        """True when a finding is a warning or an alert: these go to ``lowdose.alerts.v1``."""
+        return any(SEVERITY_RANK[f.severity] >= 1 for f in self.findings)
+
+    def to_json(self) -> str:
+        return self.model_dump_json(by_alias=True)
+
+
+def assessment_id(input_kind: str, input_id: str, acquisition_key: str) -> str:
+    """Deterministic id of the assessment of one acquisition of one input message."""
+    digest = hashlib.sha256(f"{input_kind}\x1f{input_id}\x1f{acquisition_key}".encode()).hexdigest()
+    return f"asm-{digest[:32]}"

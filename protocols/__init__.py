@@ -1,0 +1,1 @@
+"""The planning protocol library: one TOML file per treatment site in ``protocols/sites``."""

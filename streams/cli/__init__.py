@@ -1,0 +1,1 @@
+"""Kafka-side subcommands of the ``lowdose`` command line."""
