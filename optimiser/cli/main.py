@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.util
 import logging
 import os
 import sys
@@ -46,6 +47,14 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
+def _available(module_name: str) -> bool:
+    """False only for a subcommand module that is not in this installation at all."""
+    try:
+        return importlib.util.find_spec(module_name) is not None
+    except ModuleNotFoundError:
+        return False
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="lowdose",
@@ -64,6 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
     for name, module_name in COMMANDS.items():
+        if not _available(module_name):
+            continue
         module = cast(_Command, importlib.import_module(module_name))
         command_parser = sub.add_parser(name, help=module.HELP, description=module.HELP)
         module.configure(command_parser)
