@@ -1,0 +1,217 @@
+"""Settings of the Kafka edges: environment variables (``LOWDOSE_`` prefix) and an optional file.
+
+Precedence, highest first: keyword arguments (the command line), environment variables, the file
+(``--config FILE`` or ``$LOWDOSE_CONFIG``: TOML, or a ``.env`` file of ``LOWDOSE_*`` lines), the
+defaults. ``KAFKA_BOOTSTRAP_SERVERS`` is accepted beside ``LOWDOSE_BOOTSTRAP_SERVERS`` because
+it is what Kafka tooling and CI already set. Without either, the broker started by
+``lowdose broker start`` is used when one is running.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    model_validator,
+)
+from pydantic_settings import (
+    BaseSettings,
+    DotEnvSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from optimiser.errors import ConfigurationError
+from optimiser.strictness import Strictness
+
+SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_SSL"]
+SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER", "GSSAPI"]
+
+
+class Topics(BaseModel):
+    """Topic names (defaults from issue 5). Inputs and the state changelog are co-partitioned.
+
+    Set one with ``LOWDOSE_TOPICS__ALERTS=...`` or a ``[topics]`` table in the TOML file.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    protocol: str = "lowdose.protocol.v1"
+    rdsr: str = "lowdose.rdsr.v1"
+    assessments: str = "lowdose.assessments.v1"
+    alerts: str = "lowdose.alerts.v1"
+    dlq: str = "lowdose.dlq.v1"
+    state: str = "lowdose.state.v1"
+
+    @property
+    def inputs(self) -> list[str]:
+        return [self.protocol, self.rdsr]
+
+
+class StreamSettings(BaseSettings):
+    """Everything ``lowdose run`` and ``lowdose publish`` need to reach and use the cluster."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="LOWDOSE_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        populate_by_name=True,
+    )
+
+    bootstrap_servers: str = Field(
+        default="",
+        validation_alias=AliasChoices(
+            "bootstrap_servers", "LOWDOSE_BOOTSTRAP_SERVERS", "KAFKA_BOOTSTRAP_SERVERS"
+        ),
+    )
+    client_id: str = "lowdose"
+    group_id: str = "lowdose"
+    topics: Topics = Field(default_factory=Topics)
+    # Partition count used when lowdose creates missing topics itself (inputs and changelog alike).
+    partitions: int = Field(default=3, ge=1)
+    replication_factor: int = Field(default=1, ge=1)
+    create_topics: bool = True
+
+    # Consumer loop.
+    max_batch: int = Field(default=500, ge=1)
+    poll_timeout_ms: int = Field(default=200, ge=1)
+    session_timeout_ms: int = Field(default=10_000, ge=1000)
+    heartbeat_interval_ms: int = Field(default=1_000, ge=100)
+    max_poll_interval_ms: int = Field(default=300_000, ge=1000)
+    auto_offset_reset: Literal["earliest", "latest"] = "earliest"
+    linger_ms: int = Field(default=5, ge=0)
+
+    # Study state: bounded in memory, expiry also enforced on the changelog (retention.ms).
+    state_max_studies: int = Field(default=100_000, ge=1)
+    state_ttl_s: float = Field(default=14 * 86400.0, gt=0)
+
+    strictness: Strictness = Strictness.WARN
+    site_library: Path | None = None
+
+    # Security, passed through to kafka-python.
+    security_protocol: SecurityProtocol = "PLAINTEXT"
+    ssl_cafile: Path | None = None
+    ssl_certfile: Path | None = None
+    ssl_keyfile: Path | None = None
+    ssl_password: SecretStr | None = None
+    ssl_check_hostname: bool = True
+    sasl_mechanism: SaslMechanism | None = None
+    sasl_plain_username: str | None = None
+    sasl_plain_password: SecretStr | None = None
+
+    @model_validator(mode="after")
+    def _security_complete(self) -> StreamSettings:
+        if self.security_protocol == "SASL_SSL":
+            if self.sasl_mechanism is None:
+                raise ValueError(
+                    "security_protocol SASL_SSL needs sasl_mechanism "
+                    "(set LOWDOSE_SASL_MECHANISM, e.g. SCRAM-SHA-512)"
+                )
+            if self.sasl_mechanism in ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512") and (
+                self.sasl_plain_username is None or self.sasl_plain_password is None
+            ):
+                raise ValueError(
+                    f"sasl_mechanism {self.sasl_mechanism} needs sasl_plain_username and "
+                    "sasl_plain_password (LOWDOSE_SASL_PLAIN_USERNAME / _PASSWORD)"
+                )
+        return self
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        config = _CONFIG_FILE.get("path")
+        if config is not None:
+            if config.suffix == ".toml":
+                sources.append(TomlConfigSettingsSource(settings_cls, toml_file=config))
+            else:
+                sources.append(DotEnvSettingsSource(settings_cls, env_file=config))
+        return tuple(sources)
+
+    def kafka_common(self) -> dict[str, Any]:
+        """Connection and security options shared by consumer, producer and admin client."""
+        options: dict[str, Any] = {
+            "bootstrap_servers": self.bootstrap_servers.split(","),
+            "client_id": self.client_id,
+            "security_protocol": self.security_protocol,
+        }
+        if self.security_protocol in ("SSL", "SASL_SSL"):
+            options["ssl_check_hostname"] = self.ssl_check_hostname
+            for name in ("ssl_cafile", "ssl_certfile", "ssl_keyfile"):
+                value = getattr(self, name)
+                if value is not None:
+                    options[name] = str(value)
+            if self.ssl_password is not None:
+                options["ssl_password"] = self.ssl_password.get_secret_value()
+        if self.security_protocol == "SASL_SSL":
+            options["sasl_mechanism"] = self.sasl_mechanism
+            if self.sasl_plain_username is not None:
+                options["sasl_plain_username"] = self.sasl_plain_username
+            if self.sasl_plain_password is not None:
+                options["sasl_plain_password"] = self.sasl_plain_password.get_secret_value()
+        return options
+
+
+# The file is chosen at run time (command line), but pydantic-settings asks for sources in a
+# classmethod: the chosen path is handed over here for the duration of one load().
+_CONFIG_FILE: dict[str, Path] = {}
+
+
+def load(config: Path | None = None, **overrides: Any) -> StreamSettings:
+    """Load settings; every problem is a :class:`ConfigurationError` naming field and remedy."""
+    env_config = os.environ.get("LOWDOSE_CONFIG")
+    path = config or (Path(env_config) if env_config else None)
+    if path is not None and not path.is_file():
+        raise ConfigurationError(
+            f"config file {path} does not exist; pass an existing TOML or .env file to --config "
+            "(or unset LOWDOSE_CONFIG)"
+        )
+    clean = {k: v for k, v in overrides.items() if v is not None}
+    try:
+        if path is not None:
+            _CONFIG_FILE["path"] = path
+        settings = StreamSettings(**clean)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        if not where:
+            raise ConfigurationError(f"settings: {first['msg']}") from exc
+        shown = "***" if "password" in where else repr(first.get("input"))
+        raise ConfigurationError(
+            f"setting {where} = {shown}: {first['msg']}; fix the environment variable "
+            f"LOWDOSE_{where.upper().replace('.', '__')} or the config file"
+        ) from exc
+    except ValueError as exc:  # malformed TOML / .env
+        raise ConfigurationError(f"config file {path}: {exc}; fix its syntax") from exc
+    finally:
+        _CONFIG_FILE.pop("path", None)
+    if not settings.bootstrap_servers:
+        settings.bootstrap_servers = _local_broker_address() or ""
+    if not settings.bootstrap_servers:
+        raise ConfigurationError(
+            "bootstrap_servers is not set and no local broker is running; set "
+            "KAFKA_BOOTSTRAP_SERVERS=host:port or start one with `lowdose broker start`"
+        )
+    return settings
+
+
+def _local_broker_address() -> str | None:
+    from streams.local import running_broker
+
+    state = running_broker()
+    return state.bootstrap_servers if state else None
