@@ -1,0 +1,87 @@
+"""Create the lowdose topics when missing and check the co-partitioning the state store needs.
+
+The state changelog is read back partition by partition after a rebalance: partition *p* of the
+changelog holds the studies whose input messages live on partition *p* of both input topics, so
+all three must have the same partition count. The changelog is compacted (last state per study)
+and also deleted after the study-state expiry (``cleanup.policy=compact,delete``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from optimiser.errors import ConfigurationError
+from streams.settings import StreamSettings
+
+
+def topic_specs(settings: StreamSettings) -> dict[str, dict[str, Any]]:
+    """The topics lowdose uses, with partition count and configs for creating them."""
+    n, rf = settings.partitions, settings.replication_factor
+    t = settings.topics
+    state_configs = {
+        "cleanup.policy": "compact,delete",
+        "retention.ms": str(int(settings.state_ttl_s * 1000)),
+        "segment.ms": str(6 * 3600 * 1000),
+    }
+    return {
+        t.protocol: {"num_partitions": n, "replication_factor": rf},
+        t.rdsr: {"num_partitions": n, "replication_factor": rf},
+        t.assessments: {"num_partitions": n, "replication_factor": rf},
+        t.alerts: {"num_partitions": n, "replication_factor": rf},
+        t.dlq: {"num_partitions": n, "replication_factor": rf},
+        t.state: {"num_partitions": n, "replication_factor": rf, "configs": state_configs},
+    }
+
+
+def partition_counts(admin: Any, names: list[str]) -> dict[str, int]:
+    """Partition count of each existing topic among ``names``."""
+    counts: dict[str, int] = {}
+    for topic in admin.describe_topics(names):
+        if topic.get("error_code", 0) == 0 and topic.get("partitions"):
+            counts[topic["name"]] = len(topic["partitions"])
+    return counts
+
+
+def ensure_topics(settings: StreamSettings, *, create: bool | None = None) -> dict[str, int]:
+    """Create missing topics (when allowed) and verify inputs and changelog are co-partitioned.
+
+    Returns the partition count of every lowdose topic.
+    """
+    from kafka import KafkaAdminClient
+    from kafka.errors import KafkaError
+
+    create = settings.create_topics if create is None else create
+    specs = topic_specs(settings)
+    admin = KafkaAdminClient(**settings.kafka_common())
+    try:
+        existing = set(admin.list_topics())
+        missing = {name: spec for name, spec in specs.items() if name not in existing}
+        if missing and create:
+            # raise_errors=False: another instance may have created one a moment ago.
+            admin.create_topics(missing, raise_errors=False, wait_for_metadata=True)
+        counts = partition_counts(admin, list(specs))
+    except KafkaError as exc:
+        from optimiser.errors import BrokerError
+
+        raise BrokerError(
+            f"could not list or create topics on {settings.bootstrap_servers}: {exc}; check "
+            "that the broker is reachable and the client may describe/create topics"
+        ) from exc
+    finally:
+        admin.close()
+    absent = [name for name in specs if name not in counts]
+    if absent:
+        raise ConfigurationError(
+            f"topics {', '.join(absent)} do not exist; create them (same partition count for "
+            f"{settings.topics.protocol}, {settings.topics.rdsr} and {settings.topics.state}) "
+            "or set LOWDOSE_CREATE_TOPICS=true"
+        )
+    t = settings.topics
+    copartitioned = {name: counts[name] for name in (t.protocol, t.rdsr, t.state)}
+    if len(set(copartitioned.values())) != 1:
+        raise ConfigurationError(
+            f"partition counts {copartitioned}: the input topics and the state changelog must "
+            "have the same number of partitions (the changelog is co-partitioned with the "
+            "inputs); add partitions to the smaller ones"
+        )
+    return counts
