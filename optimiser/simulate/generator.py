@@ -1,0 +1,504 @@
+"""The protocol-event generator: one planning study per draw, with its delivered acquisitions.
+
+Values are drawn around the figures of ../shared/reference/planning-ct.md (see
+:mod:`optimiser.simulate.department`). A configurable share of studies carries each problem the
+optimiser flags (planning-ct.md sections 1 and 8); the rest are clean. The study records which
+problems were injected so that tests and the demo can check what the optimiser finds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, fields
+from datetime import datetime, timedelta
+
+from optimiser.errors import ConfigurationError
+from optimiser.events import PlannedAcquisition, Planning, ProtocolEvent, Scanner, Study
+from optimiser.simulate.delivered import DeliveredAcquisition, DoseCheck
+from optimiser.simulate.department import (
+    NCTDIW_120KV,
+    SCANNERS,
+    SITE_IDS,
+    SITE_WEIGHTS,
+    SITES,
+    ScannerModel,
+    SiteModel,
+    Structure,
+    over_ranging_mm,
+)
+from optimiser.simulate.rdsr_writer import RdsrContext, write_rdsr
+
+DEFAULT_START = datetime(2026, 1, 5, 8, 0, 0)
+UID_NAMESPACE = "lowdose-simulator/1"
+
+# Share of studies that send target + organs + isocentre but no needed range.
+DERIVED_NEEDED_SHARE = 0.25
+
+
+@dataclass(frozen=True, slots=True)
+class ProblemRates:
+    """Share of studies (0..1) that carry each problem; drawn independently per study."""
+
+    excess_coverage: float = 0.30
+    above_reference_level: float = 0.08
+    multiphase_contrast: float = 0.05
+    thin_reconstruction: float = 0.06
+    kv_not_calibrated: float = 0.05
+    repeat_acquisition: float = 0.05
+    diagnostic_intent: float = 0.04
+    unlabelled_planning_scan: float = 0.05
+    dose_check_exceeded: float = 0.05
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if not 0.0 <= value <= 1.0:
+                raise ConfigurationError(
+                    f"problem rate {f.name} = {value!r}: a rate must lie between 0 and 1; "
+                    f"give e.g. {f.name}=0.2"
+                )
+
+    @classmethod
+    def codes(cls) -> tuple[str, ...]:
+        return tuple(f.name for f in fields(cls))
+
+    @classmethod
+    def from_mapping(
+        cls, rates: Mapping[str, float], base: ProblemRates | None = None
+    ) -> ProblemRates:
+        """Rates from ``{code: share}``, the other codes keeping ``base`` (defaults)."""
+        known = cls.codes()
+        unknown = sorted(set(rates) - set(known))
+        if unknown:
+            raise ConfigurationError(
+                f"problem code {unknown[0]!r}: not a finding the simulator injects; "
+                f"choose from {', '.join(known)}"
+            )
+        values = {c: getattr(base or cls(), c) for c in known}
+        values.update({k: float(v) for k, v in rates.items()})
+        return cls(**values)
+
+    @classmethod
+    def none(cls) -> ProblemRates:
+        return cls(**dict.fromkeys(cls.codes(), 0.0))
+
+    def as_dict(self) -> dict[str, float]:
+        return {c: getattr(self, c) for c in self.codes()}
+
+
+@dataclass(frozen=True, slots=True)
+class SimulatedStudy:
+    study_instance_uid: str
+    site: str
+    protocol_event: ProtocolEvent
+    rdsr_bytes: bytes
+    injected: frozenset[str]
+    delivered: tuple[DeliveredAcquisition, ...] = ()
+    needed_z_mm: tuple[float, float] = (0.0, 0.0)  # the simulator's truth, also when not sent
+    sop_instance_uid: str = ""
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+def sim_uid(seed: int, *parts: object) -> str:
+    """A deterministic DICOM UID under the UUID-derived root 2.25 (PS3.5 B.2): <= 44 chars."""
+    text = "\x1f".join([UID_NAMESPACE, str(seed), *map(str, parts)])
+    return "2.25." + str(int(hashlib.sha256(text.encode()).hexdigest()[:32], 16))
+
+
+def _place(s: Structure, lo: float, hi: float, rng: random.Random) -> tuple[float, float]:
+    length = hi - lo
+    jitter = 0.02 * length
+    a = lo + s.lo * length + rng.uniform(-jitter, jitter)
+    b = lo + s.hi * length + rng.uniform(-jitter, jitter)
+    return (round(max(lo, min(a, b)), 1), round(min(hi, max(a, b)), 1))
+
+
+# Half-length of the image-guidance field about the isocentre counted as needed: kept below the
+# protocol library's default field (160 mm) so the optimiser's own needed range contains it.
+IGRT_HALF_FIELD_MM = 70.0
+
+
+def _derived_needed(
+    target: tuple[float, float], organs: Mapping[str, tuple[float, float]], isocentre: float
+) -> tuple[float, float]:
+    """The part of the needed range a study without ``needed_z_mm`` certainly needs: the union
+    of target, whole organs and the image-guidance field about the isocentre (planning-ct.md
+    section 4), keeping the contiguous block that holds the isocentre."""
+    pieces = sorted(
+        [target, *organs.values(), (isocentre - IGRT_HALF_FIELD_MM, isocentre + IGRT_HALF_FIELD_MM)]
+    )
+    blocks: list[list[float]] = []
+    for lo, hi in pieces:
+        if blocks and lo <= blocks[-1][1]:
+            blocks[-1][1] = max(blocks[-1][1], hi)
+        else:
+            blocks.append([lo, hi])
+    lo, hi = next(b for b in blocks if b[0] <= isocentre <= b[1])
+    return (round(float(lo), 1), round(float(hi), 1))
+
+
+def _birth_date(rng: random.Random) -> str:
+    return f"{rng.randint(1940, 1990)}{rng.randint(1, 12):02d}{rng.randint(1, 28):02d}"
+
+
+def _ctdivol_to_mas(ctdivol: float, kvp: float, pitch: float, phantom: str) -> float:
+    # CTDIvol = nCTDIw(kV) * mAs / pitch, nCTDIw scaling roughly as kV^2.5.
+    ncdtiw = NCTDIW_120KV[phantom] * float((kvp / 120.0) ** 2.5)
+    return ctdivol * pitch / ncdtiw
+
+
+@dataclass(slots=True)
+class _Plan:
+    """One acquisition as planned, before it is turned into event and report form."""
+
+    kind: str
+    lo: float
+    hi: float
+    kvp: float
+    ctdivol: float
+    pitch: float
+    slice_mm: float
+    contrast: bool
+    description: str
+
+
+class _StudyBuilder:
+    def __init__(self, seed: int, n: int, site: SiteModel, scanner: ScannerModel) -> None:
+        self.seed = seed
+        self.n = n
+        self.site = site
+        self.scanner = scanner
+
+    def uid(self, *parts: object) -> str:
+        return sim_uid(self.seed, self.n, *parts)
+
+
+def _draw_injected(rates: ProblemRates, rng: random.Random) -> frozenset[str]:
+    # One draw per code, in a fixed order, so a seed gives the same problems whatever the rates'
+    # construction order.
+    return frozenset(c for c in ProblemRates.codes() if rng.random() < getattr(rates, c))
+
+
+def _make_study(
+    seed: int,
+    n: int,
+    site_id: str,
+    rates: ProblemRates,
+    emitted_at: datetime,
+    rng: random.Random,
+) -> SimulatedStudy:
+    site = SITES[site_id]
+    scanner = SCANNERS[rng.randrange(len(SCANNERS))]
+    b = _StudyBuilder(seed, n, site, scanner)
+    injected = _draw_injected(rates, rng)
+
+    # Geometry: table z increases towards the head; the vertex sits near z = +200 mm.
+    vertex = rng.uniform(150.0, 250.0)
+    needed_hi = round(vertex - site.superior_below_vertex_mm, 1)
+    needed_lo = round(needed_hi - rng.uniform(*site.needed_length_mm), 1)
+    target = _place(site.target, needed_lo, needed_hi, rng)
+    organs = {o.name: _place(o, needed_lo, needed_hi, rng) for o in site.organs}
+    isocentre = round((target[0] + target[1]) / 2.0, 1)
+    send_needed = rng.random() >= DERIVED_NEEDED_SHARE
+    if send_needed:
+        clean_lo, clean_hi = needed_lo, needed_hi
+    else:
+        clean_lo, clean_hi = _derived_needed(target, organs, isocentre)
+
+    # Clean: the planned range sits inside the needed range by half the over-ranging (and a few
+    # mm), so the irradiated range stays within the needed range plus tolerance.
+    pitch = round(rng.uniform(*site.pitch), 3)
+    half_over = over_ranging_mm(pitch, scanner.total_collimation_mm) * 1.1 / 2.0
+    lo = round(clean_lo + half_over + rng.uniform(3.0, 8.0), 1)
+    hi = round(clean_hi - half_over - rng.uniform(3.0, 8.0), 1)
+    if "excess_coverage" in injected:
+        ends = rng.choice(("sup", "inf", "both"))
+        if ends in ("sup", "both"):
+            hi = round(clean_hi + rng.uniform(40.0, 120.0), 1)
+        if ends in ("inf", "both"):
+            lo = round(clean_lo - rng.uniform(40.0, 120.0), 1)
+
+    ref = site.reference_ctdivol_mgy
+    ctdivol = ref * rng.uniform(*site.clean_ctdivol_share)
+    if "above_reference_level" in injected:
+        ctdivol = ref * rng.uniform(1.4, 2.0)
+    kvp = 120.0
+    if "kv_not_calibrated" in injected:
+        kvp = rng.choice((80.0, 100.0))
+    slice_mm = rng.choice((2.0, 2.5, 3.0))
+    if "thin_reconstruction" in injected:
+        slice_mm = rng.choice((0.5, 0.6, 0.75))
+    base_contrast = "multiphase_contrast" not in injected and rng.random() < site.contrast_share
+    label = "4DCT" if site.site == "lung_4dct" else "Planning"
+
+    plans = [
+        _Plan(
+            "spiral",
+            lo,
+            hi,
+            kvp,
+            round(ctdivol, 2),
+            pitch,
+            slice_mm,
+            base_contrast,
+            f"{label} {slice_mm:g}mm" + (" C+" if base_contrast else ""),
+        )
+    ]
+    if "multiphase_contrast" in injected:
+        plans.append(
+            _Plan("spiral", lo, hi, kvp, round(ctdivol, 2), pitch, slice_mm, True, "Post contrast")
+        )
+    if "repeat_acquisition" in injected:
+        first = plans[0]
+        shift = rng.uniform(-3.0, 3.0)
+        plans.append(
+            _Plan(
+                "spiral",
+                round(first.lo + shift, 1),
+                round(first.hi + shift, 1),
+                first.kvp,
+                first.ctdivol,
+                first.pitch,
+                first.slice_mm,
+                first.contrast,
+                f"{first.description} repeat",
+            )
+        )
+
+    diagnostic = "diagnostic_intent" in injected
+    labelled = "unlabelled_planning_scan" not in injected
+    study_uid = b.uid("study")
+    accession = f"SIM{seed % 10000:04d}{n + 1:04d}"
+    patient_id = f"SIMPAT{seed % 1000:03d}{n + 1:05d}"
+    description = (
+        f"CT {site.target_region.meaning}"
+        if not labelled
+        else ("CT " if diagnostic else "RT Planning CT ") + site.target_region.meaning
+    )
+
+    scout_lo = round(min(p.lo for p in plans) - rng.uniform(40.0, 80.0), 1)
+    scout_hi = round(max(p.hi for p in plans) + rng.uniform(40.0, 80.0), 1)
+    scout_ctdivol = round(rng.uniform(0.05, 0.3), 2)
+    planned = [
+        PlannedAcquisition(
+            index=0,
+            type="localizer",
+            z_start_mm=scout_hi,
+            z_end_mm=scout_lo,
+            kvp=120.0,
+            mas=round(rng.uniform(20.0, 50.0), 1),
+            ctdivol_mgy=scout_ctdivol,
+            phantom="head" if site.phantom == "head" else "body",
+            series_description="Topogram",
+        )
+    ]
+    for i, p in enumerate(plans, start=1):
+        planned.append(
+            PlannedAcquisition(
+                index=i,
+                type="spiral",
+                z_start_mm=p.hi,  # scans run head to feet: start at the superior end
+                z_end_mm=p.lo,
+                kvp=p.kvp,
+                mas=round(_ctdivol_to_mas(p.ctdivol, p.kvp, p.pitch, site.phantom), 1),
+                ctdivol_mgy=p.ctdivol,
+                phantom="head" if site.phantom == "head" else "body",
+                pitch=p.pitch,
+                total_collimation_mm=scanner.total_collimation_mm,
+                rotation_time_s=site.rotation_time_s,
+                slice_thickness_mm=p.slice_mm,
+                kernel="B30f" if scanner.manufacturer == "SIEMENS" else "STANDARD",
+                contrast="with" if p.contrast else "none",
+                tube_current_modulation=site.phantom == "body",
+                series_description=p.description,
+            )
+        )
+
+    event = ProtocolEvent(
+        schema_="lowdose.protocol/1",
+        event_id=f"sim-{seed}-{n + 1:05d}",
+        emitted_at=emitted_at,
+        scanner=Scanner(
+            station_name=scanner.station_name,
+            manufacturer=scanner.manufacturer,
+            model=scanner.model,
+            device_serial=scanner.device_serial,
+        ),
+        study=Study(
+            study_instance_uid=study_uid,
+            accession_number=accession,
+            patient_id=patient_id,
+            study_description=description,
+            purpose="diagnostic" if diagnostic else "rt_planning",
+            labelled_planning=labelled,
+        ),
+        planning=Planning(
+            site=site.site,
+            needed_z_mm=(needed_lo, needed_hi) if send_needed else None,
+            target_z_mm=target,
+            isocentre_z_mm=isocentre,
+            organs_z_mm=organs,
+        ),
+        acquisitions=planned,
+    )
+
+    delivered = _deliver(b, event, plans, scout_lo, scout_hi, scout_ctdivol, injected, rng)
+    sop_uid = b.uid("rdsr")
+    context = RdsrContext(
+        study_instance_uid=study_uid,
+        series_instance_uid=b.uid("series"),
+        sop_instance_uid=sop_uid,
+        device_observer_uid=sim_uid(seed, "device", scanner.station_name),
+        accession_number=accession,
+        patient_id=patient_id,
+        patient_name=f"SIM^PATIENT{n + 1:04d}",
+        patient_sex=rng.choice(("F", "M")) if "prostate" not in site.site else "M",
+        patient_birth_date=_birth_date(rng),
+        study_description=description,
+        study_datetime=emitted_at,
+        scanner=scanner,
+        intent="diagnostic" if diagnostic else "therapeutic",
+        target_region=site.target_region,
+    )
+    rdsr = write_rdsr(context, delivered)
+    return SimulatedStudy(
+        study_instance_uid=study_uid,
+        site=site.site,
+        protocol_event=event,
+        rdsr_bytes=rdsr,
+        injected=injected,
+        delivered=tuple(delivered),
+        needed_z_mm=(needed_lo, needed_hi) if send_needed else (clean_lo, clean_hi),
+        sop_instance_uid=sop_uid,
+    )
+
+
+def _deliver(
+    b: _StudyBuilder,
+    event: ProtocolEvent,
+    plans: list[_Plan],
+    scout_lo: float,
+    scout_hi: float,
+    scout_ctdivol: float,
+    injected: frozenset[str],
+    rng: random.Random,
+) -> list[DeliveredAcquisition]:
+    """The acquisitions as the scanner delivered them (planning-ct.md section 4: irradiated
+    length = planned length + helical over-ranging; DLP = CTDIvol x irradiated length)."""
+    scanner, site = b.scanner, b.site
+    scout_ma = round(rng.uniform(20.0, 50.0))
+    scout_len_cm = (scout_hi - scout_lo) / 10.0
+    out = [
+        DeliveredAcquisition(
+            index=0,
+            acquisition_type="localizer",
+            protocol=f"{site.protocol_name} Topogram",
+            contrast=False,
+            irradiation_event_uid=b.uid("event", 0),
+            top_z_mm=scout_hi,
+            bottom_z_mm=scout_lo,
+            exposure_time_s=round(scout_len_cm / 10.0, 2),  # topogram table speed ~100 mm/s
+            single_collimation_mm=scanner.single_collimation_mm,
+            total_collimation_mm=scanner.single_collimation_mm,
+            pitch=None,
+            kvp=120.0,
+            max_tube_current_ma=scout_ma,
+            mean_tube_current_ma=scout_ma,
+            rotation_time_s=site.rotation_time_s,
+            ctdivol_mgy=scout_ctdivol,
+            phantom=site.phantom,
+            dlp_mgy_cm=round(scout_ctdivol * scout_len_cm, 2),
+        )
+    ]
+    check_index = rng.randrange(len(plans))
+    accumulated_dlp = out[0].dlp_mgy_cm
+    accumulated_ctdivol = 0.0
+    for i, p in enumerate(plans, start=1):
+        planned = event.acquisitions[i]
+        over = over_ranging_mm(p.pitch, scanner.total_collimation_mm) * rng.uniform(0.9, 1.1)
+        top = round(p.hi + over / 2.0, 1)
+        bottom = round(p.lo - over / 2.0, 1)
+        length_mm = top - bottom
+        dlp = round(p.ctdivol * length_mm / 10.0, 2)
+        accumulated_dlp += dlp
+        accumulated_ctdivol += p.ctdivol
+        rotations = length_mm / (p.pitch * scanner.total_collimation_mm)
+        mean_ma = planned.mas / site.rotation_time_s
+        checks: tuple[DoseCheck, ...] = ()
+        if "dose_check_exceeded" in injected and i - 1 == check_index:
+            # Configured values the scan overran: the console warned and the operator proceeded.
+            kind = "alert" if rng.random() < 0.5 else "notification"
+            checks = (
+                DoseCheck(
+                    kind=kind,
+                    ctdivol_value_mgy=float(round(p.ctdivol * 0.8 / 5.0) * 5.0 or 5.0),
+                    dlp_value_mgy_cm=float(round(dlp * 0.8 / 50.0) * 50.0 or 50.0),
+                    ctdivol_forward_estimate_mgy=round(accumulated_ctdivol, 2),
+                    dlp_forward_estimate_mgy_cm=round(accumulated_dlp, 2),
+                    reason_for_proceeding="Planning protocol; physicist informed",
+                ),
+            )
+        out.append(
+            DeliveredAcquisition(
+                index=i,
+                acquisition_type="spiral",
+                protocol=f"{site.protocol_name} {p.description}",
+                contrast=p.contrast,
+                irradiation_event_uid=b.uid("event", i),
+                top_z_mm=top,
+                bottom_z_mm=bottom,
+                exposure_time_s=round(rotations * site.rotation_time_s, 2),
+                single_collimation_mm=scanner.single_collimation_mm,
+                total_collimation_mm=scanner.total_collimation_mm,
+                pitch=p.pitch,
+                kvp=p.kvp,
+                max_tube_current_ma=round(
+                    mean_ma * (1.4 if planned.tube_current_modulation else 1.0)
+                ),
+                mean_tube_current_ma=round(mean_ma),
+                rotation_time_s=site.rotation_time_s,
+                ctdivol_mgy=p.ctdivol,
+                phantom=site.phantom,
+                dlp_mgy_cm=dlp,
+                dose_checks=checks,
+            )
+        )
+    return out
+
+
+def simulate_feed(
+    n_studies: int,
+    *,
+    seed: int = 0,
+    problem_rates: ProblemRates | None = None,
+    sites: Sequence[str] | None = None,
+    start: datetime | None = None,
+) -> list[SimulatedStudy]:
+    """A deterministic CT-sim department feed of ``n_studies`` planning studies.
+
+    Same seed, rates, sites and start give the same events and the same report bytes.
+    """
+    if isinstance(n_studies, bool) or not isinstance(n_studies, int) or n_studies < 0:
+        raise ConfigurationError(
+            f"n_studies = {n_studies!r}: the number of studies must be a whole number >= 0; "
+            "give e.g. --studies 40"
+        )
+    chosen = tuple(sites) if sites else SITE_IDS
+    unknown = [s for s in chosen if s not in SITES]
+    if unknown:
+        raise ConfigurationError(
+            f"site {unknown[0]!r}: not a site of the simulated department; "
+            f"choose from {', '.join(SITE_IDS)}"
+        )
+    rates = problem_rates or ProblemRates()
+    rng = random.Random(seed)
+    weights = [SITE_WEIGHTS[s] for s in chosen]
+    when = start or DEFAULT_START
+    studies = []
+    for n in range(n_studies):
+        site_id = rng.choices(chosen, weights=weights)[0]
+        studies.append(_make_study(seed, n, site_id, rates, when, rng))
+        when = when + timedelta(minutes=rng.uniform(8.0, 16.0))
+    return studies
