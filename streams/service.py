@@ -1,0 +1,467 @@
+"""The consumer service behind ``lowdose run``: consume, decode, assess, produce, then commit.
+
+One loop iteration is one batch: poll up to ``max_batch`` records from the input topics, decode
+them (bad ones go to the bad-message policy), hand the decoded batch to the same
+:class:`optimiser.pipeline.Pipeline` that ``lowdose demo`` uses (one kernel call per batch),
+produce every assessment to ``lowdose.assessments.v1`` and the flagged ones to
+``lowdose.alerts.v1``, flush the producer (outputs, dead letters and state changelog writes), and
+only then commit the consumed offsets: at-least-once. An output's key is the Study Instance UID
+and its ``assessment_id`` header is derived from the input, so a duplicate after a crash is
+recognisable.
+
+Dose reports are assessed against their study's protocol event. Both arrive on co-numbered
+partitions of two topics, so a report may be fetched before its event when the protocol
+partition lags; such reports wait (up to ``max_defer_s``) until that partition has caught up.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from optimiser.errors import BrokerError, LowdoseError
+from streams.changelog import ChangelogStateStore
+from streams.deadletter import BadMessagePolicy, DeadLetterPolicy
+from streams.decode import Decoder, study_uid_of
+from streams.settings import StreamSettings
+from streams.topics import ensure_topics
+
+log = logging.getLogger("lowdose.streams.service")
+
+HEADER_ASSESSMENT_ID = "assessment_id"
+HEADER_INPUT = "lowdose.input"
+
+PipelineFactory = Callable[[ChangelogStateStore], Any]
+
+
+@dataclass
+class ServiceStats:
+    batches: int = 0
+    consumed: int = 0
+    assessed: int = 0
+    alerts: int = 0
+    bad: int = 0
+    commits: int = 0
+    commit_failures: int = 0
+    rebalances: int = 0
+    rebuilt_studies: int = 0
+
+
+def default_pipeline_factory(settings: StreamSettings) -> PipelineFactory:
+    def build(store: ChangelogStateStore) -> Any:
+        from optimiser.pipeline import Pipeline
+
+        library = None
+        if settings.site_library is not None:
+            from protocols.library import load_library
+
+            library = load_library(settings.site_library)
+        return Pipeline(library=library, store=store)
+
+    return build
+
+
+class _Rebalance:
+    """Records assignment changes (called on the client's I/O thread); the loop acts on them.
+
+    The consumer uses the eager protocol: every rebalance revokes all partitions and assigns the
+    new set, and fetch positions restart from the committed offsets. So on any change the loop
+    drops its study state and deferred records and replays the changelog of the new set.
+    """
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.owned: set[Any] = set()
+        self.changed = False
+        self.count = 0
+
+    def on_partitions_revoked(self, revoked: Any) -> None:
+        with self.lock:
+            self.owned -= set(revoked)
+            self.changed = True
+
+    def on_partitions_assigned(self, assigned: Any) -> None:
+        with self.lock:
+            self.owned |= set(assigned)
+            self.changed = True
+            self.count += 1
+
+    def on_partitions_lost(self, lost: Any) -> None:
+        self.on_partitions_revoked(lost)
+
+    def take(self) -> set[Any] | None:
+        """The owned partitions if they changed since the last call, else None."""
+        with self.lock:
+            if not self.changed:
+                return None
+            self.changed = False
+            return set(self.owned)
+
+
+class Service:
+    def __init__(
+        self,
+        settings: StreamSettings,
+        *,
+        pipeline_factory: PipelineFactory | None = None,
+        policy_factory: Callable[[Any], BadMessagePolicy] | None = None,
+        decoder: Decoder | None = None,
+        max_defer_s: float = 5.0,
+    ) -> None:
+        self.settings = settings
+        self.pipeline_factory = pipeline_factory or default_pipeline_factory(settings)
+        self.policy_factory = policy_factory or (
+            lambda producer: DeadLetterPolicy(producer, settings.topics.dlq)
+        )
+        self.decoder = decoder or Decoder(
+            settings.topics.protocol, settings.topics.rdsr, strictness=settings.strictness
+        )
+        self.max_defer_s = max_defer_s
+        self.stats = ServiceStats()
+        self._stop = threading.Event()
+        self.ready = threading.Event()  # set once the consumer has subscribed
+
+    def request_stop(self) -> None:
+        """Finish the current batch, commit, leave the group (safe from a signal handler)."""
+        self._stop.set()
+
+    # -- set-up -------------------------------------------------------------------------------
+
+    def _producer(self) -> Any:
+        from kafka import KafkaProducer
+
+        return KafkaProducer(
+            **self.settings.kafka_common(),
+            acks="all",
+            linger_ms=self.settings.linger_ms,
+            # Broker restarts must not lose outputs: retry delivery for up to 5 minutes.
+            delivery_timeout_ms=300_000,
+            request_timeout_ms=30_000,
+        )
+
+    def _reader(self) -> Any:
+        from kafka import KafkaConsumer
+
+        return KafkaConsumer(
+            **self.settings.kafka_common(), group_id=None, enable_auto_commit=False
+        )
+
+    def _consumer(self) -> Any:
+        from kafka import KafkaConsumer
+
+        s = self.settings
+        return KafkaConsumer(
+            **s.kafka_common(),
+            group_id=s.group_id,
+            enable_auto_commit=False,
+            auto_offset_reset=s.auto_offset_reset,
+            max_poll_records=s.max_batch,
+            session_timeout_ms=s.session_timeout_ms,
+            heartbeat_interval_ms=s.heartbeat_interval_ms,
+            max_poll_interval_ms=s.max_poll_interval_ms,
+        )
+
+    # -- the loop -----------------------------------------------------------------------------
+
+    def run(self, *, idle_stop_s: float | None = None) -> ServiceStats:
+        """Consume until :meth:`request_stop` (or ``idle_stop_s`` without any record)."""
+        from kafka import ConsumerRebalanceListener
+
+        counts = ensure_topics(self.settings)
+        producer = self._producer()
+        store = ChangelogStateStore(
+            producer,
+            self.settings.topics.state,
+            counts[self.settings.topics.state],
+            self._reader,
+            max_studies=self.settings.state_max_studies,
+            ttl_s=self.settings.state_ttl_s,
+        )
+        pipeline = self.pipeline_factory(store)
+        started = time.perf_counter()
+        # Compile the kernels before joining the group: a first batch that compiles could
+        # overrun max_poll_interval_ms and trigger a rebalance.
+        pipeline.warm_up()
+        log.info(
+            "pipeline warmed up",
+            extra={"event": "warm_up", "seconds": round(time.perf_counter() - started, 3)},
+        )
+        policy = self.policy_factory(producer)
+        rebalance = _Rebalance()
+
+        class Listener(ConsumerRebalanceListener):  # type: ignore[misc]
+            def on_partitions_revoked(self, revoked: Any) -> None:
+                rebalance.on_partitions_revoked(revoked)
+
+            def on_partitions_assigned(self, assigned: Any) -> None:
+                rebalance.on_partitions_assigned(assigned)
+
+            def on_partitions_lost(self, lost: Any) -> None:
+                rebalance.on_partitions_lost(lost)
+
+        consumer = self._consumer()
+        consumer.subscribe(self.settings.topics.inputs, listener=Listener())
+        self.ready.set()
+        log.info(
+            "consumer subscribed",
+            extra={"event": "subscribed", "group_id": self.settings.group_id},
+        )
+        loop = _Loop(self, consumer, producer, store, pipeline, policy, rebalance)
+        try:
+            loop.run(idle_stop_s)
+        finally:
+            try:
+                consumer.close(autocommit=False)
+            finally:
+                producer.close(timeout_ms=30_000)
+            log.info("service stopped", extra={"event": "stopped", **asdict(self.stats)})
+        return self.stats
+
+
+class _Loop:
+    def __init__(
+        self,
+        service: Service,
+        consumer: Any,
+        producer: Any,
+        store: ChangelogStateStore,
+        pipeline: Any,
+        policy: BadMessagePolicy,
+        rebalance: _Rebalance,
+    ) -> None:
+        self.service = service
+        self.s = service.settings
+        self.stats = service.stats
+        self.consumer = consumer
+        self.producer = producer
+        self.store = store
+        self.pipeline = pipeline
+        self.policy = policy
+        self.rebalance = rebalance
+        self.owned: set[Any] = set()
+        self.deferred: list[Any] = []
+        self.deferred_since: float | None = None
+        self.paused: set[Any] = set()
+
+    def run(self, idle_stop_s: float | None) -> None:
+        last_record = time.monotonic()
+        while not self.service._stop.is_set():
+            polled = self.consumer.poll(
+                timeout_ms=self.s.poll_timeout_ms, max_records=self.s.max_batch
+            )
+            self._follow_rebalance()
+            records = [r for tp, rs in polled.items() if tp in self.owned for r in rs]
+            if records:
+                last_record = time.monotonic()
+            if records or self.deferred:
+                self._batch(records)
+            elif idle_stop_s is not None and time.monotonic() - last_record > idle_stop_s:
+                break
+
+    def _follow_rebalance(self) -> None:
+        owned = self.rebalance.take()
+        if owned is None:
+            return
+        self.stats.rebalances += 1
+        self.owned = owned
+        self.deferred = [r for r in self.deferred if _tp(r) in owned]
+        if not self.deferred:
+            self.deferred_since = None
+        self.paused &= owned
+        numbers = {tp.partition for tp in owned}
+        # Replay everything we own: positions restart from committed offsets after a rebalance
+        # and the changelog holds the state as of those commits (flushed before each commit).
+        dropped = self.store.drop(range(self.store.partitions))
+        started = time.perf_counter()
+        loaded = self.store.rebuild(numbers)
+        self.stats.rebuilt_studies += loaded
+        log.info(
+            "partitions assigned",
+            extra={
+                "event": "assigned",
+                "partitions": sorted(f"{tp.topic}/{tp.partition}" for tp in owned),
+                "studies_dropped": dropped,
+                "studies_rebuilt": loaded,
+                "rebuild_seconds": round(time.perf_counter() - started, 3),
+            },
+        )
+
+    def _split_deferred(self, records: list[Any]) -> list[Any]:
+        """Records ready now; dose reports whose protocol partition lags wait in ``deferred``."""
+        from kafka import TopicPartition
+
+        topics = self.s.topics
+        candidates = self.deferred + records
+        self.deferred = []
+        ready: list[Any] = []
+        waiting: set[Any] = set()
+        expired = (
+            self.deferred_since is not None
+            and time.monotonic() - self.deferred_since > self.service.max_defer_s
+        )
+        for record in candidates:
+            tp = _tp(record)
+            protocol_tp = TopicPartition(topics.protocol, tp.partition)
+            if (
+                record.topic == topics.rdsr
+                and not expired
+                and (tp in waiting or self._protocol_lags(protocol_tp))
+            ):
+                waiting.add(tp)
+                self.deferred.append(record)
+                continue
+            ready.append(record)
+        if self.deferred:
+            if self.deferred_since is None:
+                self.deferred_since = time.monotonic()
+            newly = waiting - self.paused
+            if newly:
+                self.consumer.pause(*newly)
+                self.paused |= newly
+        else:
+            self.deferred_since = None
+        resume = self.paused - waiting
+        if resume:
+            self.consumer.resume(*resume)
+            self.paused -= resume
+        return ready
+
+    def _protocol_lags(self, tp: Any) -> bool:
+        if tp not in self.owned:
+            return False
+        try:
+            highwater = self.consumer.highwater(tp)
+            position = self.consumer.position(tp, timeout_ms=1000)
+        except Exception:  # unknown position: do not hold reports back on a guess
+            return False
+        return highwater is not None and position is not None and position < highwater
+
+    def _batch(self, records: list[Any]) -> None:
+        ready = self._split_deferred(records)
+        if not ready:
+            return
+        # Protocol events before the reports that follow them; stable, so per-partition order holds.
+        ready.sort(key=lambda r: r.timestamp)
+        self.stats.batches += 1
+        self.stats.consumed += len(ready)
+        items: list[Any] = []
+        origins: list[Any] = []
+        for record in ready:
+            try:
+                item = self.service.decoder.decode(record)
+            except LowdoseError as exc:
+                self._bad(record, exc, "decode")
+                continue
+            uid = study_uid_of(item)
+            if uid is not None:
+                self.store.route(uid, record.partition)
+            items.append(item)
+            origins.append(record)
+        assessments = self._assess(items, origins)
+        futures = []
+        topics = self.s.topics
+        for assessment in assessments:
+            key = assessment.study_instance_uid.encode()
+            value = assessment.to_json().encode()
+            headers = [
+                (HEADER_ASSESSMENT_ID, assessment.assessment_id.encode()),
+                ("content-type", b"application/json"),
+            ]
+            futures.append(
+                self.producer.send(topics.assessments, key=key, value=value, headers=headers)
+            )
+            if assessment.is_alert:
+                futures.append(
+                    self.producer.send(topics.alerts, key=key, value=value, headers=headers)
+                )
+                self.stats.alerts += 1
+        self.stats.assessed += len(assessments)
+        self.producer.flush()
+        failed = [f for f in futures if f.failed()]
+        if failed:
+            self._rewind(ready)
+            raise BrokerError(
+                f"{len(failed)} output record(s) could not be delivered "
+                f"({failed[0].exception!r}); offsets not committed, the batch will be reprocessed"
+            )
+        self._commit(ready)
+
+    def _assess(self, items: list[Any], origins: list[Any]) -> list[Any]:
+        if not items:
+            return []
+        try:
+            return list(self.pipeline.process(items))
+        except LowdoseError:
+            pass
+        # One item spoilt the batch: assess one by one to find it and keep the rest.
+        out: list[Any] = []
+        for item, record in zip(items, origins, strict=True):
+            try:
+                out.extend(self.pipeline.process([item]))
+            except LowdoseError as exc:
+                self._bad(record, exc, "assess")
+            except Exception as exc:  # a pipeline bug must not stop the feed for everyone
+                log.exception(
+                    "pipeline failed on one message",
+                    extra={"event": "pipeline_error", "source": _where(record)},
+                )
+                self._bad(record, exc, "assess")
+        return out
+
+    def _bad(self, record: Any, error: Exception, stage: str) -> None:
+        self.stats.bad += 1
+        self.policy.handle(record, error, stage)
+
+    def _rewind(self, records: list[Any]) -> None:
+        first: dict[Any, int] = {}
+        for r in records:
+            tp = _tp(r)
+            first[tp] = min(first.get(tp, r.offset), r.offset)
+        for tp, offset in first.items():
+            self.consumer.seek(tp, offset)
+
+    def _commit(self, records: list[Any]) -> None:
+        from kafka import OffsetAndMetadata
+        from kafka.errors import CommitFailedError, KafkaError
+
+        offsets: dict[Any, Any] = {}
+        for r in records:
+            tp = _tp(r)
+            if tp not in offsets or offsets[tp].offset < r.offset + 1:
+                offsets[tp] = OffsetAndMetadata(r.offset + 1, "", -1)
+        for attempt in range(10):
+            try:
+                self.consumer.commit(offsets=offsets, timeout_ms=15_000)
+                self.stats.commits += 1
+                return
+            except CommitFailedError:
+                # We were rebalanced out: the new owner reprocesses from the last commit
+                # (duplicates with the same assessment ids, nothing lost).
+                self.stats.commit_failures += 1
+                log.warning("commit failed after a rebalance", extra={"event": "commit_failed"})
+                return
+            except KafkaError as exc:
+                self.stats.commit_failures += 1
+                log.warning(
+                    "commit failed, retrying",
+                    extra={"event": "commit_retry", "attempt": attempt, "error": repr(exc)},
+                )
+                time.sleep(min(5.0, 0.5 * (attempt + 1)))
+        raise BrokerError(
+            f"could not commit offsets to group {self.s.group_id} after 10 attempts; the "
+            "outputs are flushed and will be reproduced (same assessment ids) on restart"
+        )
+
+
+def _tp(record: Any) -> Any:
+    from kafka import TopicPartition
+
+    return TopicPartition(record.topic, record.partition)
+
+
+def _where(record: Any) -> str:
+    return f"{record.topic}/{record.partition}@{record.offset}"
