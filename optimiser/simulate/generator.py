@@ -231,7 +231,7 @@ def _make_study(
     if "thin_reconstruction" in injected:
         slice_mm = rng.choice((0.5, 0.6, 0.75))
     base_contrast = "multiphase_contrast" not in injected and rng.random() < site.contrast_share
-    label = "4DCT" if site.site == "lung_4dct" else "Planning"
+    label = "4DCT" if site.site == "lung_4dct" else "Helical"
 
     plans = [
         _Plan(
@@ -433,8 +433,8 @@ def _deliver(
             checks = (
                 DoseCheck(
                     kind=kind,
-                    ctdivol_value_mgy=float(round(p.ctdivol * 0.8 / 5.0) * 5.0 or 5.0),
-                    dlp_value_mgy_cm=float(round(dlp * 0.8 / 50.0) * 50.0 or 50.0),
+                    ctdivol_value_mgy=round(p.ctdivol * 0.8, 1),
+                    dlp_value_mgy_cm=float(round(dlp * 0.8)),
                     ctdivol_forward_estimate_mgy=round(accumulated_ctdivol, 2),
                     dlp_forward_estimate_mgy_cm=round(accumulated_dlp, 2),
                     reason_for_proceeding="Planning protocol; physicist informed",
