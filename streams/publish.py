@@ -1,0 +1,173 @@
+"""Sending feeds to the input topics: simulator folders, real files, or simulated studies.
+
+Protocol events (``*.json``) go to ``lowdose.protocol.v1``; DICOM files (``*.dcm``: dose reports,
+RT structure sets) go as raw bytes to ``lowdose.rdsr.v1`` with ``content-type:
+application/dicom``. Every message is keyed by its Study Instance UID, so a study's messages land
+on co-numbered partitions of the two topics (the service's study state relies on it).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from optimiser.errors import InputError
+from optimiser.events import parse_protocol_event
+from streams.settings import Topics
+
+PROTOCOL = "protocol"
+DICOM = "dicom"
+_SKIP_NAMES = {"manifest.json"}
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    kind: str  # protocol | dicom
+    key: bytes | None
+    value: bytes
+    headers: tuple[tuple[str, bytes], ...]
+    source: str
+
+    def topic(self, topics: Topics) -> str:
+        return topics.protocol if self.kind == PROTOCOL else topics.rdsr
+
+
+def protocol_message(value: bytes, source: str, *, validate: bool = True) -> Outgoing:
+    key: bytes | None = None
+    try:
+        event = parse_protocol_event(value, source=source)
+        key = event.study.study_instance_uid.encode()
+    except InputError:
+        if validate:
+            raise
+    return Outgoing(PROTOCOL, key, value, (("content-type", b"application/json"),), source)
+
+
+def dicom_study_uid(value: bytes, source: str) -> str:
+    """Study Instance UID (0020,000D) of a DICOM file, reading no further than needed."""
+    import io
+
+    from pydicom import dcmread
+    from pydicom.errors import InvalidDicomError
+
+    try:
+        ds = dcmread(io.BytesIO(value), stop_before_pixels=True, specific_tags=["StudyInstanceUID"])
+        uid = ds.get("StudyInstanceUID")
+    except (InvalidDicomError, OSError, ValueError, EOFError) as exc:
+        raise InputError(
+            f"not a readable DICOM file ({type(exc).__name__}); publish only DICOM Part 10 files "
+            "as .dcm",
+            source=source,
+        ) from exc
+    if not uid:
+        raise InputError(
+            "StudyInstanceUID (0020,000D) is missing; messages are keyed by it", source=source
+        )
+    return str(uid)
+
+
+def dicom_message(value: bytes, source: str, *, validate: bool = True) -> Outgoing:
+    key: bytes | None = None
+    try:
+        key = dicom_study_uid(value, source).encode()
+    except InputError:
+        if validate:
+            raise
+    return Outgoing(DICOM, key, value, (("content-type", b"application/dicom"),), source)
+
+
+def iter_files(paths: Iterable[Path]) -> Iterator[Path]:
+    """Files to publish, in path order (a simulator folder: protocol.json before rdsr.dcm)."""
+    for path in paths:
+        if path.is_dir():
+            yield from sorted(
+                p
+                for p in path.rglob("*")
+                if p.is_file()
+                and p.suffix.lower() in (".json", ".dcm")
+                and p.name not in _SKIP_NAMES
+            )
+        elif path.is_file():
+            yield path
+        else:
+            raise InputError(f"{path} does not exist; give a feed folder or files")
+
+
+def messages_from_files(paths: Iterable[Path], *, validate: bool = True) -> Iterator[Outgoing]:
+    for path in iter_files(paths):
+        data = path.read_bytes()
+        suffix = path.suffix.lower()
+        if suffix == ".json":
+            yield protocol_message(data, str(path), validate=validate)
+        elif suffix == ".dcm" or data[128:132] == b"DICM":
+            yield dicom_message(data, str(path), validate=validate)
+        else:
+            raise InputError(
+                f"{path}: unknown kind of file (suffix {suffix!r}); publish *.json protocol "
+                "events or *.dcm DICOM files"
+            )
+
+
+def messages_from_studies(studies: Iterable[Any]) -> Iterator[Outgoing]:
+    """Messages of simulated studies (``optimiser.simulate.SimulatedStudy``): event, then report."""
+    for study in studies:
+        key = study.study_instance_uid.encode()
+        yield Outgoing(
+            PROTOCOL,
+            key,
+            study.protocol_event.to_json().encode(),
+            (("content-type", b"application/json"),),
+            f"{study.study_instance_uid}/protocol",
+        )
+        yield Outgoing(
+            DICOM,
+            key,
+            study.rdsr_bytes,
+            (("content-type", b"application/dicom"),),
+            f"{study.study_instance_uid}/rdsr",
+        )
+
+
+def send(
+    producer: Any,
+    topics: Topics,
+    messages: Iterable[Outgoing],
+    *,
+    on_sent: Callable[[Outgoing], None] | None = None,
+) -> dict[str, int]:
+    """Send messages, flush, and check every delivery; returns counts per kind."""
+    from optimiser.errors import BrokerError
+
+    counts = {PROTOCOL: 0, DICOM: 0}
+    futures = []
+    for message in messages:
+        futures.append(
+            producer.send(
+                message.topic(topics),
+                key=message.key,
+                value=message.value,
+                headers=list(message.headers),
+            )
+        )
+        counts[message.kind] += 1
+        if on_sent is not None:
+            on_sent(message)
+    producer.flush()
+    failed = [f for f in futures if f.failed()]
+    if failed:
+        raise BrokerError(
+            f"{len(failed)} of {len(futures)} messages were not delivered "
+            f"({failed[0].exception!r}); check the broker and retry"
+        )
+    return counts
+
+
+def manifest_studies(folder: Path) -> int | None:
+    """Number of studies in a simulator folder's manifest, if it has one."""
+    try:
+        return len(json.loads((folder / "manifest.json").read_text())["studies"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
