@@ -1,0 +1,259 @@
+"""The dose model's Python side: needed range N, placement of the irradiated range X, site tables.
+
+The per-acquisition arithmetic (over-ranging, DLP over X, excess outside N, slab integration of
+effective dose by region bands) runs in :mod:`optimiser.kernels`; this module decides the inputs.
+
+Sources (../shared/reference/planning-ct.md):
+- section 4: needed range = target extent plus margins, united with whole-organ extents and the
+  image-guidance field about the isocentre; the margins and default lengths are departmental
+  conventions held in the site library; irradiated length = DLP / CTDIvol when a report has both;
+- section 5: k by body region (the library's region bands), slab by slab (Huda et al. 2008).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+
+from optimiser.events import PlannedAcquisition, Planning
+from optimiser.kernels import SiteTables
+from optimiser.records import CtAcquisition, RoiExtent
+from protocols.library import SiteLibrary, SiteProtocol
+
+ZRange = tuple[float, float]
+
+
+def site_tables(lib: SiteLibrary) -> SiteTables:
+    """The library's per-site arrays in the kernel's layout (row = ``lib.site_index``)."""
+    bands = lib.band_tables()
+    over = np.array(
+        [
+            [
+                s.overranging.factor,
+                s.overranging.unknown_total_mm,
+                s.overranging.narrow_collimation_mm,
+                s.overranging.narrow_min_total_mm,
+                s.overranging.narrow_max_total_mm,
+            ]
+            for s in lib.sites.values()
+        ],
+        dtype=np.float64,
+    )
+    return SiteTables(
+        over,
+        bands.inside_frac,
+        bands.inside_k,
+        bands.above_end,
+        bands.above_k,
+        bands.below_end,
+        bands.below_k,
+    )
+
+
+@dataclass(slots=True)
+class Needed:
+    """The needed range N and how it was obtained."""
+
+    z_mm: ZRange
+    basis: str  # given | target_margins | site_default | structure_set
+    notes: list[str] = field(default_factory=list)
+
+
+def _hull(ranges: list[ZRange]) -> ZRange:
+    return (min(r[0] for r in ranges), max(r[1] for r in ranges))
+
+
+def _organ_matches(name: str, organs: list[str]) -> bool:
+    key = name.strip().lower().replace(" ", "_")
+    return any(key == o or key.startswith(o) for o in organs)
+
+
+def needed_from_planning(planning: Planning, protocol: SiteProtocol, centre: float) -> Needed:
+    """N from a protocol event's planning block (model step 1).
+
+    ``centre`` places the site's default length when the event gives neither N nor a target
+    (the planned range's centre, or the isocentre when known).
+    """
+    cov = protocol.coverage
+    if planning.needed_z_mm is not None:
+        return Needed(planning.needed_z_mm, "given")
+    if planning.target_z_mm is not None:
+        lo, hi = planning.target_z_mm
+        parts: list[ZRange] = [(lo - cov.margin_inferior_mm, hi + cov.margin_superior_mm)]
+        parts.extend(planning.organs_z_mm.values())
+        if planning.isocentre_z_mm is not None and cov.image_guidance_field_mm > 0:
+            half = cov.image_guidance_field_mm / 2.0
+            parts.append((planning.isocentre_z_mm - half, planning.isocentre_z_mm + half))
+        notes = []
+        if len(parts) > 1:
+            notes.append(
+                "needed range = one continuous range covering the target with margins, the "
+                "listed whole organs and the image-guidance field"
+            )
+        return Needed(_hull(parts), "target_margins", notes)
+    if planning.isocentre_z_mm is not None:
+        centre = planning.isocentre_z_mm
+    half = cov.default_needed_length_mm / 2.0
+    return Needed(
+        (centre - half, centre + half),
+        "site_default",
+        [
+            f"needed range is the {protocol.site} default length "
+            f"{cov.default_needed_length_mm:g} mm centred at z = {centre:g} mm (no target given)"
+        ],
+    )
+
+
+def needed_from_structure_set(
+    rois: dict[str, ZRange], roi_types: dict[str, str], protocol: SiteProtocol
+) -> Needed | None:
+    """N from the RT Structure Set (retrospective audit): PTV extents plus the site margins,
+    united with whole organs of the site and the image-guidance field about an ISOCENTER ROI.
+    None when the structure set holds no PTV or site organ."""
+    cov = protocol.coverage
+    parts: list[ZRange] = []
+    organs = [o.lower() for o in cov.whole_organs]
+    iso: list[float] = []
+    for name, (lo, hi) in rois.items():
+        kind = (roi_types.get(name) or "").upper()
+        if kind == "PTV" or name.upper().startswith("PTV"):
+            parts.append((lo - cov.margin_inferior_mm, hi + cov.margin_superior_mm))
+        elif _organ_matches(name, organs):
+            parts.append((lo, hi))
+        elif kind == "ISOCENTER":
+            iso.append(0.5 * (lo + hi))
+    if not parts:
+        return None
+    if iso and cov.image_guidance_field_mm > 0:
+        half = cov.image_guidance_field_mm / 2.0
+        parts.extend((z - half, z + half) for z in iso)
+    return Needed(
+        _hull(parts),
+        "structure_set",
+        ["needed range from the RT Structure Set (PTV with margins, whole organs)"],
+    )
+
+
+def rois_as_dict(rois: list[RoiExtent]) -> tuple[dict[str, ZRange], dict[str, str]]:
+    extents = {r.name: (r.z_min_mm, r.z_max_mm) for r in rois}
+    types = {r.name: r.interpreted_type for r in rois if r.interpreted_type}
+    return extents, types
+
+
+def is_helical(acquisition_type: str | None) -> bool:
+    return acquisition_type == "spiral"
+
+
+@dataclass(slots=True)
+class Exposure:
+    """What a dose report says about one irradiation event, made consistent."""
+
+    ctdivol_mgy: float
+    dlp_mgy_cm: float
+    length_mm: float
+    notes: list[str] = field(default_factory=list)
+
+
+def report_exposure(acq: CtAcquisition) -> Exposure:
+    """Irradiated length of a reported event: DLP / CTDIvol when both are there (this includes
+    over-ranging), else the exposed range, else the scanning length (planning-ct.md section 4)."""
+    notes: list[str] = []
+    ctdi = acq.mean_ctdivol_mgy
+    dlp = acq.dlp_mgy_cm
+    if ctdi is not None and ctdi > 0 and dlp is not None and dlp > 0:
+        return Exposure(ctdi, dlp, dlp / ctdi * 10.0)
+    length = acq.exposed_range_mm or acq.scanning_length_mm
+    if length is None and acq.top_z_mm is not None and acq.bottom_z_mm is not None:
+        length = abs(acq.top_z_mm - acq.bottom_z_mm)
+    length = float(length or 0.0)
+    if dlp is not None and dlp > 0 and length > 0:
+        notes.append("no CTDIvol in the report: CTDIvol = DLP / irradiated length")
+        return Exposure(dlp / (length / 10.0), dlp, length, notes)
+    if ctdi is not None and ctdi > 0:
+        notes.append("no DLP in the report: DLP = CTDIvol x reported length")
+        return Exposure(ctdi, ctdi * length / 10.0, length, notes)
+    notes.append("the report gives no CTDIvol and no DLP for this event: dose taken as zero")
+    return Exposure(0.0, 0.0, length, notes)
+
+
+def match_planned(
+    acq_type: str | None, order: int, length_mm: float, planned: list[PlannedAcquisition]
+) -> PlannedAcquisition | None:
+    """The planned acquisition a reported event corresponds to: same type and order among the
+    non-localizer acquisitions, else the one of that type with the closest length."""
+    candidates = [p for p in planned if p.type != "localizer"]
+    same_type = [p for p in candidates if acq_type is None or p.type == acq_type]
+    if order < len(same_type):
+        return same_type[order]
+    pool = same_type or candidates
+    if not pool:
+        return None
+
+    def gap(p: PlannedAcquisition) -> float:
+        return abs((p.z_range_mm[1] - p.z_range_mm[0]) - length_mm)
+
+    return min(pool, key=gap)
+
+
+@dataclass(slots=True)
+class AcquisitionRow:
+    """One acquisition prepared for the batch kernel, with what findings need to know of it."""
+
+    input_kind: Literal["protocol_event", "dose_report"]
+    input_id: str
+    study_instance_uid: str
+    site: str
+    protocol: SiteProtocol
+    needed: Needed
+    lo: float
+    hi: float
+    is_planned: bool
+    helical: bool
+    collimation_mm: float | None
+    pitch: float | None
+    ctdivol_mgy: float
+    placement: str
+    accession_number: str | None = None
+    acquisition_index: int | None = None
+    irradiation_event_uid: str | None = None
+    acquisition_type: str | None = None
+    description: str | None = None
+    excess_is_lower_bound: bool = False
+    reported_dlp_mgy_cm: float | None = None
+    mas: float | None = None
+    kvp: list[float] = field(default_factory=list)
+    slice_thickness_mm: float | None = None
+    contrast: bool | None = None
+    phantom: str | None = None
+    diagnostic_intent: str | None = None  # why the study looks diagnostic, when it does
+    labelled_planning: bool = True
+    dose_checks: list[tuple[str, str]] = field(default_factory=list)  # (kind, text)
+    ssde_mgy: float | None = None
+    water_equivalent_diameter_mm: float | None = None
+    notes: list[str] = field(default_factory=list)
+    # Rows that can be placed against each other (repeat and multiphase checks).
+    comparable_placement: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class RowResult:
+    """The kernel's outputs for one row (see optimiser.reference.OUT_COLUMNS)."""
+
+    x_lo: float
+    x_hi: float
+    dlp: float
+    excess_length: float
+    excess_dlp: float
+    effective_dose: float
+    excess_effective_dose: float
+    proposal_lo: float
+    proposal_hi: float
+    proposal_dlp: float
+    proposal_effective_dose: float
+    overrange: float
+
+    @property
+    def excess_fraction(self) -> float:
+        return self.excess_dlp / self.dlp if self.dlp > 0 else 0.0

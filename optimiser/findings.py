@@ -1,0 +1,235 @@
+"""Findings: what is wrong with one planning acquisition, each with the numbers behind it.
+
+The checks follow ../shared/reference/planning-ct.md: section 1 (RCR: enough for planning and no
+more; planning scans labelled as such; a diagnostic scan is a separate referral), section 3
+(planning reference levels), section 7 (NEMA XR-25 Dose Check) and section 8 (diagnostic-grade
+signatures). Thresholds come from the site library (``[thresholds]`` and ``[acquisition]``).
+"""
+
+from __future__ import annotations
+
+from optimiser.assessment import Finding, FindingCode, Severity
+from optimiser.dose_model import AcquisitionRow, RowResult
+
+
+def _finding(
+    code: FindingCode,
+    severity: Severity,
+    message: str,
+    **evidence: float | int | str | bool | None,
+) -> Finding:
+    return Finding(code=code, severity=severity, message=message, evidence=evidence)
+
+
+def excess_coverage(row: AcquisitionRow, res: RowResult) -> Finding | None:
+    t = row.protocol.thresholds
+    if not res.excess_length > t.excess_coverage_info_mm:
+        return None
+    fraction = res.excess_fraction
+    severity: Severity = "info"
+    if fraction >= t.excess_coverage_alert_fraction:
+        severity = "alert"
+    elif fraction >= t.excess_coverage_warning_fraction:
+        severity = "warning"
+    bound = "at least " if row.excess_is_lower_bound else ""
+    return _finding(
+        "excess_coverage",
+        severity,
+        f"{res.excess_length:.0f} mm of the {res.x_hi - res.x_lo:.0f} mm irradiated lie outside "
+        f"the {row.needed.z_mm[1] - row.needed.z_mm[0]:.0f} mm needed for {row.site} planning: "
+        f"{bound}{res.excess_dlp:.1f} mGy.cm ({fraction:.0%} of the DLP) and "
+        f"{res.excess_effective_dose:.2f} mSv in excess.",
+        excess_length_mm=round(res.excess_length, 3),
+        excess_dlp_mgy_cm=round(res.excess_dlp, 3),
+        excess_fraction=round(fraction, 4),
+        excess_is_lower_bound=row.excess_is_lower_bound,
+        warning_fraction=t.excess_coverage_warning_fraction,
+        alert_fraction=t.excess_coverage_alert_fraction,
+    )
+
+
+def above_reference_level(row: AcquisitionRow, res: RowResult) -> Finding | None:
+    ref = row.protocol.reference_ctdivol_mgy
+    t = row.protocol.thresholds
+    if ref is None or not row.ctdivol_mgy > ref.value * t.above_reference_warning_ratio:
+        return None
+    ratio = row.ctdivol_mgy / ref.value
+    severity: Severity = "alert" if ratio >= t.above_reference_alert_ratio else "warning"
+    return _finding(
+        "above_reference_level",
+        severity,
+        f"CTDIvol {row.ctdivol_mgy:.1f} mGy is {ratio:.2f} x the {row.site} planning reference "
+        f"{ref.value:g} mGy ({ref.statistic}; {ref.source}).",
+        ctdivol_mgy=row.ctdivol_mgy,
+        reference_ctdivol_mgy=ref.value,
+        ratio=round(ratio, 4),
+        reference_source=ref.source,
+    )
+
+
+def thin_reconstruction(row: AcquisitionRow) -> Finding | None:
+    minimum = row.protocol.acquisition.min_slice_thickness_mm
+    if row.slice_thickness_mm is None or not row.slice_thickness_mm < minimum:
+        return None
+    return _finding(
+        "thin_reconstruction",
+        "warning",
+        f"slice thickness {row.slice_thickness_mm:g} mm is below the {minimum:g} mm planning "
+        f"minimum for {row.site}: a diagnostic-grade reconstruction.",
+        slice_thickness_mm=row.slice_thickness_mm,
+        min_slice_thickness_mm=minimum,
+    )
+
+
+def kv_not_calibrated(row: AcquisitionRow) -> Finding | None:
+    calibrated = row.protocol.acquisition.calibrated_kvp
+    off = [kv for kv in row.kvp if not any(abs(kv - c) < 0.5 for c in calibrated)]
+    if not off:
+        return None
+    wanted = ", ".join(f"{c:g}" for c in calibrated)
+    return _finding(
+        "kv_not_calibrated",
+        "warning",
+        f"tube voltage {', '.join(f'{kv:g}' for kv in off)} kV does not match the HU to electron "
+        f"density calibration ({wanted} kV).",
+        kvp=", ".join(f"{kv:g}" for kv in row.kvp),
+        calibrated_kvp=wanted,
+    )
+
+
+def diagnostic_intent(row: AcquisitionRow) -> Finding | None:
+    if row.diagnostic_intent is None:
+        return None
+    return _finding(
+        "diagnostic_intent",
+        "warning",
+        f"{row.diagnostic_intent}: a diagnostic scan is a separate referral to radiology, "
+        "not part of a planning scan.",
+        reason=row.diagnostic_intent,
+    )
+
+
+def unlabelled_planning_scan(row: AcquisitionRow) -> Finding | None:
+    if row.labelled_planning:
+        return None
+    return _finding(
+        "unlabelled_planning_scan",
+        "warning",
+        "the study is not labelled as a planning scan: planning images on PACS must be "
+        "clearly labelled as such.",
+        labelled_planning=False,
+    )
+
+
+def dose_check_exceeded(row: AcquisitionRow) -> Finding | None:
+    if row.dose_checks:
+        kinds = [k for k, _ in row.dose_checks]
+        severity: Severity = "alert" if "alert" in kinds else "warning"
+        text = "; ".join(t for _, t in row.dose_checks)
+        return _finding(
+            "dose_check_exceeded",
+            severity,
+            f"the scanner's Dose Check recorded {len(kinds)} "
+            f"{'alert' if severity == 'alert' else 'notification'}(s): {text}.",
+            kinds=", ".join(kinds),
+        )
+    t = row.protocol.thresholds
+    limit = (
+        t.notification_ctdivol_head_mgy
+        if (row.phantom or row.protocol.phantom) == "head"
+        else t.notification_ctdivol_body_mgy
+    )
+    if row.input_kind == "protocol_event" and row.ctdivol_mgy > limit:
+        return _finding(
+            "dose_check_exceeded",
+            "warning",
+            f"predicted CTDIvol {row.ctdivol_mgy:.1f} mGy exceeds the {limit:g} mGy "
+            "notification value.",
+            ctdivol_mgy=row.ctdivol_mgy,
+            notification_ctdivol_mgy=limit,
+        )
+    return None
+
+
+def acquisition_findings(row: AcquisitionRow, res: RowResult) -> list[Finding]:
+    """The single-acquisition findings, in a fixed order."""
+    found = [
+        excess_coverage(row, res),
+        above_reference_level(row, res),
+        thin_reconstruction(row),
+        kv_not_calibrated(row),
+        diagnostic_intent(row),
+        unlabelled_planning_scan(row),
+        dose_check_exceeded(row),
+    ]
+    return [f for f in found if f is not None]
+
+
+def _overlap_fraction(a: tuple[float, float], b: tuple[float, float]) -> float:
+    inter = min(a[1], b[1]) - max(a[0], b[0])
+    shorter = min(a[1] - a[0], b[1] - b[0])
+    if shorter <= 0:
+        return 1.0 if inter >= 0 and a[0] <= b[1] and b[0] <= a[1] else 0.0
+    return max(0.0, inter) / shorter
+
+
+def study_findings(
+    rows: list[AcquisitionRow], results: list[RowResult], earlier: list[int]
+) -> dict[int, list[Finding]]:
+    """Findings across acquisitions of one study: repeat and multiphase.
+
+    ``earlier`` gives, for each row, how many earlier rows of the same study are to be compared
+    with it (the caller groups rows by study and passes global indices in order). A later
+    acquisition over a range an earlier one already covered (overlap at least
+    ``repeat_overlap_fraction`` of the shorter) is a repeat when both have the same contrast
+    phase and a multiphase acquisition when the phases differ (planning-ct.md section 8).
+    """
+    out: dict[int, list[Finding]] = {}
+    for i, row in enumerate(rows):
+        if not row.comparable_placement:
+            continue
+        t = row.protocol.thresholds
+        rules = row.protocol.acquisition
+        xi = (results[i].x_lo, results[i].x_hi)
+        same: list[int] = []
+        phases: set[bool | None] = {row.contrast}
+        for j in range(i - earlier[i], i):
+            other = rows[j]
+            if not other.comparable_placement:
+                continue
+            if _overlap_fraction(xi, (results[j].x_lo, results[j].x_hi)) < (
+                t.repeat_overlap_fraction
+            ):
+                continue
+            if other.contrast == row.contrast:
+                same.append(j)
+            phases.add(other.contrast)
+        found: list[Finding] = []
+        if len(same) + 1 > rules.allowed_acquisitions_per_range:
+            found.append(
+                _finding(
+                    "repeat_acquisition",
+                    "warning",
+                    f"this acquisition repeats {len(same)} earlier acquisition(s) over the same "
+                    f"range with the same contrast phase (allowed per range for {row.site}: "
+                    f"{rules.allowed_acquisitions_per_range}).",
+                    earlier_over_same_range=len(same),
+                    allowed_acquisitions_per_range=rules.allowed_acquisitions_per_range,
+                )
+            )
+        n_phases = len(phases)
+        if n_phases > rules.allowed_contrast_phases and row.contrast is not None:
+            found.append(
+                _finding(
+                    "multiphase_contrast",
+                    "warning",
+                    f"{n_phases} contrast phases over one range (with and without contrast), "
+                    f"more than the {rules.allowed_contrast_phases} allowed for {row.site} "
+                    "planning.",
+                    contrast_phases=n_phases,
+                    allowed_contrast_phases=rules.allowed_contrast_phases,
+                )
+            )
+        if found:
+            out[i] = found
+    return out

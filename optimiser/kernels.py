@@ -1,0 +1,487 @@
+"""numba batch kernels: one call per batch over struct-of-arrays inputs.
+
+Private ``_kernels`` take only arrays and scalars; the public wrappers make contiguous, typed
+inputs, validate them and allocate outputs. Each kernel has a plain-Python twin in
+:mod:`optimiser.reference` (same formulas, see its docstring for the sources in
+../shared/reference/planning-ct.md sections 4 to 6); tests compare the two.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+from numba import njit
+
+from optimiser.errors import InputError
+from optimiser.reference import N_OUT, OUT_COLUMNS
+
+F64 = npt.NDArray[np.float64]
+I64 = npt.NDArray[np.int64]
+I8 = npt.NDArray[np.int8]
+
+# Table positions beyond a kilometre are corrupt input, and would make the slab walk run long.
+MAX_ABS_Z_MM = 1.0e6
+DEFAULT_SLAB_MM = 10.0
+
+COL = {name: i for i, name in enumerate(OUT_COLUMNS)}
+
+
+@njit(cache=True, nogil=True)
+def _overrange(
+    collimation: float,
+    pitch: float,
+    helical: bool,
+    factor: float,
+    unknown_total: float,
+    narrow_collimation: float,
+    narrow_min: float,
+    narrow_max: float,
+) -> float:
+    if not helical:
+        return 0.0
+    if np.isnan(collimation) or np.isnan(pitch):
+        return unknown_total
+    total = factor * pitch * collimation
+    if collimation <= narrow_collimation:
+        total = min(max(total, narrow_min), narrow_max)
+    return total
+
+
+@njit(cache=True, nogil=True)
+def _walk(
+    d_from: float,
+    d_to: float,
+    ends: F64,
+    ks: F64,
+    s: int,
+    end_scale: float,
+    slab: float,
+) -> float:
+    # Slabs are counted from the band anchor (an edge of N), so a slab never straddles N.
+    total = 0.0
+    if not d_to > d_from:
+        return total
+    last = ends.shape[1] - 1
+    j = 0
+    i = np.floor(d_from / slab)
+    while i * slab < d_to:
+        lo = max(i * slab, d_from)
+        hi = min((i + 1.0) * slab, d_to)
+        if hi > lo:
+            centre = 0.5 * (lo + hi)
+            while j < last and centre >= ends[s, j] * end_scale:
+                j += 1
+            total += (hi - lo) * ks[s, j]
+        i += 1.0
+    return total
+
+
+@njit(cache=True, nogil=True)
+def _range_dose(
+    lo: float,
+    hi: float,
+    n_lo: float,
+    n_hi: float,
+    s: int,
+    inside_frac: F64,
+    inside_k: F64,
+    above_end: F64,
+    above_k: F64,
+    below_end: F64,
+    below_k: F64,
+    slab: float,
+) -> tuple[float, float]:
+    outside = 0.0
+    a = max(lo, n_hi)
+    if hi > a:
+        outside += _walk(a - n_hi, hi - n_hi, above_end, above_k, s, 1.0, slab)
+    b = min(hi, n_lo)
+    if b > lo:
+        outside += _walk(n_lo - b, n_lo - lo, below_end, below_k, s, 1.0, slab)
+    inside = 0.0
+    a = max(lo, n_lo)
+    b = min(hi, n_hi)
+    length = n_hi - n_lo
+    if b > a and length > 0.0:
+        inside = _walk(n_hi - b, n_hi - a, inside_frac, inside_k, s, length, slab)
+    return outside, inside
+
+
+@njit(cache=True, nogil=True)
+def _assess_batch(
+    lo: F64,
+    hi: F64,
+    is_planned: I8,
+    helical: I8,
+    collimation: F64,
+    pitch: F64,
+    n_lo: F64,
+    n_hi: F64,
+    ctdivol: F64,
+    scale: F64,
+    tolerance: F64,
+    site: I64,
+    overranging: F64,
+    inside_frac: F64,
+    inside_k: F64,
+    above_end: F64,
+    above_k: F64,
+    below_end: F64,
+    below_k: F64,
+    slab: float,
+    out: F64,
+) -> None:
+    for i in range(lo.shape[0]):
+        if (
+            np.isnan(lo[i])
+            or np.isnan(hi[i])
+            or np.isnan(n_lo[i])
+            or np.isnan(n_hi[i])
+            or np.isnan(ctdivol[i])
+            or np.isnan(scale[i])
+            or np.isnan(tolerance[i])
+        ):
+            out[i, :] = np.nan
+            continue
+        s = site[i]
+        over = _overrange(
+            collimation[i],
+            pitch[i],
+            helical[i] != 0,
+            overranging[s, 0],
+            overranging[s, 1],
+            overranging[s, 2],
+            overranging[s, 3],
+            overranging[s, 4],
+        )
+        half = 0.5 * over
+        planned = is_planned[i] != 0
+        if planned:
+            x_lo = lo[i] - half
+            x_hi = hi[i] + half
+        else:
+            x_lo = lo[i]
+            x_hi = hi[i]
+        nl = n_lo[i]
+        nh = n_hi[i]
+        c = ctdivol[i]
+        inside_len = max(0.0, min(x_hi, nh) - max(x_lo, nl))
+        excess_len = (x_hi - x_lo) - inside_len
+        out_k, in_k = _range_dose(
+            x_lo, x_hi, nl, nh, s, inside_frac, inside_k, above_end, above_k, below_end, below_k,
+            slab,
+        )  # fmt: skip
+        out[i, 0] = x_lo
+        out[i, 1] = x_hi
+        out[i, 2] = c * (x_hi - x_lo) / 10.0
+        out[i, 3] = excess_len
+        out[i, 4] = c * excess_len / 10.0
+        out[i, 5] = c * (out_k + in_k) / 10.0
+        out[i, 6] = c * out_k / 10.0
+
+        if planned:
+            base_lo = lo[i]
+            base_hi = hi[i]
+        else:
+            base_lo = x_lo + half
+            base_hi = x_hi - half
+            if base_hi < base_lo:
+                base_lo = 0.5 * (x_lo + x_hi)
+                base_hi = base_lo
+        want_lo = nl - tolerance[i]
+        want_hi = nh + tolerance[i]
+        p_lo = max(base_lo, want_lo)
+        p_hi = min(base_hi, want_hi)
+        if p_hi >= p_lo:
+            px_lo = max(x_lo, p_lo - half)
+            px_hi = min(x_hi, p_hi + half)
+        else:
+            p_lo = want_lo
+            p_hi = want_hi
+            px_lo = p_lo - half
+            px_hi = p_hi + half
+        pc = c * scale[i]
+        p_out_k, p_in_k = _range_dose(
+            px_lo, px_hi, nl, nh, s, inside_frac, inside_k, above_end, above_k, below_end,
+            below_k, slab,
+        )  # fmt: skip
+        out[i, 7] = p_lo
+        out[i, 8] = p_hi
+        out[i, 9] = pc * (px_hi - px_lo) / 10.0
+        out[i, 10] = pc * (p_out_k + p_in_k) / 10.0
+        out[i, 11] = over
+
+
+@dataclass(slots=True)
+class BatchInput:
+    """Struct-of-arrays input of :func:`assess_batch`: one element per acquisition.
+
+    ``lo``/``hi`` is the planned range when ``is_planned`` (over-ranging is added), else the
+    irradiated range itself. NaN collimation or pitch means unknown.
+    """
+
+    lo: F64
+    hi: F64
+    is_planned: I8
+    helical: I8
+    collimation_mm: F64
+    pitch: F64
+    n_lo: F64
+    n_hi: F64
+    ctdivol_mgy: F64
+    scale: F64
+    tolerance_mm: F64
+    site: I64
+
+    @classmethod
+    def empty(cls, n: int) -> BatchInput:
+        f = np.zeros
+        return cls(
+            f(n), f(n), f(n, np.int8), f(n, np.int8), np.full(n, np.nan), np.full(n, np.nan),
+            f(n), f(n), f(n), np.ones(n), f(n), f(n, np.int64),
+        )  # fmt: skip
+
+    def __len__(self) -> int:
+        return int(self.lo.shape[0])
+
+
+@dataclass(slots=True)
+class SiteTables:
+    """Per-site tables (rows indexed by ``BatchInput.site``)."""
+
+    overranging: F64  # (sites, 5): factor, unknown total, narrow collimation, narrow min, max
+    inside_frac: F64
+    inside_k: F64
+    above_end: F64
+    above_k: F64
+    below_end: F64
+    below_k: F64
+
+
+def _f64(name: str, value: npt.ArrayLike, n: int) -> F64:
+    arr = np.ascontiguousarray(value, dtype=np.float64)
+    if arr.shape != (n,):
+        raise InputError(f"batch array {name} has shape {arr.shape}, expected ({n},)")
+    return arr
+
+
+def assess_batch(batch: BatchInput, tables: SiteTables, slab_mm: float = DEFAULT_SLAB_MM) -> F64:
+    """Run the batch kernel: returns an (n, len(OUT_COLUMNS)) float64 array.
+
+    Ranges given high end first are reordered; NaN inputs give a NaN row.
+    """
+    n = len(batch)
+    lo = _f64("lo", batch.lo, n)
+    hi = _f64("hi", batch.hi, n)
+    lo, hi = np.minimum(lo, hi), np.maximum(lo, hi)
+    n_lo = _f64("n_lo", batch.n_lo, n)
+    n_hi = _f64("n_hi", batch.n_hi, n)
+    n_lo, n_hi = np.minimum(n_lo, n_hi), np.maximum(n_lo, n_hi)
+    with np.errstate(invalid="ignore"):
+        if n and (
+            np.nanmax(np.abs(np.concatenate((lo, hi, n_lo, n_hi))), initial=0.0) > MAX_ABS_Z_MM
+        ):
+            raise InputError(
+                f"table position beyond {MAX_ABS_Z_MM:g} mm in a batch: z values must be table "
+                "positions in mm; check the units of the feed"
+            )
+    site = np.ascontiguousarray(batch.site, dtype=np.int64)
+    if n and (site.min() < 0 or site.max() >= tables.overranging.shape[0]):
+        raise InputError(f"batch site index out of range 0..{tables.overranging.shape[0] - 1}")
+    if not slab_mm > 0:
+        raise InputError(f"slab_mm = {slab_mm!r}: must be > 0 (1 cm slabs: 10)")
+    out = np.empty((n, N_OUT), dtype=np.float64)
+    _assess_batch(
+        lo,
+        hi,
+        np.ascontiguousarray(batch.is_planned, dtype=np.int8),
+        np.ascontiguousarray(batch.helical, dtype=np.int8),
+        _f64("collimation_mm", batch.collimation_mm, n),
+        _f64("pitch", batch.pitch, n),
+        n_lo,
+        n_hi,
+        _f64("ctdivol_mgy", batch.ctdivol_mgy, n),
+        _f64("scale", batch.scale, n),
+        _f64("tolerance_mm", batch.tolerance_mm, n),
+        site,
+        np.ascontiguousarray(tables.overranging, dtype=np.float64),
+        np.ascontiguousarray(tables.inside_frac, dtype=np.float64),
+        np.ascontiguousarray(tables.inside_k, dtype=np.float64),
+        np.ascontiguousarray(tables.above_end, dtype=np.float64),
+        np.ascontiguousarray(tables.above_k, dtype=np.float64),
+        np.ascontiguousarray(tables.below_end, dtype=np.float64),
+        np.ascontiguousarray(tables.below_k, dtype=np.float64),
+        float(slab_mm),
+        out,
+    )
+    return out
+
+
+# --- TG-220 water-equivalent area -------------------------------------------------------------
+
+
+@njit(cache=True, nogil=True)
+def _find(parent: I64, i: int) -> int:
+    while parent[i] != i:
+        parent[i] = parent[parent[i]]
+        i = parent[i]
+    return i
+
+
+@njit(cache=True, nogil=True)
+def _wed_slice(img: npt.NDArray[np.int16], threshold_raw: float) -> tuple[int, int, bool]:
+    # Runs of above-threshold pixels per row, joined across rows by union-find: the patient is
+    # the largest 4-connected region, which leaves the couch (separated by air) out.
+    rows, cols = img.shape
+    cap = rows * ((cols + 1) // 2) + 1
+    run_row = np.empty(cap, np.int64)
+    run_start = np.empty(cap, np.int64)
+    run_end = np.empty(cap, np.int64)  # exclusive
+    run_sum = np.empty(cap, np.int64)
+    row_first = np.empty(rows + 1, np.int64)
+    n = 0
+    for r in range(rows):
+        row_first[r] = n
+        inrun = False
+        acc = 0
+        for c in range(cols):
+            v = img[r, c]
+            if v > threshold_raw:
+                if not inrun:
+                    inrun = True
+                    run_row[n] = r
+                    run_start[n] = c
+                    acc = 0
+                acc += v
+            elif inrun:
+                inrun = False
+                run_end[n] = c
+                run_sum[n] = acc
+                n += 1
+        if inrun:
+            run_end[n] = cols
+            run_sum[n] = acc
+            n += 1
+    row_first[rows] = n
+    if n == 0:
+        return 0, 0, False
+    parent = np.arange(n)
+    for r in range(1, rows):
+        a = row_first[r - 1]
+        a_end = row_first[r]
+        b = row_first[r]
+        b_end = row_first[r + 1]
+        while a < a_end and b < b_end:
+            if run_start[a] < run_end[b] and run_start[b] < run_end[a]:
+                ra = _find(parent, a)
+                rb = _find(parent, b)
+                # The smaller index stays root: the root is the region's first pixel in raster
+                # order, which makes ties resolve as in the reference twin.
+                if ra < rb:
+                    parent[rb] = ra
+                elif rb < ra:
+                    parent[ra] = rb
+            if run_end[a] < run_end[b]:
+                a += 1
+            else:
+                b += 1
+    count = np.zeros(n, np.int64)
+    total = np.zeros(n, np.int64)
+    trunc = np.zeros(n, np.bool_)
+    for k in range(n):
+        root = _find(parent, k)
+        count[root] += run_end[k] - run_start[k]
+        total[root] += run_sum[k]
+        if run_start[k] == 0 or run_end[k] == cols or run_row[k] == 0 or run_row[k] == rows - 1:
+            trunc[root] = True
+    best = 0
+    for k in range(1, n):
+        if count[k] > count[best]:
+            best = k
+    return total[best], count[best], trunc[best]
+
+
+@njit(cache=True, nogil=True)
+def _wed_stack(
+    stack: npt.NDArray[np.int16], threshold_raw: float, sums: I64, counts: I64, trunc: I8
+) -> None:
+    for i in range(stack.shape[0]):
+        s, c, t = _wed_slice(stack[i], threshold_raw)
+        sums[i] = s
+        counts[i] = c
+        trunc[i] = 1 if t else 0
+
+
+@dataclass(frozen=True, slots=True)
+class WaterEquivalent:
+    """Per-slice TG-220 results of :func:`water_equivalent_area`."""
+
+    area_mm2: F64
+    diameter_mm: F64
+    pixel_count: I64
+    truncated: npt.NDArray[np.bool_]
+
+
+def water_equivalent_area(
+    stack: npt.ArrayLike,
+    *,
+    slope: float,
+    intercept: float,
+    pixel_area_mm2: float,
+    threshold_hu: float = -500.0,
+) -> WaterEquivalent:
+    """TG-220 A_w and D_w = 2 sqrt(A_w / pi) of each slice of an int16 stack (or one slice).
+
+    The patient region is the largest 4-connected region above ``threshold_hu``; it is flagged
+    truncated when it touches the image edge (AAPM Report 220; planning-ct.md section 6).
+    """
+    arr = np.asarray(stack)
+    if arr.ndim == 2:
+        arr = arr[np.newaxis]
+    if arr.ndim != 3 or arr.dtype.kind not in "iu":
+        raise InputError(
+            f"pixel data of shape {arr.shape} and dtype {arr.dtype}: need integer slices "
+            "(rows x columns, or a stack of them) as stored in the CT image"
+        )
+    if not slope > 0 or not pixel_area_mm2 > 0:
+        raise InputError(
+            f"Rescale Slope = {slope!r}, pixel area = {pixel_area_mm2!r} mm^2: both must be > 0"
+        )
+    arr16 = np.ascontiguousarray(arr, dtype=np.int16)
+    if not np.array_equal(arr16, arr):
+        raise InputError("pixel values do not fit int16; rescale the image before the TG-220 pass")
+    threshold_raw = (threshold_hu - intercept) / slope
+    n = arr16.shape[0]
+    sums = np.zeros(n, np.int64)
+    counts = np.zeros(n, np.int64)
+    trunc = np.zeros(n, np.int8)
+    _wed_stack(arr16, float(threshold_raw), sums, counts, trunc)
+    # sum(HU / 1000 + 1) = (slope * sum(raw) + intercept * count) / 1000 + count
+    weights = (slope * sums.astype(np.float64) + intercept * counts) / 1000.0 + counts
+    area = weights * pixel_area_mm2
+    return WaterEquivalent(
+        area_mm2=area,
+        diameter_mm=2.0 * np.sqrt(np.maximum(area, 0.0) / np.pi),
+        pixel_count=counts,
+        truncated=trunc.astype(np.bool_),
+    )
+
+
+def warm_up() -> None:
+    """Compile every kernel with the production dtypes (before a consumer joins its group)."""
+    from optimiser.dose_model import site_tables
+    from protocols.library import builtin_library
+
+    lib = builtin_library()
+    batch = BatchInput.empty(2)
+    batch.hi[:] = 100.0
+    batch.n_hi[:] = 50.0
+    batch.ctdivol_mgy[:] = 1.0
+    batch.is_planned[0] = 1
+    batch.helical[0] = 1
+    assess_batch(batch, site_tables(lib))
+    water_equivalent_area(
+        np.zeros((1, 4, 4), np.int16), slope=1.0, intercept=-1024.0, pixel_area_mm2=1.0
+    )

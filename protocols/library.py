@@ -1,0 +1,429 @@
+"""Load and validate the planning protocol library: one TOML file per treatment site.
+
+Every value carries where it came from: the file that set it (built-in site file, shared defaults
+or a department override) and the citation of its section, so that ``lowdose protocols`` can show
+which numbers are published reference levels and which are departmental conventions
+(../shared/reference/planning-ct.md sections 3 to 5 say which is which).
+
+A department overrides any value by placing ``<site>.toml`` (same shape, only the keys it
+changes) or ``_defaults.toml`` / ``_regions.toml`` in an override directory.
+"""
+
+from __future__ import annotations
+
+import math
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import numpy.typing as npt
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from optimiser.errors import ConfigurationError
+
+SITES_DIR = Path(__file__).resolve().parent / "sites"
+DEFAULTS_FILE = "_defaults.toml"
+REGIONS_FILE = "_regions.toml"
+BUILTIN_SITES: tuple[str, ...] = (
+    "brain",
+    "head_neck",
+    "breast",
+    "lung_3d",
+    "lung_4dct",
+    "prostate",
+    "prostate_nodes",
+    "generic",
+)
+GENERIC_SITE = "generic"
+_NO_SOURCE = "department value (no source given in the override file)"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ReferenceValue(_Model):
+    """A reference level: a value with the statistic it is and its published source."""
+
+    value: float = Field(gt=0)
+    statistic: str
+    source: str
+
+
+class Coverage(_Model):
+    """What z-range planning needs (planning-ct.md section 4: departmental conventions)."""
+
+    margin_superior_mm: float = Field(ge=0)
+    margin_inferior_mm: float = Field(ge=0)
+    whole_organs: list[str] = Field(default_factory=list)
+    default_needed_length_mm: float = Field(gt=0)
+    image_guidance_field_mm: float = Field(ge=0)
+    tolerance_mm: float = Field(ge=0)
+    source: str
+
+
+class InsideBand(_Model):
+    region: str
+    fraction: float = Field(gt=0, le=1)
+
+
+class OutsideBand(_Model):
+    region: str
+    length_mm: float = Field(gt=0)
+
+
+class Regions(_Model):
+    """Body regions for the effective-dose coefficient k, anchored to the needed range's edges.
+
+    ``inside`` splits the needed range from its superior end by fractions; ``above`` and
+    ``below`` list the regions met moving away from the superior / inferior edge.
+    """
+
+    inside: list[InsideBand] = Field(min_length=1)
+    above: list[OutsideBand] = Field(min_length=1)
+    below: list[OutsideBand] = Field(min_length=1)
+    source: str
+
+    @model_validator(mode="after")
+    def _fractions_sum_to_one(self) -> Regions:
+        total = sum(b.fraction for b in self.inside)
+        if not math.isclose(total, 1.0, abs_tol=1e-6):
+            raise ValueError(
+                f"regions.inside fractions sum to {total:g}; they must sum to 1 "
+                "(split the whole needed range)"
+            )
+        return self
+
+
+class AcquisitionRules(_Model):
+    """Planning-grade acquisition parameters (planning-ct.md section 8, heuristics)."""
+
+    calibrated_kvp: list[float] = Field(min_length=1)
+    min_slice_thickness_mm: float = Field(gt=0)
+    allowed_contrast_phases: int = Field(ge=1)
+    allowed_acquisitions_per_range: int = Field(ge=1)
+    source: str
+
+
+class Thresholds(_Model):
+    """Finding thresholds (defaults are conventions; planning-ct.md sections 4, 7 and 8)."""
+
+    excess_coverage_info_mm: float = Field(ge=0)
+    excess_coverage_warning_fraction: float = Field(ge=0, le=1)
+    excess_coverage_alert_fraction: float = Field(ge=0, le=1)
+    above_reference_warning_ratio: float = Field(gt=0)
+    above_reference_alert_ratio: float = Field(gt=0)
+    notification_ctdivol_head_mgy: float = Field(gt=0)
+    notification_ctdivol_body_mgy: float = Field(gt=0)
+    repeat_overlap_fraction: float = Field(gt=0, le=1)
+    source: str
+
+
+class OverRanging(_Model):
+    """Helical over-ranging model (Schilham et al., RadioGraphics 2010;30:1057-1067)."""
+
+    factor: float = Field(gt=0)
+    unknown_total_mm: float = Field(ge=0)
+    narrow_collimation_mm: float = Field(gt=0)
+    narrow_min_total_mm: float = Field(ge=0)
+    narrow_max_total_mm: float = Field(ge=0)
+    source: str
+
+
+class SiteProtocol(_Model):
+    site: str
+    title: str
+    phantom: Literal["head", "body"]
+    coverage: Coverage
+    regions: Regions
+    reference_ctdivol_mgy: ReferenceValue | None = None
+    reference_dlp_mgy_cm: ReferenceValue | None = None
+    acquisition: AcquisitionRules
+    thresholds: Thresholds
+    overranging: OverRanging
+
+
+class KFactors(_Model):
+    """Effective dose per DLP by region (planning-ct.md section 5)."""
+
+    column: str
+    k: dict[str, float]
+    source: str
+
+
+@dataclass(frozen=True, slots=True)
+class ValueSource:
+    """Where one library value comes from."""
+
+    key: str
+    value: Any
+    origin: str  # file that set it
+    source: str  # citation or 'convention' note of its section
+
+
+@dataclass(slots=True)
+class BandTables:
+    """The region bands of every site as padded arrays for the batch kernel."""
+
+    inside_frac: npt.NDArray[np.float64]  # (sites, bands): cumulative fraction at band end
+    inside_k: npt.NDArray[np.float64]
+    above_end: npt.NDArray[np.float64]  # cumulative mm from the superior edge at band end
+    above_k: npt.NDArray[np.float64]
+    below_end: npt.NDArray[np.float64]
+    below_k: npt.NDArray[np.float64]
+
+
+@dataclass(slots=True)
+class SiteLibrary:
+    sites: dict[str, SiteProtocol]
+    k_factors: KFactors
+    provenance: dict[str, list[ValueSource]]
+    override_dir: Path | None = None
+    _tables: BandTables | None = field(default=None, repr=False)
+
+    def get(self, site: str) -> SiteProtocol:
+        """The protocol of ``site``; unknown sites raise with the list of known ones."""
+        try:
+            return self.sites[site]
+        except KeyError:
+            raise ConfigurationError(
+                f"planning.site = {site!r} is not in the protocol library "
+                f"(known: {', '.join(sorted(self.sites))}); add protocols/sites/{site}.toml "
+                "or a department override file, or use 'generic'"
+            ) from None
+
+    def resolve(self, site: str) -> tuple[SiteProtocol, bool]:
+        """The protocol of ``site`` or of ``generic`` when unknown; the flag says it was found."""
+        if site in self.sites:
+            return self.sites[site], True
+        return self.sites[GENERIC_SITE], False
+
+    @property
+    def site_ids(self) -> list[str]:
+        return list(self.sites)
+
+    def site_index(self, site: str) -> int:
+        return self.site_ids.index(site)
+
+    def k(self, region: str) -> float:
+        return self.k_factors.k[region]
+
+    def band_tables(self) -> BandTables:
+        """Padded per-site band arrays (built once): the batch kernel's site tables."""
+        if self._tables is None:
+            self._tables = _build_tables(self)
+        return self._tables
+
+
+def _build_tables(lib: SiteLibrary) -> BandTables:
+    sites = list(lib.sites.values())
+    width = max(
+        max(len(s.regions.inside), len(s.regions.above), len(s.regions.below)) for s in sites
+    )
+    shape = (len(sites), width)
+    # Padding repeats the last band with an infinite end so the kernel never runs off a row.
+    inside_frac = np.full(shape, np.inf)
+    inside_k = np.zeros(shape)
+    above_end = np.full(shape, np.inf)
+    above_k = np.zeros(shape)
+    below_end = np.full(shape, np.inf)
+    below_k = np.zeros(shape)
+    for i, s in enumerate(sites):
+        cum = 0.0
+        for j, b in enumerate(s.regions.inside):
+            cum += b.fraction
+            inside_frac[i, j] = cum
+            inside_k[i, j:] = lib.k(b.region)
+        inside_frac[i, len(s.regions.inside) - 1 :] = np.inf
+        for ends, ks, bands in (
+            (above_end, above_k, s.regions.above),
+            (below_end, below_k, s.regions.below),
+        ):
+            cum = 0.0
+            for j, ob in enumerate(bands):
+                cum += ob.length_mm
+                ends[i, j] = cum
+                ks[i, j:] = lib.k(ob.region)
+            ends[i, len(bands) - 1 :] = np.inf
+    return BandTables(inside_frac, inside_k, above_end, above_k, below_end, below_k)
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigurationError(
+            f"{path}: not valid TOML: {exc}; fix the file's syntax (https://toml.io)"
+        ) from exc
+
+
+Origins = dict[str, tuple[str, str]]  # dotted key -> (file that set it, its section's source)
+
+
+def _merge(
+    base: dict[str, Any],
+    over: dict[str, Any],
+    origins: Origins,
+    origin: str,
+    prefix: str = "",
+    section_source: str = "",
+) -> dict[str, Any]:
+    """Deep-merge ``over`` onto ``base``, recording for every leaf it sets the file and the
+    ``source`` of the section (in that same file) that holds it."""
+    out = dict(base)
+    here = str(over.get("source", section_source))
+    for key, value in over.items():
+        dotted = f"{prefix}{key}"
+        if key == "source":
+            out[key] = value
+        elif isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value, origins, origin, f"{dotted}.", here)
+        else:
+            out[key] = value
+            _mark(value, dotted, origins, origin, here)
+    return out
+
+
+def _mark(value: Any, dotted: str, origins: Origins, origin: str, source: str) -> None:
+    if isinstance(value, dict):
+        here = str(value.get("source", source))
+        for k, v in value.items():
+            if k != "source":
+                _mark(v, f"{dotted}.{k}", origins, origin, here)
+    else:
+        origins[dotted] = (origin, source)
+
+
+def _provenance(data: dict[str, Any], origins: Origins) -> list[ValueSource]:
+    out: list[ValueSource] = []
+
+    def walk(node: dict[str, Any], prefix: str) -> None:
+        for key, value in node.items():
+            if key == "source":
+                continue
+            dotted = f"{prefix}{key}"
+            if isinstance(value, dict):
+                walk(value, f"{dotted}.")
+            else:
+                origin, source = origins.get(dotted, ("file name", ""))
+                out.append(ValueSource(dotted, value, origin, source))
+
+    walk(data, "")
+    return out
+
+
+def _label(path: Path, builtin: bool) -> str:
+    return f"built-in {path.name}" if builtin else f"department override {path}"
+
+
+def _validation_error(path: str, exc: ValidationError) -> ConfigurationError:
+    first = exc.errors()[0]
+    where = ".".join(str(p) for p in first["loc"]) or "(file)"
+    return ConfigurationError(
+        f"{path}: field {where} = {first.get('input')!r}: {first['msg']} "
+        f"({exc.error_count()} error(s) in all); fix the site file to match "
+        "protocols/sites/generic.toml"
+    )
+
+
+def load_library(override_dir: Path | None = None) -> SiteLibrary:
+    """Load the built-in site library, then apply a department's override files.
+
+    Raises :class:`ConfigurationError` naming the file and field of the first invalid value.
+    """
+    if override_dir is not None and not override_dir.is_dir():
+        raise ConfigurationError(
+            f"--site-library = {str(override_dir)!r}: not a directory; give the folder holding "
+            "the department's <site>.toml override files"
+        )
+    shared_origins: Origins = {}
+    shared: dict[str, Any] = {}
+    for name in (DEFAULTS_FILE, REGIONS_FILE):
+        shared = _merge(shared, _read_toml(SITES_DIR / name), shared_origins, f"built-in {name}")
+        if override_dir is not None and (override_dir / name).is_file():
+            path = override_dir / name
+            shared = _merge(
+                shared, _read_toml(path), shared_origins, _label(path, False), "", _NO_SOURCE
+            )
+
+    k_data = shared.pop("k_factors", None)
+    if not isinstance(k_data, dict):
+        raise ConfigurationError(f"{SITES_DIR / REGIONS_FILE}: missing table [k_factors]")
+    column = str(k_data.get("column", "icrp103"))
+    columns = {k: v for k, v in k_data.items() if isinstance(v, dict)}
+    if column not in columns:
+        raise ConfigurationError(
+            f"k_factors.column = {column!r}: no such column (have {sorted(columns)}); "
+            "set it to one of them"
+        )
+    try:
+        k_factors = KFactors(column=column, k=columns[column], source=str(k_data.get("source")))
+    except ValidationError as exc:
+        raise _validation_error(REGIONS_FILE, exc) from exc
+
+    files: dict[str, list[tuple[Path, bool]]] = {}
+    for path in sorted(SITES_DIR.glob("*.toml")):
+        if not path.name.startswith("_"):
+            files.setdefault(path.stem, []).append((path, True))
+    if override_dir is not None:
+        for path in sorted(override_dir.glob("*.toml")):
+            if not path.name.startswith("_"):
+                files.setdefault(path.stem, []).append((path, False))
+
+    sites: dict[str, SiteProtocol] = {}
+    provenance: dict[str, list[ValueSource]] = {}
+    for site_id, paths in files.items():
+        origins = dict(shared_origins)
+        data: dict[str, Any] = dict(shared)
+        for path, builtin in paths:
+            data = _merge(
+                data,
+                _read_toml(path),
+                origins,
+                _label(path, builtin),
+                "",
+                "" if builtin else _NO_SOURCE,
+            )
+        data.setdefault("site", site_id)
+        if data["site"] != site_id:
+            raise ConfigurationError(
+                f"{paths[-1][0]}: site = {data['site']!r} differs from the file name "
+                f"{site_id!r}; name the file after the site id"
+            )
+        try:
+            protocol = SiteProtocol.model_validate(data)
+        except ValidationError as exc:
+            raise _validation_error(str(paths[-1][0]), exc) from exc
+        regions = protocol.regions
+        names = [b.region for b in regions.inside] + [
+            b.region for b in (*regions.above, *regions.below)
+        ]
+        for region in names:
+            if region not in k_factors.k:
+                raise ConfigurationError(
+                    f"{paths[-1][0]}: regions band region = {region!r} has no k factor "
+                    f"(known: {sorted(k_factors.k)}); use one of them or add it to "
+                    f"{REGIONS_FILE}"
+                )
+        sites[site_id] = protocol
+        provenance[site_id] = _provenance(data, origins)
+    if GENERIC_SITE not in sites:
+        raise ConfigurationError(f"the protocol library lacks the {GENERIC_SITE!r} fallback site")
+    # The generic fallback sits last so that site indices of named sites stay stable.
+    ordered = {k: v for k, v in sites.items() if k != GENERIC_SITE}
+    ordered[GENERIC_SITE] = sites[GENERIC_SITE]
+    return SiteLibrary(ordered, k_factors, provenance, override_dir)
+
+
+_BUILTIN: SiteLibrary | None = None
+
+
+def builtin_library() -> SiteLibrary:
+    """The built-in library, loaded once per process."""
+    global _BUILTIN
+    if _BUILTIN is None:
+        _BUILTIN = load_library()
+    return _BUILTIN
