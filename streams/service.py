@@ -217,7 +217,7 @@ class Service:
             try:
                 consumer.close(autocommit=False)
             finally:
-                producer.close(timeout_ms=30_000)
+                producer.close(timeout=30)
             log.info("service stopped", extra={"event": "stopped", **asdict(self.stats)})
         return self.stats
 
