@@ -115,6 +115,9 @@ def _place(s: Structure, lo: float, hi: float, rng: random.Random) -> tuple[floa
     return (round(max(lo, min(a, b)), 1), round(min(hi, max(a, b)), 1))
 
 
+# Pitch of the free-breathing 3D scan that accompanies a 4DCT.
+FREE_BREATHING_PITCH = 0.9
+
 # Half-length of the image-guidance field about the isocentre counted as needed: kept below the
 # protocol library's default field (160 mm) so the optimiser's own needed range contains it.
 IGRT_HALF_FIELD_MM = 70.0
@@ -246,6 +249,34 @@ def _make_study(
             f"{label} {slice_mm:g}mm" + (" C+" if base_contrast else ""),
         )
     ]
+    if site.site == "lung_4dct":
+        # A 4DCT is paired with a free-breathing 3D scan over the same range (the library
+        # allows two acquisitions per range for it); its wider over-ranging is planned in.
+        pitch_3d = FREE_BREATHING_PITCH
+        inset = (
+            (
+                over_ranging_mm(pitch_3d, scanner.total_collimation_mm)
+                - over_ranging_mm(pitch, scanner.total_collimation_mm)
+            )
+            * 1.1
+            / 2.0
+        )
+        ctdivol_3d = SITES["lung_3d"].reference_ctdivol_mgy * rng.uniform(
+            *SITES["lung_3d"].clean_ctdivol_share
+        )
+        plans.append(
+            _Plan(
+                "spiral",
+                round(lo + inset, 1),
+                round(hi - inset, 1),
+                kvp,
+                round(ctdivol_3d, 2),
+                pitch_3d,
+                slice_mm,
+                base_contrast,
+                f"FB 3D {slice_mm:g}mm",
+            )
+        )
     if "multiphase_contrast" in injected:
         plans.append(
             _Plan("spiral", lo, hi, kvp, round(ctdivol, 2), pitch, slice_mm, True, "Post contrast")

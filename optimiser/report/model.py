@@ -1,0 +1,247 @@
+"""What a department report shows: flagged acquisitions, a summary and the points of the plots.
+
+Built once from the assessments and rendered twice (the console table of ``lowdose demo`` and the
+HTML report) through the same cell formatting, so the two always show the same numbers.
+
+An acquisition is assessed twice: prospectively from its protocol event and retrospectively from
+the dose report. The report merges the two: findings from both (slice thickness is known only from
+the protocol event, Dose Check details only from the report), numbers from the dose report (what
+was delivered) when there is one. Excess DLP is the primary, robust metric; effective dose is a
+population-average indicator (../shared/reference/planning-ct.md section 5).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+from optimiser.assessment import FINDING_CODES, SEVERITY_RANK, Assessment, Finding, Proposal
+
+# What to do about a finding the proposal does not express as a range or exposure change.
+ADVICE: dict[str, str] = {
+    "excess_coverage": "trim the range to the needed range",
+    "above_reference_level": "bring CTDIvol down to the site reference",
+    "multiphase_contrast": "acquire a single contrast phase",
+    "thin_reconstruction": "reconstruct at 2-3 mm",
+    "kv_not_calibrated": "use the calibrated kV (HU to electron density)",
+    "repeat_acquisition": "record a reason for the repeat or avoid it",
+    "diagnostic_intent": "refer diagnostic imaging to radiology separately",
+    "unlabelled_planning_scan": "label the study as a planning scan",
+    "dose_check_exceeded": "review the Dose Check notification values",
+}
+
+COLUMNS: tuple[str, ...] = (
+    "study",
+    "site",
+    "acq",
+    "finding",
+    "excess length (mm)",
+    "excess DLP (mGy.cm)",
+    "excess E (mSv)",
+    "proposed change",
+    "saving DLP (mGy.cm)",
+    "saving E (mSv)",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    """One assessed (non-localizer) acquisition, its findings merged from both assessments."""
+
+    study: str
+    study_instance_uid: str
+    site: str
+    acquisition: str
+    findings: tuple[Finding, ...]
+    excess_length_mm: float
+    excess_dlp_mgy_cm: float
+    excess_effective_dose_msv: float
+    dlp_mgy_cm: float
+    ctdivol_mgy: float | None
+    proposal: Proposal | None
+    delivered: bool  # numbers from a dose report (True) or from the protocol event only
+
+    @property
+    def flagged(self) -> bool:
+        return bool(self.findings)
+
+    @property
+    def codes(self) -> tuple[str, ...]:
+        return tuple(f.code for f in self.findings)
+
+    @property
+    def severity(self) -> str | None:
+        if not self.findings:
+            return None
+        return max((f.severity for f in self.findings), key=SEVERITY_RANK.__getitem__)
+
+    @property
+    def saving_dlp_mgy_cm(self) -> float:
+        return self.proposal.dlp_saving_mgy_cm if self.proposal else 0.0
+
+    @property
+    def saving_effective_dose_msv(self) -> float:
+        return self.proposal.effective_dose_saving_msv if self.proposal else 0.0
+
+    @property
+    def proposed_change(self) -> str:
+        if self.proposal and self.proposal.changes:
+            return "; ".join(self.proposal.changes)
+        advice = [ADVICE[c] for c in self.codes if c in ADVICE and c != "excess_coverage"]
+        return "; ".join(dict.fromkeys(advice)) or "-"
+
+
+@dataclass(frozen=True, slots=True)
+class Summary:
+    studies: int
+    acquisitions: int
+    flagged: int
+    total_dlp_mgy_cm: float
+    total_excess_dlp_mgy_cm: float
+    avoidable_dlp_mgy_cm: float
+    avoidable_effective_dose_msv: float
+    findings_by_code: dict[str, int]
+
+    @property
+    def flagged_share(self) -> float:
+        return self.flagged / self.acquisitions if self.acquisitions else 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Report:
+    title: str
+    rows: tuple[Row, ...]
+    summary: Summary
+    reference_ctdivol_mgy: dict[str, float] = field(default_factory=dict)
+    notes: tuple[str, ...] = ()
+
+    @property
+    def flagged_rows(self) -> tuple[Row, ...]:
+        return tuple(r for r in self.rows if r.flagged)
+
+    @property
+    def sites(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(r.site for r in self.rows))
+
+
+def fmt(value: float | None, decimals: int) -> str:
+    """The one number format of both renderings: fixed decimals, '-' for unknown."""
+    if value is None or value != value:
+        return "-"
+    text = f"{value:.{decimals}f}"
+    return "0" + text[2:] if text.startswith("-0") and float(text) == 0 else text
+
+
+def row_cells(row: Row) -> list[str]:
+    """The table cells of one flagged acquisition, in :data:`COLUMNS` order."""
+    return [
+        row.study,
+        row.site,
+        row.acquisition,
+        ", ".join(row.codes),
+        fmt(row.excess_length_mm, 0),
+        fmt(row.excess_dlp_mgy_cm, 1),
+        fmt(row.excess_effective_dose_msv, 2),
+        row.proposed_change,
+        fmt(row.saving_dlp_mgy_cm, 1),
+        fmt(row.saving_effective_dose_msv, 2),
+    ]
+
+
+def summary_cells(summary: Summary) -> list[tuple[str, str]]:
+    """The summary lines, label and value, shared by both renderings."""
+    return [
+        ("studies", str(summary.studies)),
+        ("acquisitions assessed", str(summary.acquisitions)),
+        ("flagged acquisitions", str(summary.flagged)),
+        ("flagged share", f"{100.0 * summary.flagged_share:.0f}%"),
+        ("total DLP (mGy.cm)", fmt(summary.total_dlp_mgy_cm, 1)),
+        ("excess DLP outside the needed range (mGy.cm)", fmt(summary.total_excess_dlp_mgy_cm, 1)),
+        ("total avoidable DLP (mGy.cm)", fmt(summary.avoidable_dlp_mgy_cm, 1)),
+        ("avoidable effective dose (mSv)", fmt(summary.avoidable_effective_dose_msv, 2)),
+    ]
+
+
+def _merge_findings(first: Iterable[Finding], second: Iterable[Finding]) -> tuple[Finding, ...]:
+    out: dict[str, Finding] = {}
+    for f in (*first, *second):
+        out.setdefault(f.code, f)
+    return tuple(sorted(out.values(), key=lambda f: FINDING_CODES.index(f.code)))
+
+
+def _label(a: Assessment) -> str:
+    index = "" if a.acquisition_index is None else f"#{a.acquisition_index}"
+    return f"{index} {a.description or ''}".strip() or (a.irradiation_event_uid or "-")[-8:]
+
+
+def build_report(
+    assessments: Iterable[Assessment],
+    *,
+    title: str,
+    event_index: Mapping[str, int] | None = None,
+    reference_ctdivol_mgy: Mapping[str, float] | None = None,
+    notes: Iterable[str] = (),
+) -> Report:
+    """Merge the assessments of each acquisition into one row and total them up.
+
+    ``event_index`` maps an Irradiation Event UID to the index of the planned acquisition it
+    delivered, so a dose-report assessment joins the protocol-event assessment of the same
+    acquisition; without it each dose-report acquisition is its own row.
+    """
+    index = dict(event_index or {})
+    planned: dict[tuple[str, str], Assessment] = {}
+    reported: dict[tuple[str, str], Assessment] = {}
+    order: list[tuple[str, str]] = []
+    for a in assessments:
+        if a.input_kind == "dose_report":
+            uid = a.irradiation_event_uid or a.assessment_id
+            key = (a.study_instance_uid, str(index[uid]) if uid in index else uid)
+            target = reported
+        else:
+            key = (a.study_instance_uid, str(a.acquisition_index))
+            target = planned
+        if key not in planned and key not in reported:
+            order.append(key)
+        target[key] = a
+    rows = []
+    for key in order:
+        plan, report = planned.get(key), reported.get(key)
+        main = report or plan
+        assert main is not None
+        findings = _merge_findings(report.findings if report else (), plan.findings if plan else ())
+        proposal = main.proposal if main.proposal is not None else (plan.proposal if plan else None)
+        rows.append(
+            Row(
+                study=main.accession_number or main.study_instance_uid[-8:],
+                study_instance_uid=main.study_instance_uid,
+                site=main.site,
+                acquisition=_label(plan or main),
+                findings=findings,
+                excess_length_mm=main.excess_length_mm,
+                excess_dlp_mgy_cm=main.excess_dlp_mgy_cm,
+                excess_effective_dose_msv=main.excess_effective_dose_msv,
+                dlp_mgy_cm=main.dlp_mgy_cm,
+                ctdivol_mgy=main.ctdivol_mgy,
+                proposal=proposal,
+                delivered=report is not None,
+            )
+        )
+    flagged = [r for r in rows if r.flagged]
+    by_code = {c: sum(c in r.codes for r in rows) for c in FINDING_CODES}
+    summary = Summary(
+        studies=len({r.study_instance_uid for r in rows}),
+        acquisitions=len(rows),
+        flagged=len(flagged),
+        total_dlp_mgy_cm=sum(r.dlp_mgy_cm for r in rows),
+        total_excess_dlp_mgy_cm=sum(r.excess_dlp_mgy_cm for r in rows),
+        avoidable_dlp_mgy_cm=sum(r.saving_dlp_mgy_cm for r in flagged),
+        avoidable_effective_dose_msv=sum(r.saving_effective_dose_msv for r in flagged),
+        findings_by_code=by_code,
+    )
+    return Report(
+        title=title,
+        rows=tuple(rows),
+        summary=summary,
+        reference_ctdivol_mgy=dict(reference_ctdivol_mgy or {}),
+        notes=tuple(notes),
+    )
