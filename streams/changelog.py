@@ -5,7 +5,14 @@ store; every write also goes to the changelog partition with the number of the i
 the study's messages arrive on (inputs and changelog are co-partitioned). When the consumer is
 assigned input partitions, :meth:`ChangelogStateStore.rebuild` replays the same-numbered changelog
 partitions before their records are processed, so state follows a partition that moves to
-another consumer. Writes are flushed with the batch's outputs, before offsets are committed.
+another consumer.
+
+Writes are held back until :meth:`ChangelogStateStore.send_pending`, which the service calls
+after the batch's outputs are flushed and before it commits. The order matters: the state says
+which Irradiation Event UIDs were assessed, and a reprocessed report skips those; if state could
+reach the changelog before the assessments it stands for, a crash in between would lose them.
+This way a crash leaves either nothing (reprocess everything) or the outputs without the state
+(reprocess, duplicate outputs with the same ids): at-least-once either way.
 """
 
 from __future__ import annotations
@@ -54,6 +61,9 @@ class ChangelogStateStore:
         self._states: OrderedDict[str, StudyState] = OrderedDict()
         self._partition_of: dict[str, int] = {}
         self._lock = threading.Lock()
+        self._pending: dict[str, StudyState] = {}
+        # Copies of states as they were before the current batch touched them (see rollback).
+        self._before: dict[str, StudyState | None] = {}
         self.writes = 0
 
     def route(self, study_instance_uid: str, partition: int) -> None:
@@ -72,18 +82,49 @@ class ChangelogStateStore:
             state = self._states.get(study_instance_uid)
             if state is not None and time.time() - state.updated_at > self.ttl_s:
                 del self._states[study_instance_uid]
-                return None
+                state = None
+            if study_instance_uid not in self._before:
+                self._before[study_instance_uid] = _copy(state)
             return state
+
+    def begin(self) -> None:
+        """Start a batch: :meth:`rollback` undoes what it changes (the pipeline edits in place)."""
+        with self._lock:
+            self._before.clear()
+
+    def rollback(self) -> None:
+        """Put back the states the batch changed and forget its unsent writes."""
+        with self._lock:
+            for uid, state in self._before.items():
+                if state is None:
+                    self._states.pop(uid, None)
+                else:
+                    self._states[uid] = state
+            self._before.clear()
+            self._pending.clear()
 
     def put(self, state: StudyState) -> None:
         state.updated_at = time.time()
         with self._lock:
+            uid = state.study_instance_uid
+            if uid not in self._before:
+                self._before[uid] = _copy(self._states.get(uid))
             self._remember(state)
-        uid = state.study_instance_uid
-        self.producer.send(
-            self.topic, key=uid.encode(), value=state.to_json(), partition=self.partition_for(uid)
-        )
-        self.writes += 1
+            self._pending[state.study_instance_uid] = state
+
+    def send_pending(self) -> int:
+        """Send the states written since the last call (the last one per study) to the changelog."""
+        with self._lock:
+            pending, self._pending = self._pending, {}
+        for uid, state in pending.items():
+            self.producer.send(
+                self.topic,
+                key=uid.encode(),
+                value=state.to_json(),
+                partition=self.partition_for(uid),
+            )
+        self.writes += len(pending)
+        return len(pending)
 
     def _remember(self, state: StudyState) -> None:
         uid = state.study_instance_uid
@@ -155,3 +196,18 @@ class ChangelogStateStore:
                 self._remember(state)
                 loaded += 1
         return loaded
+
+
+def _copy(state: StudyState | None) -> StudyState | None:
+    """A copy deep enough to undo the pipeline's in-place edits (the event itself is frozen)."""
+    if state is None:
+        return None
+    return state.model_copy(
+        update={
+            "assessed_event_uids": list(state.assessed_event_uids),
+            "structure_set_rois": (
+                dict(state.structure_set_rois) if state.structure_set_rois is not None else None
+            ),
+            "structure_set_roi_types": dict(state.structure_set_roi_types),
+        }
+    )

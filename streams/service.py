@@ -60,7 +60,7 @@ def default_pipeline_factory(settings: StreamSettings) -> PipelineFactory:
             from protocols.library import load_library
 
             library = load_library(settings.site_library)
-        return Pipeline(library=library, store=store)
+        return Pipeline(library=library, store=store, strictness=settings.strictness)
 
     return build
 
@@ -258,7 +258,10 @@ class _Loop:
             if records:
                 last_record = time.monotonic()
             if records or self.deferred:
-                self._batch(records)
+                try:
+                    self._batch(records)
+                except _Redo as exc:
+                    log.error(str(exc), extra={"event": "batch_redo"})
             elif idle_stop_s is not None and time.monotonic() - last_record > idle_stop_s:
                 break
 
@@ -381,30 +384,43 @@ class _Loop:
                 self.stats.alerts += 1
         self.stats.assessed += len(assessments)
         self.producer.flush()
-        failed = [f for f in futures if f.failed()]
-        if failed:
-            self._rewind(ready)
-            raise BrokerError(
-                f"{len(failed)} output record(s) could not be delivered "
-                f"({failed[0].exception!r}); offsets not committed, the batch will be reprocessed"
-            )
+        self._check_delivered(futures, ready)
+        # State only after its outputs are delivered (see streams.changelog), then commit.
+        if self.store.send_pending():
+            self.producer.flush()
         self._commit(ready)
+
+    def _check_delivered(self, futures: list[Any], ready: list[Any]) -> None:
+        failed = [f for f in futures if f.failed()]
+        if not failed:
+            return
+        # Outputs lost after all retries: undo the batch's state, reprocess it from its start.
+        self.store.rollback()
+        self._rewind(ready)
+        raise _Redo(
+            f"{len(failed)} output record(s) could not be delivered ({failed[0].exception!r}); "
+            "offsets not committed, the batch will be reprocessed"
+        )
 
     def _assess(self, items: list[Any], origins: list[Any]) -> list[Any]:
         if not items:
             return []
+        self.store.begin()
         try:
             return list(self.pipeline.process(items))
         except LowdoseError:
-            pass
+            self.store.rollback()
         # One item spoilt the batch: assess one by one to find it and keep the rest.
         out: list[Any] = []
         for item, record in zip(items, origins, strict=True):
+            self.store.begin()
             try:
                 out.extend(self.pipeline.process([item]))
             except LowdoseError as exc:
+                self.store.rollback()
                 self._bad(record, exc, "assess")
             except Exception as exc:  # a pipeline bug must not stop the feed for everyone
+                self.store.rollback()
                 log.exception(
                     "pipeline failed on one message",
                     extra={"event": "pipeline_error", "source": _where(record)},
@@ -418,9 +434,14 @@ class _Loop:
 
     def _rewind(self, records: list[Any]) -> None:
         first: dict[Any, int] = {}
-        for r in records:
+        for r in [*records, *self.deferred]:
             tp = _tp(r)
             first[tp] = min(first.get(tp, r.offset), r.offset)
+        self.deferred = []
+        self.deferred_since = None
+        if self.paused:
+            self.consumer.resume(*self.paused)
+            self.paused = set()
         for tp, offset in first.items():
             self.consumer.seek(tp, offset)
 
@@ -455,6 +476,10 @@ class _Loop:
             f"could not commit offsets to group {self.s.group_id} after 10 attempts; the "
             "outputs are flushed and will be reproduced (same assessment ids) on restart"
         )
+
+
+class _Redo(BrokerError):
+    """The batch's outputs were not delivered; it was rewound and will be polled again."""
 
 
 def _tp(record: Any) -> Any:
