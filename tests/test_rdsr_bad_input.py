@@ -104,7 +104,7 @@ def test_truncated_report(cut: int) -> None:
 
 
 def test_missing_file_names_the_file() -> None:
-    with pytest.raises(DicomError, match="no-such.dcm: cannot read the file"):
+    with pytest.raises(DicomError, match=r"no-such\.dcm: cannot read the file"):
         read_dose_report(Path("no-such.dcm"))
 
 

@@ -21,7 +21,7 @@ def _reports(*names: str) -> list[DoseReport]:
     return [read_dose_report(RDSR / n) for n in names]
 
 
-MULTI = ("CT-RDSR-Siemens-Multi-1.dcm", "CT-RDSR-Siemens-Multi-2.dcm", "CT-RDSR-Siemens-Multi-3.dcm")
+MULTI = tuple(f"CT-RDSR-Siemens-Multi-{n}.dcm" for n in (1, 2, 3))
 CONTINUED = ("CT-RDSR-Siemens-Continued-1.dcm", "CT-RDSR-Siemens-Continued-2.dcm")
 
 
