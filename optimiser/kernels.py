@@ -59,7 +59,8 @@ def _walk(
     end_scale: float,
     slab: float,
 ) -> float:
-    # Slabs are counted from the band anchor (an edge of N), so a slab never straddles N.
+    # Slabs are counted from the band anchor (an edge of N), so a slab never straddles N; a
+    # slab crossing a region boundary is split there, so each part gets its own region's k.
     total = 0.0
     if not d_to > d_from:
         return total
@@ -67,13 +68,16 @@ def _walk(
     j = 0
     i = np.floor(d_from / slab)
     while i * slab < d_to:
-        lo = max(i * slab, d_from)
+        pos = max(i * slab, d_from)
         hi = min((i + 1.0) * slab, d_to)
-        if hi > lo:
-            centre = 0.5 * (lo + hi)
-            while j < last and centre >= ends[s, j] * end_scale:
+        while pos < hi:
+            while j < last and pos >= ends[s, j] * end_scale:
                 j += 1
-            total += (hi - lo) * ks[s, j]
+            stop = ends[s, j] * end_scale
+            if j == last or stop >= hi:
+                stop = hi
+            total += (stop - pos) * ks[s, j]
+            pos = stop
         i += 1.0
     return total
 

@@ -267,6 +267,7 @@ class Pipeline:
                 )
             )
             state.assessed_event_uids.append(acq.irradiation_event_uid)
+            assessed.add(acq.irradiation_event_uid)
         self.store.put(state)
         return rows
 

@@ -10,7 +10,8 @@ Formulas (../shared/reference/planning-ct.md):
   16-slice scanners when the collimation is that narrow (Schilham et al., RadioGraphics 2010;
   30:1057-1067, section 4);
 - DLP = CTDIvol x |X| (mGy.cm, |X| in cm); excess = the part of X outside the needed range N;
-- effective dose = sum over 1 cm slabs of CTDIvol x slab length x k(region of the slab centre),
+- effective dose = sum over 1 cm slabs of CTDIvol x the integral of k over the slab (a slab
+  crossing a region boundary is split there),
   regions banded from the edges of N (section 5, Huda et al., Radiology 2008;248:995-1003);
 - TG-220 water-equivalent area A_w = sum over patient pixels of (HU / 1000 + 1) x pixel area,
   D_w = 2 sqrt(A_w / pi) (section 6).
@@ -59,19 +60,25 @@ def overrange_mm(
     return total
 
 
-def band_k(distance: float, ends: Sequence[float], ks: Sequence[float]) -> float:
-    """k of the band holding ``distance`` (bands end at the cumulative ``ends``)."""
-    for end, k in zip(ends, ks, strict=True):
-        if distance < end:
-            return k
-    return ks[-1]
+def band_integral(lo: float, hi: float, ends: Sequence[float], ks: Sequence[float]) -> float:
+    """Integral of k over [lo, hi] (distances from the anchor); band j spans
+    [ends[j-1], ends[j]) with ends[-1] = 0, the last band runs on to infinity."""
+    total = 0.0
+    start = 0.0
+    for j, (end, k) in enumerate(zip(ends, ks, strict=True)):
+        stop = math.inf if j == len(ends) - 1 else end
+        overlap = min(hi, stop) - max(lo, start)
+        if overlap > 0:
+            total += overlap * k
+        start = end
+    return total
 
 
 def walk_slabs(
     d_from: float, d_to: float, ends: Sequence[float], ks: Sequence[float], slab_mm: float
 ) -> float:
-    """Sum of slab length x k over [d_from, d_to] (distances from a band anchor), slabs of
-    ``slab_mm`` counted from the anchor, k taken at the centre of each slab's covered part."""
+    """Sum over slabs of ``slab_mm`` (counted from the anchor, an edge of N) of the integral of
+    k over the slab's part of [d_from, d_to]."""
     total = 0.0
     if not d_to > d_from:
         return total
@@ -80,7 +87,7 @@ def walk_slabs(
         lo = max(i * slab_mm, d_from)
         hi = min((i + 1) * slab_mm, d_to)
         if hi > lo:
-            total += (hi - lo) * band_k(0.5 * (lo + hi), ends, ks)
+            total += band_integral(lo, hi, ends, ks)
         i += 1
     return total
 

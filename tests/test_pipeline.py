@@ -1,0 +1,319 @@
+"""The pipeline end to end: hand-worked cases, dose reports against their protocol event, state."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from optimiser.assessment import Assessment
+from optimiser.errors import InputError, MalformedItemError
+from optimiser.events import ProtocolEvent
+from optimiser.pipeline import Pipeline
+from optimiser.records import CtAcquisition, DoseCheckDetails, DoseReport, RoiExtent, StructureSet
+from optimiser.state import MemoryStateStore
+from optimiser.strictness import Strictness
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+RDSR = SHARED / "data" / "rdsr"
+UID = "1.2.826.0.1.3680043.9.7777.1"
+
+# k (ICRP 103 column, planning-ct.md section 5): abdomen 0.0153, pelvis 0.0129; legs 0.0008 is
+# the library's labelled default.
+K_ABDOMEN, K_PELVIS, K_LEGS = 0.0153, 0.0129, 0.0008
+
+
+def event(
+    acquisitions: list[dict[str, Any]],
+    *,
+    site: str = "prostate",
+    planning: dict[str, Any] | None = None,
+    study: dict[str, Any] | None = None,
+    event_id: str = "evt-1",
+) -> ProtocolEvent:
+    base_acq = {"kvp": 120, "mas": 200, "ctdivol_mgy": 16.0, "type": "spiral"}
+    return ProtocolEvent.model_validate(
+        {
+            "schema": "lowdose.protocol/1",
+            "event_id": event_id,
+            "emitted_at": "2026-11-26T07:00:00Z",
+            "scanner": {"station_name": "CTSIM1"},
+            "study": {"study_instance_uid": UID, **(study or {})},
+            "planning": {
+                "site": site,
+                **(planning if planning is not None else {"needed_z_mm": [0, 200]}),
+            },
+            "acquisitions": [{"index": i, **base_acq, **a} for i, a in enumerate(acquisitions)],
+        }
+    )
+
+
+def prostate_helical(pitch: float = 1.0, collimation: float = 24.0) -> ProtocolEvent:
+    return event(
+        [
+            {"type": "localizer", "z_start_mm": 400, "z_end_mm": -200, "ctdivol_mgy": 0.1},
+            {"z_start_mm": 250, "z_end_mm": -50, "pitch": pitch,
+             "total_collimation_mm": collimation, "slice_thickness_mm": 2.5},
+        ]
+    )  # fmt: skip
+
+
+def codes(a: Assessment) -> dict[str, str]:
+    return {f.code: f.severity for f in a.findings}
+
+
+@pytest.fixture(scope="module")
+def pipeline() -> Pipeline:
+    p = Pipeline()
+    p.warm_up()
+    return p
+
+
+def test_prostate_helical_hand_worked(pipeline: Pipeline) -> None:
+    # Needed 0..200 mm, planned -50..250 mm (300 mm), CTDIvol 16 mGy, pitch 1, 24 mm collimation.
+    # Over-ranging = 1.5 x 1.0 x 24 = 36 mm in total, 18 mm each end: X = -68..268 mm, 336 mm.
+    # DLP = 16 mGy x 33.6 cm = 537.6 mGy.cm.
+    # Excess = 68 mm above + 68 mm below = 136 mm -> 16 x 13.6 = 217.6 mGy.cm; without
+    # over-ranging it would be 16 x 10 = 160, with the 6 cm maximum 16 x 16 = 256 mGy.cm.
+    # Excess E: above N (abdomen) 16 x 6.8 x 0.0153 = 1.66464 mSv; below N (legs)
+    # 16 x 6.8 x 0.0008 = 0.08704 mSv; total 1.75168 mSv. Inside N (pelvis):
+    # 16 x 20 x 0.0129 = 4.128 mSv, so E = 5.87968 mSv.
+    [a] = pipeline.process([prostate_helical()])
+    assert a.acquisition_index == 1
+    assert a.irradiated_z_mm == (-68.0, 268.0)
+    assert a.dlp_mgy_cm == pytest.approx(537.6)
+    assert a.excess_length_mm == pytest.approx(136.0)
+    assert a.excess_dlp_mgy_cm == pytest.approx(217.6)
+    assert 160.0 <= a.excess_dlp_mgy_cm <= 256.0
+    assert a.excess_effective_dose_msv == pytest.approx(
+        16 * 6.8 * K_ABDOMEN + 16 * 6.8 * K_LEGS, rel=1e-4
+    )
+    assert a.effective_dose_msv == pytest.approx(1.75168 + 16 * 20 * K_PELVIS, rel=1e-4)
+    # 217.6 / 537.6 = 0.405 >= the 0.25 alert fraction.
+    assert codes(a) == {"excess_coverage": "alert"}
+    assert a.excess_fraction == pytest.approx(217.6 / 537.6, abs=1e-4)
+    # Proposal: planned range trimmed to N +- 10 mm = -10..210, X' = -28..228 (256 mm):
+    # 16 x 25.6 = 409.6 mGy.cm, saving 537.6 - 409.6 = 128.0 mGy.cm. E' = 4.128 + 16 x 2.8 x
+    # (0.0153 + 0.0008) = 4.84928 mSv, saving 5.87968 - 4.84928 = 1.0304 mSv.
+    assert a.proposal is not None
+    assert a.proposal.z_mm == (-10.0, 210.0)
+    assert a.proposal.dlp_saving_mgy_cm == pytest.approx(128.0)
+    assert a.proposal.effective_dose_saving_msv == pytest.approx(1.0304, rel=1e-4)
+    assert a.proposal.mas == 200.0  # CTDIvol 16 is below the 17 mGy prostate reference
+
+
+@pytest.mark.parametrize(
+    ("pitch", "collimation", "excess"),
+    [
+        (0.5, 24.0, 208.0),  # 1.5 x 0.5 x 24 = 18 mm, raised to 30 mm: 16 x 13.0 = 208
+        (2.0, 24.0, 256.0),  # 1.5 x 2.0 x 24 = 72 mm, capped at 60 mm: 16 x 16.0 = 256
+    ],
+)
+def test_overranging_keeps_excess_within_published_bounds(
+    pipeline: Pipeline, pitch: float, collimation: float, excess: float
+) -> None:
+    [a] = pipeline.process([prostate_helical(pitch, collimation)])
+    assert a.excess_dlp_mgy_cm == pytest.approx(excess)
+
+
+def test_needed_range_from_target_margins_organs_and_igrt(pipeline: Pipeline) -> None:
+    # Target 40..120 with the prostate margins (30 mm each way) gives 10..150; the bladder
+    # (60..160) and the 160 mm image-guidance field about isocentre 80 (0..160) extend it to
+    # one range 0..160.
+    ev = event(
+        [{"z_start_mm": -20, "z_end_mm": 180}],
+        planning={"target_z_mm": [120, 40], "organs_z_mm": {"bladder": [60, 160]},
+                  "isocentre_z_mm": 80},
+    )  # fmt: skip
+    [a] = pipeline.process([ev])
+    assert a.needed_z_mm == (0.0, 160.0)
+    assert a.needed_basis == "target_margins"
+
+
+def test_site_default_is_centred_on_the_plan(pipeline: Pipeline) -> None:
+    # No needed range, no target: the prostate default 225 mm centred on the planned 0..300.
+    [a] = pipeline.process([event([{"z_start_mm": 0, "z_end_mm": 300}], planning={})])
+    assert a.needed_z_mm == (37.5, 262.5)
+    assert a.needed_basis == "site_default"
+    assert any("default length" in n for n in a.notes)
+
+
+def test_each_single_acquisition_finding(pipeline: Pipeline) -> None:
+    ev = event(
+        [{"z_start_mm": 0, "z_end_mm": 200, "kvp": 100, "slice_thickness_mm": 0.625,
+          "ctdivol_mgy": 60.0}],
+        study={"purpose": "diagnostic", "labelled_planning": False},
+    )  # fmt: skip
+    [a] = pipeline.process([ev])
+    found = codes(a)
+    # 60 / 17 = 3.5 x the prostate reference: alert (>= 1.5 x).
+    assert found["above_reference_level"] == "alert"
+    assert found["thin_reconstruction"] == "warning"
+    assert found["kv_not_calibrated"] == "warning"
+    assert found["diagnostic_intent"] == "warning"
+    assert found["unlabelled_planning_scan"] == "warning"
+    # 60 mGy > the 50 mGy body notification value.
+    assert found["dose_check_exceeded"] == "warning"
+    # Proposal scales the exposure to the reference: 200 mAs x 17 / 60 = 56.67 mAs.
+    assert a.proposal is not None
+    assert a.proposal.mas == pytest.approx(56.67, abs=0.01)
+    assert a.proposal.ctdivol_mgy == pytest.approx(17.0)
+
+
+def test_repeat_and_multiphase(pipeline: Pipeline) -> None:
+    ev = event(
+        [
+            {"z_start_mm": 0, "z_end_mm": 200},
+            {"z_start_mm": 10, "z_end_mm": 190},  # same phase, same range: repeat
+            {"z_start_mm": 0, "z_end_mm": 200, "contrast": "with"},  # second phase
+            {"z_start_mm": 600, "z_end_mm": 700},  # elsewhere: neither
+        ]
+    )
+    a = pipeline.process([ev])
+    assert [x.acquisition_index for x in a] == [0, 1, 2, 3]
+    assert "repeat_acquisition" not in codes(a[0])
+    assert codes(a[1])["repeat_acquisition"] == "warning"
+    assert codes(a[2])["multiphase_contrast"] == "warning"
+    assert "repeat_acquisition" not in codes(a[2])
+    assert not {"repeat_acquisition", "multiphase_contrast"} & set(codes(a[3]))
+
+
+def _report(acqs: list[CtAcquisition], sop: str = "1.2.3.4.5", **kw: Any) -> DoseReport:
+    return DoseReport(
+        source="test.dcm",
+        sop_class_uid="1.2.840.10008.5.1.4.1.1.88.67",
+        sop_instance_uid=sop,
+        study_instance_uid=UID,
+        acquisitions=acqs,
+        **kw,
+    )
+
+
+def _spiral(uid: str, ctdi: float = 16.0, dlp: float = 480.0, **kw: Any) -> CtAcquisition:
+    return CtAcquisition(
+        irradiation_event_uid=uid,
+        acquisition_type="spiral",
+        mean_ctdivol_mgy=ctdi,
+        dlp_mgy_cm=dlp,
+        **kw,
+    )
+
+
+def test_dose_report_placed_by_its_protocol_event() -> None:
+    p = Pipeline()
+    ev = prostate_helical()
+    # Reported: CTDIvol 16, DLP 480 -> irradiated length 480 / 16 = 30 cm = 300 mm, centred on
+    # the planned acquisition's centre 100 mm: X = -50..250, excess 100 mm -> 160 mGy.cm.
+    rep = _report([CtAcquisition("loc", acquisition_type="localizer"), _spiral("e1")])
+    a_ev, a_rep = p.process([ev, rep])
+    assert a_ev.input_kind == "protocol_event"
+    assert a_rep.input_kind == "dose_report"
+    assert a_rep.placement == "protocol_event"
+    assert a_rep.site == "prostate"
+    assert a_rep.irradiated_z_mm == (-50.0, 250.0)
+    assert a_rep.dlp_mgy_cm == pytest.approx(480.0)
+    assert a_rep.excess_dlp_mgy_cm == pytest.approx(160.0)
+    assert a_rep.irradiation_event_uid == "e1"
+    # A cumulative report resending e1 with a new e2 is assessed for e2 only.
+    again = p.process([_report([_spiral("e1"), _spiral("e2", dlp=320.0)], sop="1.2.3.4.6")])
+    assert [x.irradiation_event_uid for x in again] == ["e2"]
+
+
+def test_dose_report_z_positions_win_and_state_spans_batches() -> None:
+    p = Pipeline(store=MemoryStateStore())
+    p.process([prostate_helical()])
+    # Top/bottom z 220 / 20 -> centre 120; length 480 / 16 = 300 mm -> X = -30..270:
+    # excess 30 below + 70 above = 100 mm.
+    rep = _report([_spiral("e1", top_z_mm=220.0, bottom_z_mm=20.0)])
+    [a] = p.process([rep])
+    assert a.placement == "report_z"
+    assert a.irradiated_z_mm == (-30.0, 270.0)
+    assert a.excess_length_mm == pytest.approx(100.0)
+
+
+def test_dose_report_without_event_is_a_lower_bound() -> None:
+    p = Pipeline()
+    [a] = p.process([_report([_spiral("e1", dlp=480.0)])])
+    # generic default N 300 mm, X 300 mm aligned with it: excess 0, flagged as a lower bound.
+    assert a.site == "generic"
+    assert a.placement == "aligned_with_needed"
+    assert a.excess_is_lower_bound
+    assert a.excess_dlp_mgy_cm == 0.0
+    assert any("no protocol event" in n for n in a.notes)
+
+
+def test_dose_check_alert_and_ssde_from_report() -> None:
+    p = Pipeline()
+    check = DoseCheckDetails(
+        kind="alert",
+        ctdivol_forward_estimate_mgy=1200.0,
+        ctdivol_value_mgy=1000.0,
+        reason_for_proceeding="planning",
+    )
+    acq = _spiral("e1", dose_check=[check], water_equivalent_diameter_mm=280.0, phantom="body")
+    [a] = p.process([_report([acq])])
+    assert codes(a)["dose_check_exceeded"] == "alert"
+    # TG-204 at D = 28 cm: 3.704369 exp(-0.03671937 x 28) = 1.325 -> SSDE = 16 x 1.325 = 21.2
+    assert a.ssde_mgy == pytest.approx(16 * 1.325, rel=1e-3)
+
+
+def test_structure_set_gives_needed_range_and_no_assessment() -> None:
+    p = Pipeline()
+    ss = StructureSet(
+        source="rs.dcm",
+        study_instance_uid=UID,
+        frame_of_reference_uid=None,
+        rois=[
+            RoiExtent(1, "PTV_prostate", 50.0, 110.0, "PTV"),
+            RoiExtent(2, "Rectum", 20.0, 130.0, "ORGAN"),
+            RoiExtent(3, "BODY", -300.0, 400.0, "EXTERNAL"),
+        ],
+    )
+    # PTV 50..110 with 30 mm margins = 20..140, rectum 20..130: N = 20..140.
+    out = p.process([ss, prostate_helical()])
+    assert len(out) == 1
+    assert out[0].needed_basis == "structure_set"
+    assert out[0].needed_z_mm == (20.0, 140.0)
+
+
+def test_unknown_site_uses_generic_or_raises_when_strict() -> None:
+    ev = event([{"z_start_mm": 0, "z_end_mm": 200}], site="pancreas")
+    [a] = Pipeline().process([ev])
+    assert a.site == "generic"
+    assert any("pancreas" in n for n in a.notes)
+    with pytest.raises(MalformedItemError, match="pancreas"):
+        Pipeline(strictness=Strictness.RAISE).process([ev])
+
+
+def test_wrong_input_type_is_an_input_error(pipeline: Pipeline) -> None:
+    with pytest.raises(InputError, match="expected a ProtocolEvent"):
+        pipeline.process(["not a message"])  # type: ignore[list-item]
+
+
+def test_assessment_ids_are_deterministic() -> None:
+    a1 = Pipeline().process([prostate_helical()])
+    a2 = Pipeline().process([prostate_helical()])
+    assert [a.assessment_id for a in a1] == [a.assessment_id for a in a2]
+    assert json.loads(a1[0].to_json())["schema"] == "lowdose.assessment/1"
+
+
+@pytest.mark.realdata
+def test_real_cumulative_reports_are_assessed_once_per_event() -> None:
+    from optimiser.dicom import read_dicom
+
+    expected = {e["file"]: e for e in json.loads((RDSR / "expected.json").read_text())}
+    names = [f"CT-RDSR-Siemens-Multi-{i}.dcm" for i in (1, 2, 3)]
+    p = Pipeline()
+    out = p.process([read_dicom(RDSR / n) for n in names])
+    last = expected[names[-1]]
+    wanted = [e["irradiation_event_uid"] for e in last["events"]
+              if e["acquisition_type"] != "localizer"]  # fmt: skip
+    assert sorted(a.irradiation_event_uid or "" for a in out) == sorted(wanted)
+    for a in out:
+        ev = next(
+            e for e in last["events"] if e["irradiation_event_uid"] == a.irradiation_event_uid
+        )
+        if ev["dlp_mgy_cm"]:
+            assert a.dlp_mgy_cm == pytest.approx(ev["dlp_mgy_cm"], rel=1e-3)
