@@ -128,7 +128,7 @@ def test_excess_coverage_extends_the_planned_range() -> None:
         assert s.injected == {"excess_coverage"}
         lo, hi = s.protocol_event.acquisitions[1].z_range_mm
         n_lo, n_hi = s.needed_z_mm
-        assert (n_lo - lo) + (hi - n_hi) >= 40.0
+        assert max(0.0, n_lo - lo) + max(0.0, hi - n_hi) >= 40.0
 
 
 def test_above_reference_level_doses() -> None:
@@ -142,14 +142,15 @@ def test_above_reference_level_doses() -> None:
 def test_multiphase_contrast_adds_a_contrast_phase_over_the_same_range() -> None:
     for s in simulate_feed(5, seed=7, problem_rates=_only("multiphase_contrast")):
         scans = s.protocol_event.acquisitions[1:]
-        assert [a.contrast for a in scans] == ["none", "with"]
-        assert scans[0].z_range_mm == scans[1].z_range_mm
-        assert [d.contrast for d in s.delivered[1:]] == [False, True]
+        assert [a.contrast for a in scans].count("with") == 1
+        assert (scans[0].contrast, scans[-1].contrast) == ("none", "with")
+        assert scans[0].z_range_mm == scans[-1].z_range_mm
+        assert [d.contrast for d in s.delivered[1:]] == [a.contrast == "with" for a in scans]
 
 
 def test_repeat_acquisition_repeats_the_same_phase() -> None:
     for s in simulate_feed(5, seed=7, problem_rates=_only("repeat_acquisition")):
-        first, second = s.protocol_event.acquisitions[1:]
+        first, second = s.protocol_event.acquisitions[1], s.protocol_event.acquisitions[-1]
         assert first.contrast == second.contrast
         assert abs(first.z_start_mm - second.z_start_mm) <= 3.0
 
