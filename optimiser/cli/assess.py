@@ -1,0 +1,160 @@
+"""``lowdose assess PATH... [--json] [--site-library DIR]``: assess planning scans from files.
+
+Protocol events (.json: one event or an array of them), CT dose reports and RT structure sets
+(.dcm) given together are joined by Study Instance UID: per study, structure sets are read first
+(they give the needed range exactly), then protocol events, then dose reports, so a report is
+assessed against its study's planning. Folders are searched for *.json and *.dcm files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from optimiser.assessment import Assessment
+    from optimiser.pipeline import PipelineInput
+
+HELP = "assess protocol events (.json), dose reports and structure sets (.dcm) from files"
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "paths", nargs="+", metavar="PATH", help="files, or folders to search for *.json, *.dcm"
+    )
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        help="print one JSON array of assessments, one per acquisition that is not a localizer",
+    )
+    parser.add_argument(
+        "--site-library",
+        metavar="DIR",
+        type=Path,
+        help="folder of department override files (<site>.toml) for the protocol library",
+    )
+    parser.add_argument(
+        "--strictness",
+        choices=["ignore", "warn", "raise"],
+        default="warn",
+        help="malformed items: drop silently, drop with a warning (default), or fail",
+    )
+
+
+def _files(paths: list[str]) -> Iterator[Path]:
+    for name in paths:
+        path = Path(name)
+        if path.is_dir():
+            yield from sorted(
+                p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in (".json", ".dcm")
+            )
+        else:
+            yield path
+
+
+def read_inputs(paths: list[str], strictness_name: str = "warn") -> list[PipelineInput]:
+    """Read every file and order the items per study: structure sets, events, then reports."""
+    from optimiser.dicom import read_dicom
+    from optimiser.errors import InputError
+    from optimiser.events import ProtocolEvent, parse_protocol_event
+    from optimiser.records import StructureSet
+    from optimiser.strictness import Strictness
+
+    strictness = Strictness(strictness_name)
+    items: list[PipelineInput] = []
+    for path in _files(paths):
+        if not path.exists():
+            raise InputError(
+                "no such file or folder; give protocol event .json or DICOM .dcm files",
+                source=str(path),
+            )
+        if path.suffix.lower() == ".json":
+            text = path.read_text(encoding="utf-8")
+            try:
+                data = json.loads(text)
+            except json.JSONDecodeError as exc:
+                raise InputError(
+                    f"not JSON ({exc.msg} at line {exc.lineno}); a protocol event file holds "
+                    "one lowdose.protocol/1 object or an array of them",
+                    source=str(path),
+                ) from exc
+            docs = data if isinstance(data, list) else [data]
+            for i, doc in enumerate(docs):
+                where = f"{path}[{i}]" if isinstance(data, list) else str(path)
+                items.append(parse_protocol_event(json.dumps(doc), source=where))
+        else:
+            items.append(read_dicom(path, strictness=strictness))
+
+    def rank(item: PipelineInput) -> int:
+        if isinstance(item, StructureSet):
+            return 0
+        return 1 if isinstance(item, ProtocolEvent) else 2
+
+    def study(item: PipelineInput) -> str:
+        if isinstance(item, ProtocolEvent):
+            return item.study.study_instance_uid
+        return item.study_instance_uid
+
+    first_seen: dict[str, int] = {}
+    for i, item in enumerate(items):
+        first_seen.setdefault(study(item), i)
+    order = sorted(
+        range(len(items)), key=lambda i: (first_seen[study(items[i])], rank(items[i]), i)
+    )
+    return [items[i] for i in order]
+
+
+def _table(assessments: list[Assessment]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(highlight=False)
+    table = Table(title="lowdose assessments", show_lines=False)
+    for col in ("study", "acq", "site", "needed mm", "irradiated mm", "DLP", "excess DLP",
+                "E mSv", "excess E", "findings", "saving DLP"):  # fmt: skip
+        table.add_column(col, overflow="fold")
+    for a in assessments:
+        acq = str(a.acquisition_index) if a.acquisition_index is not None else (
+            (a.irradiation_event_uid or "")[-12:]
+        )  # fmt: skip
+        n = a.needed_z_mm
+        x = a.irradiated_z_mm
+        table.add_row(
+            a.study_instance_uid[-16:],
+            acq,
+            a.site,
+            f"{n[0]:.0f}..{n[1]:.0f}" if n else "-",
+            f"{x[0]:.0f}..{x[1]:.0f}" if x else "-",
+            f"{a.dlp_mgy_cm:.1f}",
+            f"{'>=' if a.excess_is_lower_bound else ''}{a.excess_dlp_mgy_cm:.1f} "
+            f"({a.excess_fraction:.0%})",
+            f"{a.effective_dose_msv:.2f}",
+            f"{a.excess_effective_dose_msv:.2f}",
+            ", ".join(f"{f.code}:{f.severity}" for f in a.findings) or "-",
+            f"{a.proposal.dlp_saving_mgy_cm:.1f}" if a.proposal else "-",
+        )
+    console.print(table)
+
+
+def run(args: argparse.Namespace) -> int:
+    from optimiser.pipeline import Pipeline
+    from optimiser.strictness import Strictness
+    from protocols.library import load_library
+
+    items = read_inputs(args.paths, args.strictness)
+    library = load_library(args.site_library)
+    assessments = Pipeline(library, strictness=Strictness(args.strictness)).process(items)
+    if args.json:
+        print(
+            json.dumps(
+                [a.model_dump(mode="json", by_alias=True) for a in assessments],
+                indent=2,
+                ensure_ascii=False,
+            )
+        )
+    else:
+        _table(assessments)
+    return 0
