@@ -1,0 +1,203 @@
+"""``lowdose demo``: a simulated CT-sim day through the service's pipeline, in-process, no broker.
+
+The same :class:`optimiser.pipeline.Pipeline` the Kafka consumer runs gets the day in batches
+(protocol events, then the dose reports parsed from the simulated RDSR bytes); the flagged
+acquisitions are printed as a table with a summary and written as a self-contained HTML report.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from optimiser.errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from rich.table import Table
+
+    from optimiser.report.model import Report
+    from optimiser.simulate import SimulatedStudy
+
+HELP = "simulate a CT-sim department day, assess it in-process and write an HTML report"
+
+# A day of 40 studies whose injected problems show a finding of every kind (checked by
+# tests/test_demo.py): the demo should show everything the optimiser can say.
+DEFAULT_SEED = 20
+DEFAULT_STUDIES = 40
+DEFAULT_OUT = Path("demo-out")
+REPORT_NAME = "lowdose-report.html"
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=DEFAULT_OUT,
+        metavar="DIR",
+        help=f"output folder for the report and the simulated feed (default: ./{DEFAULT_OUT})",
+    )
+    parser.add_argument(
+        "--studies",
+        type=int,
+        default=DEFAULT_STUDIES,
+        metavar="N",
+        help=f"studies in the day (default: {DEFAULT_STUDIES})",
+    )
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=DEFAULT_SEED,
+        metavar="S",
+        help=f"simulation seed (default: {DEFAULT_SEED}, a day with findings of every kind)",
+    )
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=8,
+        metavar="N",
+        help="studies per pipeline batch (default: 8)",
+    )
+
+
+def _check_out(out: Path) -> None:
+    """Fail before any work when the output folder cannot be used."""
+    if out.exists() and not out.is_dir():
+        raise ConfigurationError(
+            f"--out {str(out)!r}: exists and is not a directory; give a folder path"
+        )
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".lowdose-write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise ConfigurationError(
+            f"--out {str(out)!r}: cannot write there ({exc.strerror or exc}); "
+            "give a writable folder"
+        ) from exc
+
+
+def assess_day(
+    studies: list[SimulatedStudy], *, batch_size: int = 8, show_progress: bool = True
+) -> tuple[list[object], dict[str, float]]:
+    """Run the studies through the pipeline in batches; returns the assessments and the site
+    reference CTDIvol values the pipeline's library holds."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    from optimiser.dicom import read_dose_report
+    from optimiser.pipeline import Pipeline
+
+    pipeline = Pipeline()
+    assessments: list[object] = []
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        transient=True,
+        disable=not show_progress,
+    ) as progress:
+        warm = progress.add_task("compiling kernels", total=1)
+        pipeline.warm_up()
+        progress.advance(warm)
+        task = progress.add_task("assessing studies", total=len(studies))
+        for start in range(0, len(studies), batch_size):
+            chunk = studies[start : start + batch_size]
+            assessments += pipeline.process([s.protocol_event for s in chunk])
+            reports = [
+                read_dose_report(s.rdsr_bytes, source=f"{s.protocol_event.event_id}/rdsr.dcm")
+                for s in chunk
+            ]
+            assessments += pipeline.process(reports)
+            progress.advance(task, len(chunk))
+    references = {}
+    for site in {s.site for s in studies}:
+        ref = pipeline.library.get(site).reference_ctdivol_mgy
+        if ref is not None:
+            references[site] = ref.value
+    return assessments, references
+
+
+def findings_table(report: Report) -> Table:
+    """The console table: the same cells as the HTML report's table."""
+    from rich.table import Table
+
+    from optimiser.report.model import COLUMNS, row_cells
+
+    numeric = {4, 5, 6, 8, 9}
+    table = Table(title="Flagged acquisitions", show_lines=False, expand=False)
+    for i, column in enumerate(COLUMNS):
+        table.add_column(
+            column,
+            justify="right" if i in numeric else "left",
+            overflow="fold",
+            max_width=48 if column == "proposed change" else None,
+        )
+    styles = {"alert": "bold red", "warning": "yellow", "info": ""}
+    for row in report.flagged_rows:
+        table.add_row(*row_cells(row), style=styles.get(row.severity or "", ""))
+    return table
+
+
+def summary_table(report: Report) -> Table:
+    from rich.table import Table
+
+    from optimiser.report.model import summary_cells
+
+    table = Table(title="Summary", show_header=False)
+    table.add_column("item")
+    table.add_column("value", justify="right")
+    for label, value in summary_cells(report.summary):
+        table.add_row(label, value)
+    counts = ", ".join(f"{c} {n}" for c, n in report.summary.findings_by_code.items() if n)
+    table.add_row("acquisitions per finding", counts or "-")
+    return table
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.studies < 1:
+        raise ConfigurationError(
+            f"--studies {args.studies}: a demo day needs at least 1 study; e.g. --studies 40"
+        )
+    if args.batch_size < 1:
+        raise ConfigurationError(f"--batch-size {args.batch_size}: must be 1 or more; e.g. 8")
+    out: Path = args.out
+    _check_out(out)
+
+    from datetime import datetime
+
+    from rich.console import Console
+
+    from optimiser.assessment import FINDING_CODES, Assessment
+    from optimiser.report import build_report, write_html
+    from optimiser.simulate import ProblemRates, simulate_feed, write_feed
+
+    console = Console()
+    if not console.is_terminal:
+        # Piped or captured output: wide enough that the table rows stay on one line each.
+        console = Console(width=200)
+    rates = ProblemRates()
+    studies = simulate_feed(args.studies, seed=args.seed, problem_rates=rates)
+    write_feed(out / "feed", studies, seed=args.seed, problem_rates=rates)
+    raw, references = assess_day(studies, batch_size=args.batch_size)
+    assessments = [a for a in raw if isinstance(a, Assessment)]
+    event_index = {d.irradiation_event_uid: d.index for s in studies for d in s.delivered}
+    report = build_report(
+        assessments,
+        title=f"lowdose: simulated CT-sim day, {len(studies)} studies (seed {args.seed})",
+        event_index=event_index,
+        reference_ctdivol_mgy=references,
+        notes=[
+            f"Simulated feed: seed {args.seed}, problem rates "
+            + ", ".join(f"{k} {v:g}" for k, v in rates.as_dict().items())
+            + f"; written to {out / 'feed'}.",
+        ],
+    )
+    console.print(findings_table(report))
+    console.print(summary_table(report))
+    missing = [c for c in FINDING_CODES if not report.summary.findings_by_code.get(c)]
+    if missing:
+        console.print(f"finding kinds not seen in this day: {', '.join(missing)}", highlight=False)
+    path = write_html(report, out / REPORT_NAME, generated_at=datetime.now())
+    console.print(f"report: {path.resolve()}", highlight=False, soft_wrap=True)
+    return 0
