@@ -56,10 +56,11 @@ def _findings_table(report: Report) -> str:
     for row in report.flagged_rows:
         cells = row_cells(row)
         messages = " | ".join(f"{f.severity}: {f.message}" for f in row.findings)
+        tips = {3: messages, 7: row.proposed_change_full}
         tds = []
         for i, cell in enumerate(cells):
             cls = ' class="num"' if i in numeric else ""
-            title = f' title="{escape(messages, quote=True)}"' if i == 3 else ""
+            title = f' title="{escape(tips[i], quote=True)}"' if i in tips else ""
             tds.append(f"<td{cls}{title}>{escape(cell)}</td>")
         body.append(f'<tr class="{row.severity or ""}">{"".join(tds)}</tr>')
     if not body:

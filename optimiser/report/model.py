@@ -20,14 +20,14 @@ from optimiser.assessment import FINDING_CODES, SEVERITY_RANK, Assessment, Findi
 # What to do about a finding the proposal does not express as a range or exposure change.
 ADVICE: dict[str, str] = {
     "excess_coverage": "trim the range to the needed range",
-    "above_reference_level": "bring CTDIvol down to the site reference",
-    "multiphase_contrast": "acquire a single contrast phase",
+    "above_reference_level": "lower CTDIvol to the site reference",
+    "multiphase_contrast": "acquire one contrast phase",
     "thin_reconstruction": "reconstruct at 2-3 mm",
-    "kv_not_calibrated": "use the calibrated kV (HU to electron density)",
-    "repeat_acquisition": "record a reason for the repeat or avoid it",
-    "diagnostic_intent": "refer diagnostic imaging to radiology separately",
-    "unlabelled_planning_scan": "label the study as a planning scan",
-    "dose_check_exceeded": "review the Dose Check notification values",
+    "kv_not_calibrated": "use the calibrated kV",
+    "repeat_acquisition": "record why or avoid the repeat",
+    "diagnostic_intent": "refer diagnostic CT to radiology",
+    "unlabelled_planning_scan": "label it a planning scan",
+    "dose_check_exceeded": "review the Dose Check values",
 }
 
 COLUMNS: tuple[str, ...] = (
@@ -85,6 +85,15 @@ class Row:
 
     @property
     def proposed_change(self) -> str:
+        """Short form for the table: each change up to its explanation."""
+        if self.proposal and self.proposal.changes:
+            return "; ".join(
+                c.split(": ")[0].split(" (")[0].split(", ")[0] for c in self.proposal.changes
+            )
+        return self.proposed_change_full
+
+    @property
+    def proposed_change_full(self) -> str:
         if self.proposal and self.proposal.changes:
             return "; ".join(self.proposal.changes)
         advice = [ADVICE[c] for c in self.codes if c in ADVICE and c != "excess_coverage"]

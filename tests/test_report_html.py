@@ -1,0 +1,335 @@
+"""The HTML report: self-contained, plots embedded, numbers equal to the table's cells."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+
+from optimiser.assessment import Assessment, Finding, Proposal, assessment_id
+from optimiser.errors import ConfigurationError
+from optimiser.report import build_report, render_html, row_cells, summary_cells, write_html
+from optimiser.report.svg import nice_ticks
+
+
+@dataclass
+class ParsedReport:
+    """What a browser would show, read back with html.parser."""
+
+    tables: dict[str, list[list[str]]] = field(default_factory=dict)
+    svgs: list[str] = field(default_factory=list)
+    points: dict[str, list[dict[str, str]]] = field(default_factory=dict)
+    references: dict[str, list[dict[str, str]]] = field(default_factory=dict)
+    bars: dict[str, list[dict[str, str]]] = field(default_factory=dict)
+    external: list[str] = field(default_factory=list)
+    scripts: int = 0
+
+
+class ReportParser(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.out = ParsedReport()
+        self._table: str | None = None
+        self._svg: str | None = None
+        self._row: list[str] | None = None
+        self._cell: list[str] | None = None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        a = {k: v or "" for k, v in attrs}
+        for key in ("src", "href"):
+            if key in a:
+                self.out.external.append(a[key])
+        if tag == "link" or (tag == "img" and "src" in a):
+            self.out.external.append(tag)
+        if tag == "script":
+            self.out.scripts += 1
+        if tag == "table":
+            self._table = a.get("id", "")
+            self.out.tables[self._table] = []
+        elif tag == "tr" and self._table is not None:
+            self._row = []
+        elif tag in ("td", "th") and self._row is not None:
+            self._cell = []
+        elif tag == "svg":
+            self._svg = a.get("id", "")
+            self.out.svgs.append(self._svg)
+        elif self._svg is not None and "data-value" in a:
+            kind = {"circle": self.out.points, "line": self.out.references, "rect": self.out.bars}
+            kind[tag].setdefault(self._svg, []).append(a)
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in ("td", "th") and self._cell is not None and self._row is not None:
+            self._row.append("".join(self._cell).strip())
+            self._cell = None
+        elif tag == "tr" and self._row is not None and self._table is not None:
+            self.out.tables[self._table].append(self._row)
+            self._row = None
+        elif tag == "table":
+            self._table = None
+        elif tag == "svg":
+            self._svg = None
+
+    def handle_data(self, data: str) -> None:
+        if self._cell is not None:
+            self._cell.append(data)
+
+
+def parse_report(html: str) -> ParsedReport:
+    parser = ReportParser()
+    parser.feed(html)
+    parser.close()
+    return parser.out
+
+
+def _assessment(
+    *,
+    kind: str,
+    study: str,
+    index: int | None,
+    event_uid: str | None = None,
+    site: str = "prostate",
+    excess_length: float = 0.0,
+    excess_dlp: float = 0.0,
+    dlp: float = 400.0,
+    ctdivol: float = 16.0,
+    findings: tuple[tuple[str, str], ...] = (),
+    saving: float | None = None,
+    description: str = "Helical 2.5mm",
+) -> Assessment:
+    proposal = None
+    if saving is not None:
+        proposal = Proposal(
+            z_mm=(0.0, 200.0),
+            mas=100.0,
+            ctdivol_mgy=ctdivol,
+            dlp_mgy_cm=dlp - saving,
+            dlp_saving_mgy_cm=saving,
+            effective_dose_saving_msv=saving * 0.015,
+            changes=[f"range 0 to 200 mm: the needed range plus 10 mm tolerance (#{index})"]
+            if saving
+            else [],
+        )
+    input_id = f"{study}-{kind}"
+    return Assessment(
+        schema_="lowdose.assessment/1",
+        assessment_id=assessment_id(kind, input_id, str(event_uid or index)),
+        input_kind=kind,  # type: ignore[arg-type]
+        input_id=input_id,
+        study_instance_uid=study,
+        accession_number=f"ACC-{study}",
+        acquisition_index=index,
+        irradiation_event_uid=event_uid,
+        site=site,
+        acquisition_type="spiral",
+        description=description,
+        needed_z_mm=(0.0, 200.0),
+        needed_basis="given",
+        irradiated_z_mm=(-excess_length, 200.0),
+        placement="planned",
+        ctdivol_mgy=ctdivol,
+        dlp_mgy_cm=dlp,
+        scan_length_mm=200.0 + excess_length,
+        excess_length_mm=excess_length,
+        excess_dlp_mgy_cm=excess_dlp,
+        excess_fraction=excess_length / (200.0 + excess_length),
+        effective_dose_msv=dlp * 0.015,
+        excess_effective_dose_msv=excess_dlp * 0.015,
+        findings=[Finding(code=c, severity=s, message=f"{c} here") for c, s in findings],  # type: ignore[arg-type]
+        proposal=proposal,
+    )
+
+
+def _day() -> list[Assessment]:
+    return [
+        # study A: planned with a thin reconstruction, delivered with excess coverage
+        _assessment(
+            kind="protocol_event",
+            study="A",
+            index=1,
+            excess_length=90.0,
+            excess_dlp=144.0,
+            findings=(("thin_reconstruction", "warning"),),
+            saving=130.0,
+        ),
+        _assessment(
+            kind="dose_report",
+            study="A",
+            index=None,
+            event_uid="uid-A1",
+            excess_length=100.0,
+            excess_dlp=160.0,  # 16 mGy x 10 cm
+            dlp=480.0,  # 16 mGy x 30 cm
+            findings=(("excess_coverage", "alert"),),
+            saving=150.5,
+        ),
+        # study B: clean breast scan, delivered
+        _assessment(kind="protocol_event", study="B", index=1, site="breast", ctdivol=9.0),
+        _assessment(
+            kind="dose_report",
+            study="B",
+            index=None,
+            event_uid="uid-B1",
+            site="breast",
+            ctdivol=9.0,
+            dlp=270.0,
+        ),
+        # study C: above the reference, only the protocol event arrived
+        _assessment(
+            kind="protocol_event",
+            study="C",
+            index=1,
+            site="breast",
+            ctdivol=40.0,
+            dlp=1200.0,
+            findings=(("above_reference_level", "alert"),),
+            saving=420.0,
+            description="<b>Helical</b> & co",
+        ),
+    ]
+
+
+EVENT_INDEX = {"uid-A1": 1, "uid-B1": 1}
+REFERENCES = {"prostate": 17.0, "breast": 26.0}
+
+
+def _report():  # type: ignore[no-untyped-def]
+    return build_report(
+        _day(), title="test day", event_index=EVENT_INDEX, reference_ctdivol_mgy=REFERENCES
+    )
+
+
+def test_assessments_of_one_acquisition_merge_into_one_row() -> None:
+    report = _report()
+    assert [(r.study_instance_uid, r.delivered) for r in report.rows] == [
+        ("A", True),
+        ("B", True),
+        ("C", False),
+    ]
+    a = report.rows[0]
+    # findings from both, in FINDING_CODES order; numbers from the dose report
+    assert a.codes == ("excess_coverage", "thin_reconstruction")
+    assert a.severity == "alert"
+    assert (a.excess_length_mm, a.excess_dlp_mgy_cm, a.dlp_mgy_cm) == (100.0, 160.0, 480.0)
+    assert a.saving_dlp_mgy_cm == 150.5
+    assert not report.rows[1].flagged
+
+
+def test_summary_totals_by_hand() -> None:
+    s = _report().summary
+    assert (s.studies, s.acquisitions, s.flagged) == (3, 3, 2)
+    # flagged share 2 / 3 = 67 %
+    assert s.flagged_share == pytest.approx(2 / 3)
+    # total DLP 480 + 270 + 1200 = 1950; excess 160 + 0 + 0 = 160
+    assert s.total_dlp_mgy_cm == pytest.approx(1950.0)
+    assert s.total_excess_dlp_mgy_cm == pytest.approx(160.0)
+    # avoidable = savings of flagged rows: 150.5 (A, from its dose report) + 420 (C) = 570.5
+    assert s.avoidable_dlp_mgy_cm == pytest.approx(570.5)
+    # 570.5 x 0.015 = 8.5575 mSv
+    assert s.avoidable_effective_dose_msv == pytest.approx(8.5575)
+    assert s.findings_by_code["excess_coverage"] == 1
+    assert s.findings_by_code["above_reference_level"] == 1
+    assert s.findings_by_code["repeat_acquisition"] == 0
+    labels = dict(summary_cells(s))
+    assert labels["flagged share"] == "67%"
+    assert labels["total avoidable DLP (mGy.cm)"] == "570.5"
+
+
+def test_row_cells_format() -> None:
+    cells = row_cells(_report().rows[0])
+    assert cells[:4] == [
+        "ACC-A",
+        "prostate",
+        "#1 Helical 2.5mm",
+        "excess_coverage, thin_reconstruction",
+    ]
+    # 100 mm, 160.0 mGy.cm, 160 x 0.015 = 2.40 mSv; saving 150.5 and 150.5 x 0.015 = 2.26 mSv
+    assert cells[4:7] == ["100", "160.0", "2.40"]
+    assert cells[7] == "range 0 to 200 mm"
+    assert cells[8:] == ["150.5", "2.26"]
+
+
+def test_html_is_self_contained_with_embedded_plots() -> None:
+    html = render_html(_report())
+    parsed = parse_report(html)
+    assert parsed.external == []
+    assert parsed.scripts == 0
+    assert {"excess-length-by-site", "ctdivol-vs-reference"} <= set(parsed.svgs)
+    assert html.startswith("<!DOCTYPE html>")
+
+
+def test_html_numbers_equal_the_table_cells() -> None:
+    report = _report()
+    parsed = parse_report(render_html(report))
+    flagged = parsed.tables["flagged"]
+    assert flagged[0] == [
+        "study",
+        "site",
+        "acq",
+        "finding",
+        "excess length (mm)",
+        "excess DLP (mGy.cm)",
+        "excess E (mSv)",
+        "proposed change",
+        "saving DLP (mGy.cm)",
+        "saving E (mSv)",
+    ]
+    assert flagged[1:] == [row_cells(r) for r in report.flagged_rows]
+    assert parsed.tables["summary"] == [list(c) for c in summary_cells(report.summary)]
+
+
+def test_plots_carry_the_rows_values() -> None:
+    report = _report()
+    parsed = parse_report(render_html(report))
+    excess = parsed.points["excess-length-by-site"]
+    assert [(p["data-category"], float(p["data-value"])) for p in excess] == [
+        (r.site, r.excess_length_mm) for r in report.rows
+    ]
+    assert [p["data-flagged"] for p in excess] == ["true", "false", "true"]
+    ctdi = parsed.points["ctdivol-vs-reference"]
+    assert sorted(float(p["data-value"]) for p in ctdi) == [9.0, 16.0, 40.0]
+    refs = {
+        r["data-category"]: float(r["data-value"])
+        for r in parsed.references["ctdivol-vs-reference"]
+    }
+    assert refs == REFERENCES
+    bars = {b["data-category"]: float(b["data-value"]) for b in parsed.bars["findings-by-code"]}
+    assert bars["excess_coverage"] == 1.0 and bars["dose_check_exceeded"] == 0.0
+
+
+def test_text_is_escaped() -> None:
+    html = render_html(_report())
+    assert "<b>Helical</b>" not in html
+    assert "&lt;b&gt;Helical&lt;/b&gt; &amp; co" in html
+
+
+def test_empty_day_renders() -> None:
+    report = build_report([], title="nothing")
+    parsed = parse_report(render_html(report))
+    assert parsed.tables["flagged"][1] == ["no acquisition was flagged"]
+    assert len(parsed.svgs) == 3
+
+
+def test_write_html_to_an_unwritable_path(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(ConfigurationError, match="cannot write there"):
+        write_html(_report(), blocker / "report.html")
+    path = write_html(_report(), tmp_path / "out" / "report.html")
+    assert parse_report(path.read_text()).tables["flagged"]
+
+
+@pytest.mark.parametrize(
+    ("lo", "hi", "expected"),
+    [
+        # range 0..100 in ~5 steps: raw step 20 -> 2 x 10
+        (0.0, 100.0, [0.0, 20.0, 40.0, 60.0, 80.0, 100.0]),
+        # range 0..37: raw 7.4 -> step 10, covering 37 needs 40
+        (0.0, 37.0, [0.0, 10.0, 20.0, 30.0, 40.0]),
+        # empty range widens to 1: raw 0.2 -> step 0.2
+        (5.0, 5.0, [5.0, 5.2, 5.4, 5.6, 5.8, 6.0]),
+    ],
+)
+def test_nice_ticks(lo: float, hi: float, expected: list[float]) -> None:
+    assert nice_ticks(lo, hi) == pytest.approx(expected)
