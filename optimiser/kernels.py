@@ -343,30 +343,23 @@ def _wed_slice(img: npt.NDArray[np.int16], threshold_raw: float) -> tuple[int, i
     run_row = np.empty(cap, np.int64)
     run_start = np.empty(cap, np.int64)
     run_end = np.empty(cap, np.int64)  # exclusive
-    run_sum = np.empty(cap, np.int64)
     row_first = np.empty(rows + 1, np.int64)
     n = 0
     for r in range(rows):
         row_first[r] = n
         inrun = False
-        acc = 0
         for c in range(cols):
-            v = img[r, c]
-            if v > threshold_raw:
-                if not inrun:
-                    inrun = True
-                    run_row[n] = r
-                    run_start[n] = c
-                    acc = 0
-                acc += v
-            elif inrun:
+            above = img[r, c] > threshold_raw
+            if above and not inrun:
+                inrun = True
+                run_row[n] = r
+                run_start[n] = c
+            elif inrun and not above:
                 inrun = False
                 run_end[n] = c
-                run_sum[n] = acc
                 n += 1
         if inrun:
             run_end[n] = cols
-            run_sum[n] = acc
             n += 1
     row_first[rows] = n
     if n == 0:
@@ -392,19 +385,33 @@ def _wed_slice(img: npt.NDArray[np.int16], threshold_raw: float) -> tuple[int, i
             else:
                 b += 1
     count = np.zeros(n, np.int64)
-    total = np.zeros(n, np.int64)
     trunc = np.zeros(n, np.bool_)
     for k in range(n):
         root = _find(parent, k)
         count[root] += run_end[k] - run_start[k]
-        total[root] += run_sum[k]
         if run_start[k] == 0 or run_end[k] == cols or run_row[k] == 0 or run_row[k] == rows - 1:
             trunc[root] = True
     best = 0
     for k in range(1, n):
         if count[k] > count[best]:
             best = k
-    return total[best], count[best], trunc[best]
+    # Each row of the patient is taken from its first to its last pixel: lungs and bowel gas
+    # inside the outline count with their (small) weight, air in a concavity with weight ~0.
+    span_lo = np.full(rows, cols, np.int64)
+    span_hi = np.zeros(rows, np.int64)
+    for k in range(n):
+        if _find(parent, k) == best:
+            r = run_row[k]
+            span_lo[r] = min(span_lo[r], run_start[k])
+            span_hi[r] = max(span_hi[r], run_end[k])
+    total = 0
+    pixels = 0
+    for r in range(rows):
+        if span_hi[r] > span_lo[r]:
+            pixels += span_hi[r] - span_lo[r]
+            for c in range(span_lo[r], span_hi[r]):
+                total += img[r, c]
+    return total, pixels, trunc[best]
 
 
 @njit(cache=True, nogil=True)
@@ -438,8 +445,10 @@ def water_equivalent_area(
 ) -> WaterEquivalent:
     """TG-220 A_w and D_w = 2 sqrt(A_w / pi) of each slice of an int16 stack (or one slice).
 
-    The patient region is the largest 4-connected region above ``threshold_hu``; it is flagged
-    truncated when it touches the image edge (AAPM Report 220; planning-ct.md section 6).
+    The patient is the largest 4-connected region above ``threshold_hu`` (the couch, separated
+    by air, is left out), each of its rows filled from its first to its last pixel so that lungs
+    inside the outline count; it is flagged truncated when it touches the image edge (AAPM
+    Report 220; planning-ct.md section 6). ``pixel_count`` counts the filled pixels.
     """
     arr = np.asarray(stack)
     if arr.ndim == 2:

@@ -14,7 +14,8 @@ Formulas (../shared/reference/planning-ct.md):
   crossing a region boundary is split there),
   regions banded from the edges of N (section 5, Huda et al., Radiology 2008;248:995-1003);
 - TG-220 water-equivalent area A_w = sum over patient pixels of (HU / 1000 + 1) x pixel area,
-  D_w = 2 sqrt(A_w / pi) (section 6).
+  D_w = 2 sqrt(A_w / pi) (section 6); the patient is the largest region above an air threshold
+  (the couch left out), each row filled between its outer pixels so the lungs count.
 """
 
 from __future__ import annotations
@@ -209,16 +210,16 @@ def water_equivalent_area(
     threshold_hu: float,
     pixel_area_mm2: float,
 ) -> tuple[float, int, bool]:
-    """TG-220 A_w (mm^2) of the largest 4-connected region above ``threshold_hu``.
+    """TG-220 A_w (mm^2) of the patient: the largest 4-connected region above ``threshold_hu``
+    (first found in raster order on a tie), each row filled from its first to its last pixel.
 
-    The largest region is the patient: the couch and other objects separated by air are left
-    out. Returns (A_w, pixel count of the region, truncated: the region touches the image edge).
+    Returns (A_w, pixels summed, truncated: the region touches the image edge).
     """
     rows = len(pixels)
     cols = len(pixels[0]) if rows else 0
     hu = [[pixels[r][c] * slope + intercept for c in range(cols)] for r in range(rows)]
     label = [[0] * cols for _ in range(rows)]
-    best_sum, best_count, best_trunc = 0.0, 0, False
+    best_label, best_count, best_trunc = 0, 0, False
     current = 0
     for r0 in range(rows):
         for c0 in range(cols):
@@ -227,10 +228,9 @@ def water_equivalent_area(
             current += 1
             label[r0][c0] = current
             stack = [(r0, c0)]
-            total, count, trunc = 0.0, 0, False
+            count, trunc = 0, False
             while stack:
                 r, c = stack.pop()
-                total += hu[r][c] / 1000.0 + 1.0
                 count += 1
                 if r in (0, rows - 1) or c in (0, cols - 1):
                     trunc = True
@@ -240,5 +240,13 @@ def water_equivalent_area(
                         label[rr][cc] = current
                         stack.append((rr, cc))
             if count > best_count:
-                best_sum, best_count, best_trunc = total, count, trunc
-    return best_sum * pixel_area_mm2, best_count, best_trunc
+                best_label, best_count, best_trunc = current, count, trunc
+    total = 0.0
+    summed = 0
+    for r in range(rows):
+        cs = [c for c in range(cols) if best_label and label[r][c] == best_label]
+        if cs:
+            for c in range(min(cs), max(cs) + 1):
+                total += hu[r][c] / 1000.0 + 1.0
+                summed += 1
+    return total * pixel_area_mm2, summed, best_trunc

@@ -12,6 +12,11 @@ Sources (../shared/reference/planning-ct.md section 6):
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from optimiser.errors import InputError
 
 TG204_BODY = (3.704369, 0.03671937)
 TG204_HEAD = (1.874799, 0.03871313)
@@ -35,3 +40,120 @@ def ssde_mgy(ctdivol_mgy: float, diameter_mm: float, phantom: str = "body") -> f
     d_cm = diameter_mm / 10.0
     factor = tg293_head_factor(d_cm) if phantom == "head" else tg204_factor(d_cm, "body")
     return ctdivol_mgy * factor
+
+
+# --- CT images: pixel geometry and D_w --------------------------------------------------------
+
+# Pixel Spacing may differ from Reconstruction Diameter / matrix by rounding; beyond this share
+# the two describe different matrices (e.g. a resampled image that kept the old spacing).
+SPACING_TOLERANCE = 0.02
+
+
+@dataclass(frozen=True, slots=True)
+class PixelGeometry:
+    """The pixel size used for A_w and why."""
+
+    row_spacing_mm: float
+    column_spacing_mm: float
+    basis: str  # pixel_spacing | reconstruction_diameter
+    notes: tuple[str, ...] = ()
+
+    @property
+    def pixel_area_mm2(self) -> float:
+        return self.row_spacing_mm * self.column_spacing_mm
+
+
+def pixel_geometry(
+    pixel_spacing: Sequence[float] | None,
+    reconstruction_diameter_mm: float | None,
+    rows: int,
+    columns: int,
+) -> PixelGeometry:
+    """Check Pixel Spacing (0028,0030) against Reconstruction Diameter (0018,1100) / matrix.
+
+    When they disagree by more than :data:`SPACING_TOLERANCE`, the reconstruction diameter
+    wins (it describes the field actually reconstructed) and the disagreement is reported.
+    """
+    derived: tuple[float, float] | None = None
+    if reconstruction_diameter_mm and rows > 0 and columns > 0:
+        derived = (reconstruction_diameter_mm / rows, reconstruction_diameter_mm / columns)
+    given: tuple[float, float] | None = None
+    if pixel_spacing is not None and len(pixel_spacing) == 2:
+        given = (float(pixel_spacing[0]), float(pixel_spacing[1]))
+    if given is None and derived is None:
+        raise InputError(
+            "CT image has neither Pixel Spacing (0028,0030) nor Reconstruction Diameter "
+            "(0018,1100): the pixel size is unknown, so A_w cannot be computed"
+        )
+    if derived is None:
+        assert given is not None
+        return PixelGeometry(given[0], given[1], "pixel_spacing")
+    if given is None:
+        return PixelGeometry(
+            derived[0],
+            derived[1],
+            "reconstruction_diameter",
+            ("no Pixel Spacing: pixel size from Reconstruction Diameter / Rows",),
+        )
+    if all(abs(g - d) <= SPACING_TOLERANCE * d for g, d in zip(given, derived, strict=True)):
+        return PixelGeometry(given[0], given[1], "pixel_spacing")
+    note = (
+        f"Pixel Spacing {given[0]:g} x {given[1]:g} mm disagrees with Reconstruction Diameter "
+        f"{reconstruction_diameter_mm:g} mm / {rows} x {columns} pixels = {derived[0]:.4g} mm; "
+        "the latter is used"
+    )
+    return PixelGeometry(derived[0], derived[1], "reconstruction_diameter", (note,))
+
+
+@dataclass(frozen=True, slots=True)
+class ImageSize:
+    """TG-220 size of the patient in one CT image."""
+
+    water_equivalent_diameter_mm: float
+    water_equivalent_area_mm2: float
+    truncated: bool
+    geometry: PixelGeometry
+    notes: tuple[str, ...] = field(default=())
+
+
+def image_water_equivalent_diameter(path: Path | str, threshold_hu: float = -500.0) -> ImageSize:
+    """D_w of the patient in one CT image file (TG-220), with the geometry check and the
+    truncation flag; a truncated outline makes D_w an underestimate, said in ``notes``."""
+    import pydicom
+    from pydicom.errors import InvalidDicomError
+
+    from optimiser.kernels import water_equivalent_area
+
+    try:
+        ds = pydicom.dcmread(path)
+        pixels = ds.pixel_array
+    except (InvalidDicomError, AttributeError, ValueError, OSError) as exc:
+        raise InputError(
+            f"cannot read the CT image pixels ({exc}); give a CT Image Storage file with "
+            "Pixel Data",
+            source=str(path),
+        ) from exc
+    geometry = pixel_geometry(
+        ds.get("PixelSpacing"),
+        float(ds.ReconstructionDiameter) if "ReconstructionDiameter" in ds else None,
+        int(ds.Rows),
+        int(ds.Columns),
+    )
+    result = water_equivalent_area(
+        pixels,
+        slope=float(ds.get("RescaleSlope", 1.0)),
+        intercept=float(ds.get("RescaleIntercept", 0.0)),
+        pixel_area_mm2=geometry.pixel_area_mm2,
+        threshold_hu=threshold_hu,
+    )
+    truncated = bool(result.truncated[0])
+    notes = list(geometry.notes)
+    if truncated:
+        notes.append("the body outline touches the image edge (truncated): D_w is an underestimate")
+    return ImageSize(
+        float(result.diameter_mm[0]),
+        float(result.area_mm2[0]),
+        truncated,
+        geometry,
+        tuple(notes),
+    )
