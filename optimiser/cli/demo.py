@@ -175,7 +175,7 @@ def run(args: argparse.Namespace) -> int:
     console = Console()
     if not console.is_terminal:
         # Piped or captured output: wide enough that the table rows stay on one line each.
-        console = Console(width=200)
+        console = Console(width=320)
     rates = ProblemRates()
     studies = simulate_feed(args.studies, seed=args.seed, problem_rates=rates)
     write_feed(out / "feed", studies, seed=args.seed, problem_rates=rates)

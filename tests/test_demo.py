@@ -1,0 +1,124 @@
+"""``lowdose demo``: the default day shows every finding, the report matches the table."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from test_report_html import parse_report
+
+from optimiser.assessment import FINDING_CODES
+from optimiser.cli import demo
+from optimiser.cli.main import main
+from optimiser.report.model import COLUMNS
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path]:
+    out = tmp_path_factory.mktemp("demo")
+    proc = subprocess.run(
+        [sys.executable, "-m", "optimiser.cli.main", "demo", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=240,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stderr
+    return proc.stdout, out
+
+
+def test_demo_writes_the_report_and_prints_its_path(demo_run: tuple[str, Path]) -> None:
+    stdout, out = demo_run
+    path = out / demo.REPORT_NAME
+    assert path.is_file()
+    assert f"report: {path.resolve()}" in stdout
+    assert (out / "feed" / "manifest.json").is_file()
+
+
+def test_default_day_shows_findings_of_every_kind(demo_run: tuple[str, Path]) -> None:
+    stdout, out = demo_run
+    assert "not seen in this day" not in stdout
+    flagged = parse_report((out / demo.REPORT_NAME).read_text()).tables["flagged"]
+    seen = {code for row in flagged[1:] for code in row[3].split(", ")}
+    assert seen == set(FINDING_CODES)
+
+
+def _console_rows(stdout: str) -> list[list[str]]:
+    """Rows of the rich table ('│ a │ b │'), continuation lines joined into their row."""
+    rows: list[list[str]] = []
+    in_table = False
+    for line in stdout.splitlines():
+        if line.startswith("┡"):
+            in_table = True
+            continue
+        if line.startswith("└"):
+            break
+        if in_table and line.startswith("│"):
+            cells = [c.strip() for c in line.strip("│").split("│")]
+            if cells[0] or not rows:
+                rows.append(cells)
+            else:  # a wrapped cell continues on the next line
+                rows[-1] = [f"{a} {b}".strip() for a, b in zip(rows[-1], cells, strict=True)]
+    return rows
+
+
+def test_html_table_equals_the_console_table(demo_run: tuple[str, Path]) -> None:
+    stdout, out = demo_run
+    parsed = parse_report((out / demo.REPORT_NAME).read_text())
+    html_rows = parsed.tables["flagged"]
+    assert html_rows[0] == list(COLUMNS)
+    console_rows = _console_rows(stdout)
+    assert len(console_rows) == len(html_rows) - 1 > 0
+    for console_row, html_row in zip(console_rows, html_rows[1:], strict=True):
+        assert console_row == html_row
+
+
+def test_html_summary_equals_the_console_summary(demo_run: tuple[str, Path]) -> None:
+    stdout, out = demo_run
+    summary = parse_report((out / demo.REPORT_NAME).read_text()).tables["summary"]
+    for label, value in summary:
+        # the label may wrap in the console; its value sits on the line where the label starts
+        first_word = label.split(" (")[0]
+        line = next(x for x in stdout.splitlines() if f"│ {first_word}" in x)
+        assert re.search(rf"{re.escape(value)} │$", line), (label, value, line)
+
+
+def test_html_plots_hold_every_assessed_acquisition(demo_run: tuple[str, Path]) -> None:
+    _, out = demo_run
+    parsed = parse_report((out / demo.REPORT_NAME).read_text())
+    acquisitions = int(dict(parsed.tables["summary"])["acquisitions assessed"])
+    assert len(parsed.points["excess-length-by-site"]) == acquisitions
+    assert len(parsed.points["ctdivol-vs-reference"]) == acquisitions
+    assert parsed.references["ctdivol-vs-reference"]  # the site reference levels are drawn
+    assert parsed.external == [] and parsed.scripts == 0
+
+
+@pytest.mark.parametrize(
+    ("argv", "fragment"),
+    [
+        (["--studies", "-1"], "--studies -1"),
+        (["--studies", "0"], "--studies 0"),
+        (["--batch-size", "0"], "--batch-size 0"),
+    ],
+)
+def test_bad_counts_are_one_line_errors(
+    argv: list[str], fragment: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["demo", "--out", str(tmp_path), *argv]) != 0
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and fragment in err and "Traceback" not in err
+
+
+def test_output_path_that_is_a_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    assert main(["demo", "--out", str(blocker)]) != 0
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "not a directory" in err
+    assert main(["demo", "--out", str(blocker / "sub")]) != 0
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "cannot write there" in err
