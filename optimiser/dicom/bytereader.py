@@ -16,6 +16,7 @@ inflated with a cap, and every failure is a :class:`~optimiser.errors.DicomError
 from __future__ import annotations
 
 import struct
+import warnings
 import zlib
 from dataclasses import dataclass, field
 
@@ -104,7 +105,9 @@ class _Reader:
         from pydicom.charset import decode_bytes
 
         try:
-            return decode_bytes(raw, self.terms, set()).strip(_STRIP)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                return decode_bytes(raw, self.terms, set()).strip(_STRIP)
         except Exception:  # pydicom's decoder may raise anything on hostile bytes
             return raw.decode("latin_1").strip(_STRIP)
 
@@ -118,7 +121,9 @@ class _Reader:
         from pydicom.charset import convert_encodings
 
         try:
-            self.terms = convert_encodings(terms)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                self.terms = convert_encodings(terms)
         except Exception:
             self.terms = None
 
@@ -179,8 +184,6 @@ class _Reader:
     def sequence(
         self, pos: int, length: int, end: int, depth: int, implicit: bool, keep: bool
     ) -> tuple[list[Dataset], int]:
-        if depth > MAX_DEPTH:
-            raise DicomError(f"sequences nested deeper than {MAX_DEPTH} levels at byte {pos}")
         undefined = length == _UNDEFINED
         if undefined:
             seq_end = end
@@ -190,6 +193,8 @@ class _Reader:
                 raise _truncated(pos, f"a sequence of {length} bytes")
             if not keep:
                 return [], seq_end
+        if depth > MAX_DEPTH:
+            raise DicomError(f"sequences nested deeper than {MAX_DEPTH} levels at byte {pos}")
         data = self.data
         items: list[Dataset] = []
         while pos < seq_end:
@@ -241,12 +246,18 @@ def _truncated(pos: int, what: str = "an element header") -> DicomError:
 _META_KEEP = frozenset({_TRANSFER_SYNTAX, 0x00020002, 0x00020003})
 
 
-def parse(data: bytes, keep: frozenset[int], sequences: frozenset[int]) -> Parsed:
+def parse(
+    data: bytes, keep: frozenset[int], sequences: frozenset[int], *, engine: str = "numba"
+) -> Parsed:
     """Read ``data`` (a DICOM file or a bare data set), keeping the tags in ``keep``.
 
     ``sequences`` names the tags that are sequences, needed for implicit VR data where a sequence
-    of defined length cannot be told from bytes otherwise.
+    of defined length cannot be told from bytes otherwise. ``engine`` is ``"numba"`` (the
+    tokenizer kernel, :mod:`optimiser.dicom.tokenizer`) or ``"python"`` (its reference twin,
+    this module's recursive reader); both give the same result or the same error.
     """
+    if engine not in ("numba", "python"):
+        raise ValueError(f"engine = {engine!r}: must be 'numba' or 'python'")
     size = len(data)
     has_preamble = size >= 132 and data[128:132] == b"DICM"
     pos = 132 if has_preamble else 0
@@ -286,8 +297,52 @@ def parse(data: bytes, keep: frozenset[int], sequences: frozenset[int]) -> Parse
         # explicit VR little endian (PS3.5 A.4).
         implicit, big = False, False
     reader = _Reader(body, keep, sequences, big)
-    dataset, _ = reader.dataset(pos, len(body), 0, False, implicit, True)
+    if engine == "numba":
+        dataset = _build(reader, body, pos, implicit, big)
+    else:
+        dataset, _ = reader.dataset(pos, len(body), 0, False, implicit, True)
     return Parsed(meta=meta, dataset=dataset, transfer_syntax=syntax, has_preamble=has_preamble)
+
+
+def _build(reader: _Reader, data: bytes, pos: int, implicit: bool, big: bool) -> Dataset:
+    """The data set tree from the tokenizer kernel's flat tokens (values decoded here)."""
+    from optimiser.dicom.tokenizer import ITEM_START, SEQ_START, VALUE, tokenize
+
+    kinds, tags, offsets, lengths = tokenize(
+        data,
+        pos,
+        implicit=implicit,
+        big=big,
+        keep=reader.keep,
+        sequences=reader.sequences,
+        max_depth=MAX_DEPTH,
+    )
+    root: Dataset = {}
+    current = root
+    items: list[Dataset] = []
+    stack: list[tuple[Dataset, list[Dataset]]] = []
+    text = reader.text
+    for kind, tag, start, length in zip(
+        kinds.tolist(), tags.tolist(), offsets.tolist(), lengths.tolist(), strict=True
+    ):
+        if kind == VALUE:
+            raw = data[start : start + length]
+            if tag == _CHARSET and not stack:
+                reader.set_charset(raw)
+            current[tag] = text(raw)
+        elif kind == ITEM_START:
+            item: Dataset = {}
+            items.append(item)
+            stack.append((current, items))
+            current = item
+        elif kind == SEQ_START:
+            new: list[Dataset] = []
+            current[tag] = new
+            stack.append((current, items))
+            items = new
+        else:  # ITEM_END or SEQ_END
+            current, items = stack.pop()
+    return root
 
 
 def _looks_like_dataset(data: bytes) -> bool:
