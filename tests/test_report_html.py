@@ -286,7 +286,8 @@ def test_plots_carry_the_rows_values() -> None:
     assert [(p["data-category"], float(p["data-value"])) for p in excess] == [
         (r.site, r.excess_length_mm) for r in report.rows
     ]
-    assert [p["data-flagged"] for p in excess] == ["true", "false", "true"]
+    # marked: the acquisitions flagged for excess coverage (study A only)
+    assert [p["data-flagged"] for p in excess] == ["true", "false", "false"]
     ctdi = parsed.points["ctdivol-vs-reference"]
     assert sorted(float(p["data-value"]) for p in ctdi) == [9.0, 16.0, 40.0]
     refs = {

@@ -149,8 +149,17 @@ def summary_table(report: Report) -> Table:
     table.add_column("value", justify="right")
     for label, value in summary_cells(report.summary):
         table.add_row(label, value)
-    counts = ", ".join(f"{c} {n}" for c, n in report.summary.findings_by_code.items() if n)
-    table.add_row("acquisitions per finding", counts or "-")
+    return table
+
+
+def finding_counts_table(report: Report) -> Table:
+    from rich.table import Table
+
+    table = Table(title="Acquisitions per finding")
+    table.add_column("finding")
+    table.add_column("acquisitions", justify="right")
+    for code, n in report.summary.findings_by_code.items():
+        table.add_row(code, str(n))
     return table
 
 
@@ -195,6 +204,7 @@ def run(args: argparse.Namespace) -> int:
     )
     console.print(findings_table(report))
     console.print(summary_table(report))
+    console.print(finding_counts_table(report))
     missing = [c for c in FINDING_CODES if not report.summary.findings_by_code.get(c)]
     if missing:
         console.print(f"finding kinds not seen in this day: {', '.join(missing)}", highlight=False)

@@ -72,12 +72,23 @@ def _findings_table(report: Report) -> str:
 
 def _charts(report: Report) -> str:
     sites = report.sites
+    # Each plot marks the acquisitions flagged for what it shows.
     excess = [
-        Point(r.site, r.excess_length_mm, f"{r.study} {r.acquisition}", r.flagged)
+        Point(
+            r.site,
+            r.excess_length_mm,
+            f"{r.study} {r.acquisition}",
+            "excess_coverage" in r.codes,
+        )
         for r in report.rows
     ]
     ctdi = [
-        Point(r.site, r.ctdivol_mgy, f"{r.study} {r.acquisition}", r.flagged)
+        Point(
+            r.site,
+            r.ctdivol_mgy,
+            f"{r.study} {r.acquisition}",
+            "above_reference_level" in r.codes,
+        )
         for r in report.rows
         if r.ctdivol_mgy is not None
     ]
@@ -90,6 +101,8 @@ def _charts(report: Report) -> str:
             y_label="excess length (mm)",
             categories=sites,
             points=excess,
+            flagged_label="excess_coverage",
+            clean_label="other acquisitions",
         )
         + strip_chart(
             chart_id="ctdivol-vs-reference",
@@ -99,6 +112,8 @@ def _charts(report: Report) -> str:
             points=ctdi,
             references={s: v for s, v in report.reference_ctdivol_mgy.items() if s in sites},
             reference_label="site reference CTDIvol",
+            flagged_label="above_reference_level",
+            clean_label="other acquisitions",
         )
         + bar_chart(
             chart_id="findings-by-code",

@@ -30,6 +30,17 @@ ADVICE: dict[str, str] = {
     "dose_check_exceeded": "review the Dose Check values",
 }
 
+SITE_ORDER: tuple[str, ...] = (
+    "brain",
+    "head_neck",
+    "breast",
+    "lung_3d",
+    "lung_4dct",
+    "prostate",
+    "prostate_nodes",
+    "generic",
+)
+
 COLUMNS: tuple[str, ...] = (
     "study",
     "site",
@@ -130,7 +141,10 @@ class Report:
 
     @property
     def sites(self) -> tuple[str, ...]:
-        return tuple(dict.fromkeys(r.site for r in self.rows))
+        """Sites present, head to feet as in the protocol library, others after them."""
+        present = set(r.site for r in self.rows)
+        known = [s for s in SITE_ORDER if s in present]
+        return (*known, *sorted(present - set(known)))
 
 
 def fmt(value: float | None, decimals: int) -> str:

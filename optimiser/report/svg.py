@@ -17,6 +17,9 @@ MARGIN_LEFT = 70
 MARGIN_RIGHT = 20
 MARGIN_TOP = 40
 MARGIN_BOTTOM = 60
+# Bar charts: room below the axis for rotated category labels.
+BAR_HEIGHT = 400
+BAR_MARGIN_BOTTOM = 130
 
 FLAGGED = "#c0392b"
 CLEAN = "#2e86c1"
@@ -65,8 +68,8 @@ def _point_attrs(p: Point) -> str:
     )
 
 
-def _svg_open(chart_id: str, title: str) -> str:
-    box = f"0 0 {WIDTH} {HEIGHT}"
+def _svg_open(chart_id: str, title: str, height: int = HEIGHT) -> str:
+    box = f"0 0 {WIDTH} {height}"
     return (
         f'<svg xmlns="http://www.w3.org/2000/svg" {_attrs(id=chart_id, viewBox=box)} role="img" '
         f'aria-label="{escape(title, quote=True)}" class="chart">'
@@ -85,6 +88,8 @@ def strip_chart(
     points: Sequence[Point],
     references: Mapping[str, float] | None = None,
     reference_label: str = "reference",
+    flagged_label: str = "flagged",
+    clean_label: str = "not flagged",
 ) -> str:
     """A categorical strip chart: one column per category, one dot per point (jittered
     horizontally in a fixed pattern), an optional reference level drawn as a bar per category."""
@@ -148,15 +153,15 @@ def strip_chart(
     legend_y = HEIGHT - 18
     parts.append(
         f'<circle cx="{MARGIN_LEFT}" cy="{legend_y - 4}" r="4.5" fill="{FLAGGED}"/>'
-        f'<text x="{MARGIN_LEFT + 10}" y="{legend_y}" class="tick">flagged</text>'
-        f'<circle cx="{MARGIN_LEFT + 80}" cy="{legend_y - 4}" r="4.5" fill="{CLEAN}"/>'
-        f'<text x="{MARGIN_LEFT + 90}" y="{legend_y}" class="tick">not flagged</text>'
+        f'<text x="{MARGIN_LEFT + 10}" y="{legend_y}" class="tick">{escape(flagged_label)}</text>'
+        f'<circle cx="{MARGIN_LEFT + 200}" cy="{legend_y - 4}" r="4.5" fill="{CLEAN}"/>'
+        f'<text x="{MARGIN_LEFT + 210}" y="{legend_y}" class="tick">{escape(clean_label)}</text>'
     )
     if refs:
         parts.append(
-            f'<line x1="{MARGIN_LEFT + 190}" x2="{MARGIN_LEFT + 215}" y1="{legend_y - 4}" '
+            f'<line x1="{MARGIN_LEFT + 400}" x2="{MARGIN_LEFT + 425}" y1="{legend_y - 4}" '
             f'y2="{legend_y - 4}" stroke="{REFERENCE}" stroke-width="3"/>'
-            f'<text x="{MARGIN_LEFT + 222}" y="{legend_y}" class="tick">'
+            f'<text x="{MARGIN_LEFT + 432}" y="{legend_y}" class="tick">'
             f"{escape(reference_label)}</text>"
         )
     parts.append("</svg>")
@@ -169,9 +174,9 @@ def bar_chart(*, chart_id: str, title: str, y_label: str, bars: Sequence[tuple[s
     ticks = nice_ticks(0.0, max([1.0, *values]))
     y_hi = ticks[-1]
     plot_w = WIDTH - MARGIN_LEFT - MARGIN_RIGHT
-    plot_h = HEIGHT - MARGIN_TOP - MARGIN_BOTTOM
+    plot_h = BAR_HEIGHT - MARGIN_TOP - BAR_MARGIN_BOTTOM
     band = plot_w / max(len(bars), 1)
-    parts = [_svg_open(chart_id, title)]
+    parts = [_svg_open(chart_id, title, BAR_HEIGHT)]
     for t in ticks:
         ty = MARGIN_TOP + plot_h * (1.0 - t / y_hi)
         parts.append(
@@ -191,9 +196,9 @@ def bar_chart(*, chart_id: str, title: str, y_label: str, bars: Sequence[tuple[s
             f'x="{bx:.1f}" y="{MARGIN_TOP + plot_h - h:.1f}" width="{band * 0.7:.1f}" '
             f'height="{h:.1f}" fill="{FLAGGED}" fill-opacity="0.75">'
             f"<title>{escape(label)}: {value:g}</title></rect>"
-            f'<text x="{bx + band * 0.35:.1f}" y="{HEIGHT - MARGIN_BOTTOM + 14}" '
-            f'text-anchor="end" class="tick" transform="rotate(-25 {bx + band * 0.35:.1f} '
-            f'{HEIGHT - MARGIN_BOTTOM + 14})">{escape(label)}</text>'
+            f'<text x="{bx + band * 0.35:.1f}" y="{BAR_HEIGHT - BAR_MARGIN_BOTTOM + 14}" '
+            f'text-anchor="end" class="tick" transform="rotate(-30 {bx + band * 0.35:.1f} '
+            f'{BAR_HEIGHT - BAR_MARGIN_BOTTOM + 14})">{escape(label)}</text>'
         )
     parts.append("</svg>")
     return "\n".join(parts)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import random
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
 
 from optimiser.errors import ConfigurationError
@@ -90,6 +90,9 @@ class ProblemRates:
 
 @dataclass(frozen=True, slots=True)
 class SimulatedStudy:
+    """One simulated planning study: the protocol event sent before exposure, the dose report
+    sent after it, and the simulator's truth (injected problems, delivered events, needed range)."""
+
     study_instance_uid: str
     site: str
     protocol_event: ProtocolEvent
@@ -98,7 +101,6 @@ class SimulatedStudy:
     delivered: tuple[DeliveredAcquisition, ...] = ()
     needed_z_mm: tuple[float, float] = (0.0, 0.0)  # the simulator's truth, also when not sent
     sop_instance_uid: str = ""
-    extra: dict[str, str] = field(default_factory=dict)
 
 
 def sim_uid(seed: int, *parts: object) -> str:
@@ -114,6 +116,9 @@ def _place(s: Structure, lo: float, hi: float, rng: random.Random) -> tuple[floa
     b = lo + s.hi * length + rng.uniform(-jitter, jitter)
     return (round(max(lo, min(a, b)), 1), round(min(hi, max(a, b)), 1))
 
+
+# AAPM 2011 CTDIvol notification values, adult head and torso (planning-ct.md section 7).
+NOTIFICATION_CTDIVOL_MGY = {"head": 80.0, "body": 50.0}
 
 # Pitch of the free-breathing 3D scan that accompanies a 4DCT.
 FREE_BREATHING_PITCH = 0.9
@@ -226,7 +231,8 @@ def _make_study(
     ref = site.reference_ctdivol_mgy
     ctdivol = ref * rng.uniform(*site.clean_ctdivol_share)
     if "above_reference_level" in injected:
-        ctdivol = ref * rng.uniform(1.4, 2.0)
+        # Kept under the console's Dose Check notification value, which is its own problem.
+        ctdivol = min(ref * rng.uniform(1.4, 2.0), 0.9 * NOTIFICATION_CTDIVOL_MGY[site.phantom])
     kvp = 120.0
     if "kv_not_calibrated" in injected:
         kvp = rng.choice((80.0, 100.0))
