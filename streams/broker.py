@@ -10,6 +10,7 @@ release scripts do it: ``kafka.tools.StorageTool format --standalone`` followed 
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import fcntl
 import os
@@ -394,10 +395,15 @@ class Broker:
 
 
 def _cluster_id() -> str:
-    # Kafka cluster ids are 16 random bytes, URL-safe base64 without padding (as random-uuid).
-    import base64
+    """16 random bytes, URL-safe base64 without padding, as ``kafka-storage random-uuid`` prints.
 
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    Like Kafka's ``Uuid.randomUuid`` it never starts with '-', which the tool's argument parser
+    would take for an option.
+    """
+    while True:
+        cid = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cid.startswith("-"):
+            return cid
 
 
 def wait_for_broker(bootstrap_servers: str, timeout_s: float = 30.0) -> bool:

@@ -124,6 +124,7 @@ class Service:
         self.stats = ServiceStats()
         self._stop = threading.Event()
         self.ready = threading.Event()  # set once the consumer has subscribed
+        self.assigned: set[Any] = set()  # input partitions owned after the last rebalance
 
     def request_stop(self) -> None:
         """Finish the current batch, commit, leave the group (safe from a signal handler)."""
@@ -271,6 +272,7 @@ class _Loop:
             return
         self.stats.rebalances += 1
         self.owned = owned
+        self.service.assigned = set(owned)
         self.deferred = [r for r in self.deferred if _tp(r) in owned]
         if not self.deferred:
             self.deferred_since = None
@@ -334,12 +336,20 @@ class _Loop:
         return ready
 
     def _protocol_lags(self, tp: Any) -> bool:
+        """True when the protocol partition co-numbered with a report has unread records.
+
+        Right after an assignment no fetch has reported a high-water mark yet; the log end
+        offset is asked for then, so a report is not assessed before the event a crashed
+        owner left unprocessed.
+        """
         if tp not in self.owned:
             return False
         try:
             highwater = self.consumer.highwater(tp)
-            position = self.consumer.position(tp, timeout_ms=1000)
-        except Exception:  # unknown position: do not hold reports back on a guess
+            if highwater is None:
+                highwater = self.consumer.end_offsets([tp], timeout_ms=5000).get(tp)
+            position = self.consumer.position(tp, timeout_ms=5000)
+        except Exception:  # unknown: do not hold reports back on a guess (max_defer_s bounds it)
             return False
         return highwater is not None and position is not None and position < highwater
 

@@ -100,6 +100,21 @@ def settings_for(bootstrap: str, name: str | None = None, **overrides: Any) -> S
     return StreamSettings(**values)
 
 
+def settings_env(settings: StreamSettings) -> dict[str, str]:
+    """Environment variables that give a ``lowdose run`` subprocess the same settings."""
+    env = {
+        "KAFKA_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
+        "LOWDOSE_GROUP_ID": settings.group_id,
+        "LOWDOSE_PARTITIONS": str(settings.partitions),
+        "LOWDOSE_MAX_BATCH": str(settings.max_batch),
+        "LOWDOSE_SESSION_TIMEOUT_MS": str(settings.session_timeout_ms),
+        "LOWDOSE_HEARTBEAT_INTERVAL_MS": str(settings.heartbeat_interval_ms),
+    }
+    for name, topic in settings.topics.model_dump().items():
+        env[f"LOWDOSE_TOPICS__{name.upper()}"] = topic
+    return env
+
+
 def producer(bootstrap: str, **config: Any) -> Any:
     from kafka import KafkaProducer
 
