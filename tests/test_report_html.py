@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import shutil
+import struct
+import subprocess
+import zlib
+from collections import Counter
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from pathlib import Path
@@ -334,3 +339,110 @@ def test_write_html_to_an_unwritable_path(tmp_path: Path) -> None:
 )
 def test_nice_ticks(lo: float, hi: float, expected: list[float]) -> None:
     assert nice_ticks(lo, hi) == pytest.approx(expected)
+
+
+# --- headless Chromium: the report opens and its plots are drawn -------------------------------
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def _screenshot(page: Path, png: Path, width: int, height: int) -> None:
+    assert CHROMIUM is not None
+    subprocess.run(
+        [
+            CHROMIUM,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--hide-scrollbars",
+            f"--user-data-dir={png.parent / 'chromium-profile'}",
+            f"--window-size={width},{height}",
+            f"--screenshot={png}",
+            page.as_uri(),
+        ],
+        capture_output=True,
+        check=True,
+        timeout=120,
+    )
+
+
+def _png_pixels(data: bytes) -> tuple[int, int, list[bytes]]:
+    """Decode an 8-bit RGB/RGBA PNG into rows of raw pixel bytes (PNG spec, filters 0-4)."""
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    pos, idat, width, height, bpp = 8, b"", 0, 0, 0
+    while pos < len(data):
+        (length,) = struct.unpack(">I", data[pos : pos + 4])
+        kind, body = data[pos + 4 : pos + 8], data[pos + 8 : pos + 8 + length]
+        if kind == b"IHDR":
+            width, height, depth, colour = struct.unpack(">IIBB", body[:10])
+            assert depth == 8 and colour in (2, 6)
+            bpp = 3 if colour == 2 else 4
+        elif kind == b"IDAT":
+            idat += body
+        pos += 12 + length
+    raw = zlib.decompress(idat)
+    stride = width * bpp
+    rows: list[bytes] = []
+    prev = bytearray(stride)
+    for r in range(height):
+        f = raw[r * (stride + 1)]
+        line = bytearray(raw[r * (stride + 1) + 1 : (r + 1) * (stride + 1)])
+        for i in range(stride):
+            a = line[i - bpp] if i >= bpp else 0
+            b = prev[i]
+            c = prev[i - bpp] if i >= bpp else 0
+            if f == 1:
+                line[i] = (line[i] + a) & 255
+            elif f == 2:
+                line[i] = (line[i] + b) & 255
+            elif f == 3:
+                line[i] = (line[i] + (a + b) // 2) & 255
+            elif f == 4:
+                p = a + b - c
+                pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
+                pred = a if pa <= pb and pa <= pc else (b if pb <= pc else c)
+                line[i] = (line[i] + pred) & 255
+        rows.append(bytes(line))
+        prev = line
+    return width, height, [bytes(r[i : i + 3]) for r in rows for i in range(0, stride, bpp)]
+
+
+@pytest.mark.skipif(
+    CHROMIUM is None, reason="chromium not installed (Debian: apt-get install chromium)"
+)
+def test_report_renders_in_headless_chromium(tmp_path: Path) -> None:
+    report_page = write_html(_report(), tmp_path / "report.html")
+    blank_page = tmp_path / "blank.html"
+    blank_page.write_text("<!DOCTYPE html><html><body></body></html>")
+    _screenshot(report_page, tmp_path / "report.png", 1000, 1400)
+    _screenshot(blank_page, tmp_path / "blank.png", 1000, 1400)
+    report_png = (tmp_path / "report.png").read_bytes()
+    assert struct.unpack(">II", report_png[16:24]) == (1000, 1400)
+    # a drawn page compresses far worse than an empty one
+    assert len(report_png) > 5 * len((tmp_path / "blank.png").read_bytes())
+
+
+@pytest.mark.skipif(
+    CHROMIUM is None, reason="chromium not installed (Debian: apt-get install chromium)"
+)
+def test_chart_pixels_show_points_and_reference_levels(tmp_path: Path) -> None:
+    report = _report()
+    html = render_html(report)
+    start = html.index('<svg xmlns="http://www.w3.org/2000/svg" id="ctdivol-vs-reference"')
+    chart = html[start : html.index("</svg>", start) + len("</svg>")]
+    page = tmp_path / "chart.html"
+    page.write_text(f"<!DOCTYPE html><html><body style='margin:0'>{chart}</body></html>")
+    _screenshot(page, tmp_path / "chart.png", 760, 340)
+    width, height, pixels = _png_pixels((tmp_path / "chart.png").read_bytes())
+    assert (width, height) == (760, 340)
+    counts = Counter(pixels)
+
+    def near(rgb: tuple[int, int, int], tol: int = 12) -> int:
+        return sum(n for p, n in counts.items() if all(abs(p[i] - rgb[i]) <= tol for i in range(3)))
+
+    # reference bars: solid #27ae60, 3 px high and about 0.8 x 96 px long per site (2 sites)
+    assert near((0x27, 0xAE, 0x60)) > 300
+    # the above-reference point: #c0392b at 0.8 opacity on white = (205, 97, 85)
+    assert near((205, 97, 85), tol=20) > 20
+    # the other points: #2e86c1 at 0.8 opacity on white = (88, 158, 205)
+    assert near((88, 158, 205), tol=20) > 40
