@@ -1,0 +1,338 @@
+"""Unit tests of the Kafka edges that need no broker: settings, decoding, DLQ headers, the
+changelog store's ordering and replay, schemas, logs, publishing and the launcher's pieces."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import namedtuple
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from optimiser.errors import BrokerError, ConfigurationError, DicomError, InputError
+from optimiser.events import ProtocolEvent
+from optimiser.simulate import simulate_feed, write_feed
+from optimiser.state import StudyState
+from streams import broker, deadletter, schemas
+from streams.changelog import ChangelogStateStore, default_partition
+from streams.decode import Decoder, study_uid_of
+from streams.logs import JsonFormatter
+from streams.publish import messages_from_files
+from streams.settings import load
+
+Record = namedtuple("Record", "topic partition offset key value headers timestamp")
+TP = namedtuple("TP", "topic partition")
+
+
+@pytest.fixture
+def env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> pytest.MonkeyPatch:
+    for name in ("KAFKA_BOOTSTRAP_SERVERS", "LOWDOSE_BOOTSTRAP_SERVERS", "LOWDOSE_CONFIG"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("LOWDOSE_CACHE_DIR", str(tmp_path / "cache"))
+    return monkeypatch
+
+
+def _event() -> ProtocolEvent:
+    return simulate_feed(1, seed=5)[0].protocol_event
+
+
+# -- settings -----------------------------------------------------------------------------------
+
+
+def test_settings_precedence_arguments_over_env_over_file(
+    env: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    config = tmp_path / "lowdose.toml"
+    config.write_text('group_id = "from-file"\nmax_batch = 7\n[topics]\nalerts = "site.alerts"\n')
+    env.setenv("KAFKA_BOOTSTRAP_SERVERS", "k1:9092,k2:9092")
+    env.setenv("LOWDOSE_MAX_BATCH", "9")
+    s = load(config)
+    assert (s.group_id, s.max_batch, s.topics.alerts) == ("from-file", 9, "site.alerts")
+    assert s.topics.protocol == "lowdose.protocol.v1"
+    assert s.kafka_common()["bootstrap_servers"] == ["k1:9092", "k2:9092"]
+    assert load(config, group_id="cli").group_id == "cli"
+
+
+def test_settings_from_dotenv_file_and_nested_topic_env(
+    env: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    config = tmp_path / "lowdose.env"
+    config.write_text("LOWDOSE_GROUP_ID=envfile\nLOWDOSE_BOOTSTRAP_SERVERS=b:1\n")
+    env.setenv("LOWDOSE_TOPICS__DLQ", "my.dlq")
+    s = load(config)
+    assert (s.group_id, s.bootstrap_servers, s.topics.dlq) == ("envfile", "b:1", "my.dlq")
+
+
+def test_security_options_pass_through(env: pytest.MonkeyPatch) -> None:
+    s = load(
+        bootstrap_servers="b:9093",
+        security_protocol="SASL_SSL",
+        sasl_mechanism="SCRAM-SHA-512",
+        sasl_plain_username="svc",
+        sasl_plain_password="s3cret",
+        ssl_cafile=Path("/etc/ca.pem"),
+    )
+    common = s.kafka_common()
+    assert common["security_protocol"] == "SASL_SSL"
+    assert common["sasl_mechanism"] == "SCRAM-SHA-512"
+    assert common["sasl_plain_username"] == "svc"
+    assert common["sasl_plain_password"] == "s3cret"
+    assert common["ssl_cafile"] == "/etc/ca.pem"
+    assert "s3cret" not in repr(s)
+    plain = load(bootstrap_servers="b:9092").kafka_common()
+    assert "ssl_cafile" not in plain and "sasl_mechanism" not in plain
+
+
+def test_settings_errors_name_the_field_and_hide_passwords(env: pytest.MonkeyPatch) -> None:
+    with pytest.raises(ConfigurationError, match="sasl_mechanism"):
+        load(bootstrap_servers="b:1", security_protocol="SASL_SSL")
+    with pytest.raises(ConfigurationError, match=r"max_batch = 0.*LOWDOSE_MAX_BATCH"):
+        load(bootstrap_servers="b:1", max_batch=0)
+    with pytest.raises(ConfigurationError) as caught:
+        load(bootstrap_servers="b:1", sasl_plain_password=123)
+    assert "123" not in str(caught.value)
+    with pytest.raises(ConfigurationError, match="KAFKA_BOOTSTRAP_SERVERS"):
+        load()  # nothing set and no local broker recorded
+    with pytest.raises(ConfigurationError, match="does not exist"):
+        load(Path("/nonexistent/lowdose.toml"), bootstrap_servers="b:1")
+
+
+# -- decoding and the DLQ -----------------------------------------------------------------------
+
+
+def _record(topic: str, value: bytes | None, headers: Any = (), offset: int = 4) -> Record:
+    return Record(topic, 1, offset, b"k", value, list(headers), 0)
+
+
+def test_decoder_reads_protocol_events_and_names_bad_ones_by_position() -> None:
+    decoder = Decoder("p", "r", read_dicom=lambda data, **kw: ("dicom", len(data), kw["source"]))
+    event = _event()
+    decoded = decoder.decode(_record("p", event.to_json().encode()))
+    assert decoded == event
+    assert study_uid_of(decoded) == event.study.study_instance_uid
+    with pytest.raises(InputError, match=r"^p/1@4: not a valid lowdose.protocol/1 event"):
+        decoder.decode(_record("p", b'{"schema": "lowdose.protocol/1"}'))
+    with pytest.raises(InputError, match="no value"):
+        decoder.decode(_record("p", None))
+    assert decoder.decode(_record("r", b"DICM")) == ("dicom", 4, "r/1@4")
+    with pytest.raises(InputError, match="content-type = 'application/json'"):
+        decoder.decode(_record("r", b"{}", [("content-type", b"application/json")]))
+    with pytest.raises(InputError, match="not an input topic"):
+        decoder.decode(_record("other", b"x"))
+
+
+def test_decoder_turns_non_dicom_bytes_into_a_dicom_error() -> None:
+    decoder = Decoder("p", "r")
+    with pytest.raises(DicomError):
+        decoder.decode(_record("r", b"definitely not a DICOM file" * 4))
+
+
+def test_dlq_headers_keep_the_original_and_say_why_and_where() -> None:
+    record = _record("p", b"{", [("content-type", b"application/json")], offset=17)
+    headers = dict(deadletter.dlq_headers(record, InputError("bad", source="p/1@17"), "decode"))
+    assert headers["content-type"] == b"application/json"
+    assert headers[deadletter.HEADER_ERROR_TYPE] == b"InputError"
+    assert headers[deadletter.HEADER_ERROR_MESSAGE] == b"p/1@17: bad"
+    assert headers[deadletter.HEADER_STAGE] == b"decode"
+    assert headers[deadletter.HEADER_SOURCE_TOPIC] == b"p"
+    assert headers[deadletter.HEADER_SOURCE_PARTITION] == b"1"
+    assert headers[deadletter.HEADER_SOURCE_OFFSET] == b"17"
+
+
+def test_dead_letter_policy_sends_original_bytes_and_stop_policy_raises() -> None:
+    sent: list[dict[str, Any]] = []
+
+    class Producer:
+        def send(self, topic: str, **kw: Any) -> None:
+            sent.append({"topic": topic, **kw})
+
+    record = _record("r", b"\x00\x01", offset=3)
+    policy = deadletter.DeadLetterPolicy(Producer(), "dlq")
+    policy.handle(record, DicomError("truncated", source="r/1@3"), "decode")
+    assert sent[0]["topic"] == "dlq" and sent[0]["value"] == b"\x00\x01"
+    assert sent[0]["key"] == b"k"
+    assert policy.count == 1
+    with pytest.raises(deadletter.BadMessage, match="r/1@3"):
+        deadletter.StopPolicy().handle(record, DicomError("x"), "decode")
+
+
+# -- changelog state store ----------------------------------------------------------------------
+
+
+class _Producer:
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, bytes, bytes | None, int]] = []
+
+    def send(self, topic: str, *, key: bytes, value: bytes | None, partition: int) -> None:
+        self.sent.append((topic, key, value, partition))
+
+
+class _Reader:
+    """Plays back given changelog records like a consumer assigned to the partitions."""
+
+    def __init__(self, records: list[Record]) -> None:
+        self.records = records
+        self.tps: list[Any] = []
+        self.done = False
+
+    def assign(self, tps: list[Any]) -> None:
+        self.tps = tps
+
+    def seek_to_beginning(self, *tps: Any) -> None:
+        pass
+
+    def end_offsets(self, tps: list[Any]) -> dict[Any, int]:
+        return {tp: sum(1 for r in self.records if r.partition == tp.partition) for tp in tps}
+
+    def position(self, tp: Any) -> int:
+        return self.end_offsets([tp])[tp] if self.done else 0
+
+    def poll(self, timeout_ms: int) -> dict[Any, list[Record]]:
+        self.done = True
+        wanted = {tp.partition for tp in self.tps}
+        out: dict[Any, list[Record]] = {}
+        for tp in self.tps:
+            out[tp] = [
+                r for r in self.records if r.partition == tp.partition and r.partition in wanted
+            ]
+        return out
+
+    def close(self) -> None:
+        pass
+
+
+def test_state_writes_wait_for_send_pending_and_go_to_the_input_partition() -> None:
+    producer = _Producer()
+    store = ChangelogStateStore(producer, "state", 3, lambda: None)
+    store.route("1.2.3", 2)
+    store.begin()
+    store.put(StudyState(study_instance_uid="1.2.3", assessed_event_uids=["a"]))
+    store.put(StudyState(study_instance_uid="1.2.3", assessed_event_uids=["a", "b"]))
+    assert producer.sent == []  # held back until the outputs are flushed
+    assert store.send_pending() == 1
+    topic, key, value, partition = producer.sent[0]
+    assert (topic, key, partition) == ("state", b"1.2.3", 2)
+    assert value is not None
+    assert StudyState.from_json(value).assessed_event_uids == ["a", "b"]  # last write wins
+    # Unrouted studies go where Kafka's default partitioner would put their key.
+    assert store.partition_for("9.9") == default_partition("9.9", 3)
+
+
+def test_default_partition_matches_kafka_murmur2() -> None:
+    # Kafka's Utils.murmur2("") is 275646681 (kafka-python's test vectors); positive % 3 = 0.
+    from kafka.partitioner.default import murmur2
+
+    assert murmur2(b"") == 275646681
+    assert default_partition("", 3) == 275646681 % 3
+
+
+def test_rollback_undoes_in_place_edits_of_the_batch() -> None:
+    store = ChangelogStateStore(_Producer(), "state", 1, lambda: None)
+    store.put(StudyState(study_instance_uid="s", assessed_event_uids=["a"]))
+    store.send_pending()
+    store.begin()
+    state = store.get("s")
+    assert state is not None
+    state.assessed_event_uids.append("b")  # the pipeline edits the object it got
+    store.put(state)
+    store.put(StudyState(study_instance_uid="new"))
+    store.rollback()
+    restored = store.get("s")
+    assert restored is not None and restored.assessed_event_uids == ["a"]
+    assert store.get("new") is None
+    assert store.send_pending() == 0
+
+
+def test_rebuild_replays_last_state_per_study_skipping_tombstones_and_expired() -> None:
+    old = StudyState(study_instance_uid="old", updated_at=0.0).to_json()
+    first = StudyState(study_instance_uid="s1", assessed_event_uids=["a"]).to_json()
+    last = StudyState(study_instance_uid="s1", assessed_event_uids=["a", "b"]).to_json()
+    gone = StudyState(study_instance_uid="s2").to_json()
+    records = [
+        Record("state", 0, 0, b"s1", first, [], 0),
+        Record("state", 0, 1, b"old", old, [], 0),
+        Record("state", 0, 2, b"s2", gone, [], 0),
+        Record("state", 0, 3, b"s1", last, [], 0),
+        Record("state", 0, 4, b"s2", None, [], 0),  # tombstone
+        Record("state", 1, 0, b"other", gone, [], 0),  # not asked for
+    ]
+    store = ChangelogStateStore(_Producer(), "state", 2, lambda: _Reader(records), ttl_s=3600)
+    assert store.rebuild([0]) == 1
+    s1 = store.get("s1")
+    assert s1 is not None and s1.assessed_event_uids == ["a", "b"]
+    assert store.get("s2") is None and store.get("old") is None and store.get("other") is None
+    assert store.partition_for("s1") == 0
+    assert store.drop([0]) == 1
+    assert store.get("s1") is None
+
+
+def test_store_is_bounded() -> None:
+    store = ChangelogStateStore(_Producer(), "state", 1, lambda: None, max_studies=2)
+    for uid in ("a", "b", "c"):
+        store.put(StudyState(study_instance_uid=uid))
+    assert len(store) == 2 and store.get("a") is None
+
+
+# -- schemas, logs, publishing, launcher --------------------------------------------------------
+
+
+def test_committed_schemas_match_the_models() -> None:
+    for name, schema in schemas.schemas().items():
+        committed = (schemas.HERE / name).read_text()
+        assert committed == schemas.render(schema), f"{name} is stale: python -m streams.schemas"
+    protocol = json.loads((schemas.HERE / "protocol-event.schema.json").read_text())
+    assert "schema" in protocol["properties"] and "event_id" in protocol["required"]
+
+
+def test_json_log_lines_carry_extras_but_never_patient_fields() -> None:
+    record = logging.makeLogRecord(
+        {"msg": "batch", "levelname": "INFO", "name": "x", "partition": 2, "patient_id": "P1"}
+    )
+    line = json.loads(JsonFormatter().format(record))
+    assert line["msg"] == "batch" and line["partition"] == 2
+    assert "patient_id" not in line
+
+
+def test_publish_reads_a_simulator_folder_keyed_by_study(tmp_path: Path) -> None:
+    studies = simulate_feed(3, seed=9)
+    write_feed(tmp_path, studies)
+    messages = list(messages_from_files([tmp_path]))
+    assert [m.kind for m in messages] == ["protocol", "dicom"] * 3  # event before its report
+    pairs = zip(messages[::2], messages[1::2], strict=True)
+    for study, (event, report) in zip(studies, pairs, strict=True):
+        assert event.key == report.key == study.study_instance_uid.encode()
+        assert dict(report.headers)["content-type"] == b"application/dicom"
+        assert report.value == study.rdsr_bytes
+    (tmp_path / "broken.json").write_text("{")
+    with pytest.raises(InputError):
+        list(messages_from_files([tmp_path / "broken.json"]))
+    unkeyed = list(messages_from_files([tmp_path / "broken.json"], validate=False))
+    assert unkeyed[0].key is None
+
+
+def test_server_properties_and_cluster_ids() -> None:
+    props = broker._server_properties("127.0.0.1", 9092, 9093, Path("/d"))
+    assert "process.roles=broker,controller\n" in props
+    assert "listeners=PLAINTEXT://127.0.0.1:9092,CONTROLLER://127.0.0.1:9093\n" in props
+    assert "group.initial.rebalance.delay.ms=0\n" in props
+    ids = {broker._cluster_id() for _ in range(200)}
+    assert all(len(i) == 22 and not i.startswith("-") for i in ids)
+
+
+def test_launcher_without_java_names_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(broker.shutil, "which", lambda name: None)
+    assert broker.missing_tools() == ["java", "mvn"]
+    with pytest.raises(BrokerError, match="java, mvn not found on PATH"):
+        broker.Broker().start()
+
+
+def test_broker_status_without_a_running_broker(
+    env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from optimiser.cli.main import main
+
+    assert main(["broker", "status"]) == 3
+    assert "not running" in capsys.readouterr().out
+    assert main(["broker", "stop"]) == 0
