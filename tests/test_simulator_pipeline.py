@@ -16,7 +16,7 @@ def test_findings_equal_injected_problems(seed: int) -> None:
     studies = simulate_feed(40, seed=seed, problem_rates=rates)
     assessments, references = assess_day(studies, batch_size=7, show_progress=False)
     event_index = {d.irradiation_event_uid: d.index for s in studies for d in s.delivered}
-    report = build_report(assessments, title="t", event_index=event_index)  # type: ignore[arg-type]
+    report = build_report(assessments, title="t", event_index=event_index)
     assert set(references) == {s.site for s in studies}
     found: dict[str, set[str]] = {s.study_instance_uid: set() for s in studies}
     for row in report.rows:

@@ -16,6 +16,7 @@ from optimiser.errors import ConfigurationError
 if TYPE_CHECKING:
     from rich.table import Table
 
+    from optimiser.assessment import Assessment
     from optimiser.report.model import Report
     from optimiser.simulate import SimulatedStudy
 
@@ -80,7 +81,7 @@ def _check_out(out: Path) -> None:
 
 def assess_day(
     studies: list[SimulatedStudy], *, batch_size: int = 8, show_progress: bool = True
-) -> tuple[list[object], dict[str, float]]:
+) -> tuple[list[Assessment], dict[str, float]]:
     """Run the studies through the pipeline in batches; returns the assessments and the site
     reference CTDIvol values the pipeline's library holds."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
@@ -89,7 +90,7 @@ def assess_day(
     from optimiser.pipeline import Pipeline
 
     pipeline = Pipeline()
-    assessments: list[object] = []
+    assessments: list[Assessment] = []
     with Progress(
         TextColumn("{task.description}"),
         BarColumn(),
@@ -177,7 +178,7 @@ def run(args: argparse.Namespace) -> int:
 
     from rich.console import Console
 
-    from optimiser.assessment import FINDING_CODES, Assessment
+    from optimiser.assessment import FINDING_CODES
     from optimiser.report import build_report, write_html
     from optimiser.simulate import ProblemRates, simulate_feed, write_feed
 
@@ -188,8 +189,7 @@ def run(args: argparse.Namespace) -> int:
     rates = ProblemRates()
     studies = simulate_feed(args.studies, seed=args.seed, problem_rates=rates)
     write_feed(out / "feed", studies, seed=args.seed, problem_rates=rates)
-    raw, references = assess_day(studies, batch_size=args.batch_size)
-    assessments = [a for a in raw if isinstance(a, Assessment)]
+    assessments, references = assess_day(studies, batch_size=args.batch_size)
     event_index = {d.irradiation_event_uid: d.index for s in studies for d in s.delivered}
     report = build_report(
         assessments,

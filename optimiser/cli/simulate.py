@@ -8,7 +8,15 @@ from optimiser.errors import ConfigurationError
 
 HELP = "write a simulated CT-sim feed: protocol events (JSON) and dose reports (DICOM RDSR)"
 
-SITE_CHOICES = ("brain", "head_neck", "breast", "lung_3d", "lung_4dct", "prostate", "prostate_nodes")
+SITE_CHOICES = (
+    "brain",
+    "head_neck",
+    "breast",
+    "lung_3d",
+    "lung_4dct",
+    "prostate",
+    "prostate_nodes",
+)
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
