@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -17,6 +18,8 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from optimiser.assessment import Assessment
     from optimiser.pipeline import PipelineInput
+
+log = logging.getLogger("lowdose.assess")
 
 HELP = "assess protocol events (.json), dose reports and structure sets (.dcm) from files"
 
@@ -44,15 +47,20 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _files(paths: list[str]) -> Iterator[Path]:
+def _files(paths: list[str]) -> Iterator[tuple[Path, bool]]:
+    """(file, named on the command line) pairs; folders are searched recursively."""
     for name in paths:
         path = Path(name)
         if path.is_dir():
-            yield from sorted(
-                p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in (".json", ".dcm")
-            )
+            for p in sorted(path.rglob("*")):
+                if p.is_file() and p.suffix.lower() in (".json", ".dcm"):
+                    yield p, False
         else:
-            yield path
+            yield path, True
+
+
+def _is_event(doc: object) -> bool:
+    return isinstance(doc, dict) and str(doc.get("schema", "")).startswith("lowdose.protocol/")
 
 
 def read_inputs(paths: list[str], strictness_name: str = "warn") -> list[PipelineInput]:
@@ -65,7 +73,7 @@ def read_inputs(paths: list[str], strictness_name: str = "warn") -> list[Pipelin
 
     strictness = Strictness(strictness_name)
     items: list[PipelineInput] = []
-    for path in _files(paths):
+    for path, named in _files(paths):
         if not path.exists():
             raise InputError(
                 "no such file or folder; give protocol event .json or DICOM .dcm files",
@@ -82,6 +90,10 @@ def read_inputs(paths: list[str], strictness_name: str = "warn") -> list[Pipelin
                     source=str(path),
                 ) from exc
             docs = data if isinstance(data, list) else [data]
+            if not named and not any(_is_event(d) for d in docs):
+                # Folders hold other JSON too (expected values, settings): only events count.
+                log.info("%s: not a protocol event file, skipped", path)
+                continue
             for i, doc in enumerate(docs):
                 where = f"{path}[{i}]" if isinstance(data, list) else str(path)
                 items.append(parse_protocol_event(json.dumps(doc), source=where))
