@@ -49,22 +49,41 @@ def excess_coverage(row: AcquisitionRow, res: RowResult) -> Finding | None:
 
 
 def above_reference_level(row: AcquisitionRow, res: RowResult) -> Finding | None:
-    ref = row.protocol.reference_ctdivol_mgy
+    """CTDIvol against the site's planning reference; failing that, the acquisition's DLP
+    against the (whole-exam) DLP reference, which one acquisition alone should not exceed."""
     t = row.protocol.thresholds
-    if ref is None or not row.ctdivol_mgy > ref.value * t.above_reference_warning_ratio:
-        return None
-    ratio = row.ctdivol_mgy / ref.value
-    severity: Severity = "alert" if ratio >= t.above_reference_alert_ratio else "warning"
-    return _finding(
-        "above_reference_level",
-        severity,
-        f"CTDIvol {row.ctdivol_mgy:.1f} mGy is {ratio:.2f} x the {row.site} planning reference "
-        f"{ref.value:g} mGy ({ref.statistic}; {ref.source}).",
-        ctdivol_mgy=row.ctdivol_mgy,
-        reference_ctdivol_mgy=ref.value,
-        ratio=round(ratio, 4),
-        reference_source=ref.source,
-    )
+    ref = row.protocol.reference_ctdivol_mgy
+    if ref is not None and row.ctdivol_mgy > ref.value * t.above_reference_warning_ratio:
+        ratio = row.ctdivol_mgy / ref.value
+        severity: Severity = "alert" if ratio >= t.above_reference_alert_ratio else "warning"
+        return _finding(
+            "above_reference_level",
+            severity,
+            f"CTDIvol {row.ctdivol_mgy:.1f} mGy is {ratio:.2f} x the {row.site} planning "
+            f"reference {ref.value:g} mGy ({ref.statistic}; {ref.source}).",
+            quantity="ctdivol_mgy",
+            value=row.ctdivol_mgy,
+            reference=ref.value,
+            ratio=round(ratio, 4),
+            reference_source=ref.source,
+        )
+    ref_dlp = row.protocol.reference_dlp_mgy_cm
+    if ref_dlp is not None and res.dlp > ref_dlp.value * t.above_reference_warning_ratio:
+        ratio = res.dlp / ref_dlp.value
+        severity = "alert" if ratio >= t.above_reference_alert_ratio else "warning"
+        return _finding(
+            "above_reference_level",
+            severity,
+            f"this acquisition's DLP {res.dlp:.0f} mGy.cm alone is {ratio:.2f} x the {row.site} "
+            f"planning reference {ref_dlp.value:g} mGy.cm ({ref_dlp.statistic}; "
+            f"{ref_dlp.source}).",
+            quantity="dlp_mgy_cm",
+            value=round(res.dlp, 3),
+            reference=ref_dlp.value,
+            ratio=round(ratio, 4),
+            reference_source=ref_dlp.source,
+        )
+    return None
 
 
 def thin_reconstruction(row: AcquisitionRow) -> Finding | None:
@@ -192,7 +211,8 @@ def study_findings(
         rules = row.protocol.acquisition
         xi = (results[i].x_lo, results[i].x_hi)
         same: list[int] = []
-        phases: set[bool | None] = {row.contrast}
+        # Unknown contrast (None: a report without Procedure Context) is not a phase.
+        phases: set[bool] = set() if row.contrast is None else {row.contrast}
         for j in range(i - earlier[i], i):
             other = rows[j]
             if not other.comparable_placement:
@@ -203,7 +223,8 @@ def study_findings(
                 continue
             if other.contrast == row.contrast:
                 same.append(j)
-            phases.add(other.contrast)
+            if other.contrast is not None:
+                phases.add(other.contrast)
         found: list[Finding] = []
         if len(same) + 1 > rules.allowed_acquisitions_per_range:
             found.append(

@@ -193,9 +193,8 @@ class Pipeline:
         intent: str | None = None
         if event is not None and event.study.purpose == "diagnostic":
             intent = "the study purpose is diagnostic"
-        elif report.has_intent == "diagnostic" and (
-            event is not None or protocol.site != "generic"
-        ):
+        elif report.has_intent == "diagnostic" and event is not None:
+            # Without a protocol event nothing says the study was a planning scan.
             intent = "the dose report's Has Intent is diagnostic on a planning site"
         labelled = event.study.labelled_planning if event is not None else True
 
