@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import json
+import shutil
+import subprocess
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -325,3 +327,28 @@ def test_any_seed_gives_consistent_studies(seed: int) -> None:
     for d in study.delivered:
         assert d.top_z_mm > d.bottom_z_mm
         assert d.dlp_mgy_cm >= 0.0
+
+
+DCIODVFY = shutil.which("dciodvfy")
+DSRDUMP = shutil.which("dsrdump")
+
+
+@pytest.mark.skipif(
+    DCIODVFY is None, reason="dicom3tools not installed (apt-get install dicom3tools)"
+)
+def test_other_dicom_tools_accept_the_reports(tmp_path: Path) -> None:
+    # dciodvfy (dicom3tools) checks the IOD: modules, attributes, VRs, SR content item rules;
+    # it warns on real vendor files (e.g. deprecated SRT codes) and must say nothing here.
+    studies = simulate_feed(
+        4, seed=13, problem_rates=ProblemRates.from_mapping({"dose_check_exceeded": 1.0})
+    )
+    for i, study in enumerate(studies):
+        path = tmp_path / f"{i}.dcm"
+        path.write_bytes(study.rdsr_bytes)
+        proc = subprocess.run([DCIODVFY, str(path)], capture_output=True, text=True, check=False)
+        lines = [x for x in (proc.stdout + proc.stderr).splitlines() if x.strip()]
+        assert lines == ["XRayRadiationDoseSR"], lines
+        if DSRDUMP is not None:
+            dump = subprocess.run([DSRDUMP, str(path)], capture_output=True, text=True, check=True)
+            assert "X-Ray Radiation Dose SR Document" in dump.stdout
+            assert "Dose Check" in dump.stdout
