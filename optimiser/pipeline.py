@@ -34,7 +34,7 @@ from optimiser.findings import acquisition_findings, study_findings
 from optimiser.kernels import BatchInput, assess_batch, water_equivalent_area
 from optimiser.proposal import build_proposal, exposure_scale
 from optimiser.records import CtAcquisition, DoseReport, StructureSet
-from optimiser.ssde import ssde_mgy
+from optimiser.ssde import ImageSize, ssde_mgy
 from optimiser.state import MemoryStateStore, StudyState, StudyStateStore
 from optimiser.strictness import Problems, Strictness
 from protocols.library import GENERIC_SITE, SiteLibrary, SiteProtocol, builtin_library
@@ -60,6 +60,23 @@ class Pipeline:
         self.store: StudyStateStore = store if store is not None else MemoryStateStore()
         self.strictness = strictness
         self.tables = site_tables(self.library)
+        # Study Instance UID -> (D_w mm, note) from CT images given alongside (lowdose assess).
+        self.image_sizes: dict[str, tuple[float, str]] = {}
+
+    def add_image_sizes(self, sizes: Sequence[ImageSize]) -> None:
+        """Use the TG-220 D_w of CT images (mean per study) for the SSDE of that study's
+        acquisitions that carry no water-equivalent diameter of their own."""
+        by_study: dict[str, list[ImageSize]] = {}
+        for size in sizes:
+            if size.study_instance_uid:
+                by_study.setdefault(size.study_instance_uid, []).append(size)
+        for uid, group in by_study.items():
+            dw = float(np.mean([g.water_equivalent_diameter_mm for g in group]))
+            notes = sorted({n for g in group for n in g.notes})
+            note = f"D_w {dw:.0f} mm from {len(group)} CT image(s) (TG-220)"
+            if notes:
+                note += ": " + "; ".join(notes)
+            self.image_sizes[uid] = (dw, note)
 
     def warm_up(self) -> None:
         """Compile every numba kernel with the production dtypes and layouts."""
@@ -126,6 +143,9 @@ class Pipeline:
         centre = 0.5 * (min(a.z_range_mm[0] for a in scans) + max(a.z_range_mm[1] for a in scans))
         needed = self._needed(state, protocol, event, centre)
         intent = "the study purpose is diagnostic" if study.purpose == "diagnostic" else None
+        size = self.image_sizes.get(study.study_instance_uid)
+        if size is not None:
+            notes.append(size[1])
         rows = []
         for acq in scans:
             lo, hi = acq.z_range_mm
@@ -156,6 +176,10 @@ class Pipeline:
                     phantom=acq.phantom,
                     diagnostic_intent=intent,
                     labelled_planning=study.labelled_planning,
+                    water_equivalent_diameter_mm=None if size is None else round(size[0], 1),
+                    ssde_mgy=None
+                    if size is None
+                    else ssde_mgy(acq.ctdivol_mgy, size[0], acq.phantom),
                     notes=[*notes, *needed.notes, *problems.warnings],
                 )
             )
@@ -197,6 +221,7 @@ class Pipeline:
             # Without a protocol event nothing says the study was a planning scan.
             intent = "the dose report's Has Intent is diagnostic on a planning site"
         labelled = event.study.labelled_planning if event is not None else True
+        size = self.image_sizes.get(report.study_instance_uid)
 
         assessed = set(state.assessed_event_uids)
         order: dict[str | None, int] = {}
@@ -259,8 +284,9 @@ class Pipeline:
                     diagnostic_intent=intent,
                     labelled_planning=labelled,
                     dose_checks=_dose_checks(acq),
-                    water_equivalent_diameter_mm=acq.water_equivalent_diameter_mm,
-                    ssde_mgy=_report_ssde(acq, exposure.ctdivol_mgy, row_notes),
+                    water_equivalent_diameter_mm=acq.water_equivalent_diameter_mm
+                    or (None if size is None else round(size[0], 1)),
+                    ssde_mgy=_report_ssde(acq, exposure.ctdivol_mgy, row_notes, size),
                     notes=[*row_notes, *problems.warnings],
                     comparable_placement=comparable,
                 )
@@ -400,9 +426,14 @@ def _dose_checks(acq: CtAcquisition) -> list[tuple[str, str]]:
     return out
 
 
-def _report_ssde(acq: CtAcquisition, ctdivol: float, notes: list[str]) -> float | None:
+def _report_ssde(
+    acq: CtAcquisition, ctdivol: float, notes: list[str], size: tuple[float, str] | None
+) -> float | None:
     if acq.water_equivalent_diameter_mm is not None and acq.water_equivalent_diameter_mm > 0:
         return ssde_mgy(ctdivol, acq.water_equivalent_diameter_mm, acq.phantom or "body")
+    if size is not None:
+        notes.append(size[1])
+        return ssde_mgy(ctdivol, size[0], acq.phantom or "body")
     if acq.ssde_mgy is not None:
         notes.append("SSDE as reported by the scanner (no water-equivalent diameter given)")
         return acq.ssde_mgy

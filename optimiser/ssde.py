@@ -114,6 +114,8 @@ class ImageSize:
     truncated: bool
     geometry: PixelGeometry
     notes: tuple[str, ...] = field(default=())
+    study_instance_uid: str | None = None
+    source: str = ""
 
 
 def image_water_equivalent_diameter(path: Path | str, threshold_hu: float = -500.0) -> ImageSize:
@@ -156,4 +158,21 @@ def image_water_equivalent_diameter(path: Path | str, threshold_hu: float = -500
         truncated,
         geometry,
         tuple(notes),
+        str(ds.get("StudyInstanceUID", "")) or None,
+        Path(path).name,
     )
+
+
+CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
+
+
+def is_ct_image(path: Path | str) -> bool:
+    """True when the file is a CT Image Storage object (read without its pixels)."""
+    import pydicom
+    from pydicom.errors import InvalidDicomError
+
+    try:
+        ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["SOPClassUID"])
+    except (InvalidDicomError, OSError, ValueError):
+        return False
+    return str(ds.get("SOPClassUID", "")) == CT_IMAGE_STORAGE

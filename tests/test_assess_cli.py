@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -158,3 +159,20 @@ def test_protocols_lists_values_with_sources(capsys: pytest.CaptureFixture[str])
     assert code == 0 and "prostate" in out
     code, _, err = _run(capsys, "protocols", "--site", "pancreas")
     assert code == 1 and "pancreas" in err
+
+
+@pytest.mark.realdata
+def test_ct_image_gives_the_study_ssde(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    ct = SHARED / "data" / "ct" / "CT_small.dcm"
+    path = tmp_path / "event.json"
+    path.write_text(json.dumps(_event(study="1.3.6.1.4.1.5962.1.2.1.20040119072730.12322")))
+    code, out, _ = _run(capsys, "assess", str(path), str(ct), "--json")
+    assert code == 0
+    doc = json.loads(out)
+    a = doc[0]
+    dw = a["water_equivalent_diameter_mm"]
+    assert 300 < dw < 400
+    # SSDE = CTDIvol x 3.704369 exp(-0.03671937 D_w / 10), body phantom (TG-204)
+    assert a["ssde_mgy"] == pytest.approx(4.0 * 3.704369 * math.exp(-0.03671937 * dw / 10), 1e-3)
+    notes = " ".join(a["notes"])
+    assert "Pixel Spacing" in notes and "truncated" in notes

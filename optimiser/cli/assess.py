@@ -1,7 +1,8 @@
 """``lowdose assess PATH... [--json] [--site-library DIR]``: assess planning scans from files.
 
-Protocol events (.json: one event or an array of them), CT dose reports and RT structure sets
-(.dcm) given together are joined by Study Instance UID: per study, structure sets are read first
+Protocol events (.json: one event or an array of them), CT dose reports, RT structure sets and
+CT images (.dcm: their TG-220 D_w gives the study's SSDE) given together are joined by Study
+Instance UID: per study, structure sets are read first
 (they give the needed range exactly), then protocol events, then dose reports, so a report is
 assessed against its study's planning. Folders are searched for *.json and *.dcm files.
 """
@@ -18,6 +19,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from optimiser.assessment import Assessment
     from optimiser.pipeline import PipelineInput
+    from optimiser.ssde import ImageSize
 
 log = logging.getLogger("lowdose.assess")
 
@@ -63,12 +65,18 @@ def _is_event(doc: object) -> bool:
     return isinstance(doc, dict) and str(doc.get("schema", "")).startswith("lowdose.protocol/")
 
 
-def read_inputs(paths: list[str], strictness_name: str = "warn") -> list[PipelineInput]:
-    """Read every file and order the items per study: structure sets, events, then reports."""
+def read_inputs(
+    paths: list[str], strictness_name: str = "warn", images: list[ImageSize] | None = None
+) -> list[PipelineInput]:
+    """Read every file and order the items per study: structure sets, events, then reports.
+
+    CT images are measured (TG-220 D_w) into ``images`` when a list is given.
+    """
     from optimiser.dicom import read_dicom
-    from optimiser.errors import InputError
+    from optimiser.errors import DicomError, InputError
     from optimiser.events import ProtocolEvent, parse_protocol_event
     from optimiser.records import StructureSet
+    from optimiser.ssde import image_water_equivalent_diameter, is_ct_image
     from optimiser.strictness import Strictness
 
     strictness = Strictness(strictness_name)
@@ -98,7 +106,12 @@ def read_inputs(paths: list[str], strictness_name: str = "warn") -> list[Pipelin
                 where = f"{path}[{i}]" if isinstance(data, list) else str(path)
                 items.append(parse_protocol_event(json.dumps(doc), source=where))
         else:
-            items.append(read_dicom(path, strictness=strictness))
+            try:
+                items.append(read_dicom(path, strictness=strictness))
+            except DicomError:
+                if images is None or not is_ct_image(path):
+                    raise
+                images.append(image_water_equivalent_diameter(path))
 
     def rank(item: PipelineInput) -> int:
         if isinstance(item, StructureSet):
@@ -156,9 +169,12 @@ def run(args: argparse.Namespace) -> int:
     from optimiser.strictness import Strictness
     from protocols.library import load_library
 
-    items = read_inputs(args.paths, args.strictness)
+    images: list[ImageSize] = []
+    items = read_inputs(args.paths, args.strictness, images)
     library = load_library(args.site_library)
-    assessments = Pipeline(library, strictness=Strictness(args.strictness)).process(items)
+    pipeline = Pipeline(library, strictness=Strictness(args.strictness))
+    pipeline.add_image_sizes(images)
+    assessments = pipeline.process(items)
     if args.json:
         print(
             json.dumps(
