@@ -1,5 +1,5 @@
-"""The simulator's injected problems are exactly what the optimiser finds (same pipeline as the
-service, in-process): no clean study is flagged, no injected problem is missed."""
+"""The simulator's injected problems are what the optimiser finds (same pipeline as the service,
+in-process): no clean study is flagged and no injected problem is missed."""
 
 from __future__ import annotations
 
@@ -19,8 +19,18 @@ def test_findings_equal_injected_problems(seed: int) -> None:
     report = build_report(assessments, title="t", event_index=event_index)
     assert set(references) == {s.site for s in studies}
     found: dict[str, set[str]] = {s.study_instance_uid: set() for s in studies}
+    dlp_driven: set[str] = set()  # studies flagged above the reference by DLP alone
     for row in report.rows:
         found[row.study_instance_uid].update(row.codes)
+        for f in row.findings:
+            if f.code == "above_reference_level" and f.evidence.get("quantity") == "dlp_mgy_cm":
+                dlp_driven.add(row.study_instance_uid)
     for study in studies:
-        assert found[study.study_instance_uid] == set(study.injected), (study.site, study.injected)
+        expected = set(study.injected)
+        uid = study.study_instance_uid
+        if "excess_coverage" in expected and uid in dlp_driven:
+            # the excess length alone can push an acquisition's DLP over the site's DLP
+            # reference: a consequence of the injected excess, not a separate problem
+            expected.add("above_reference_level")
+        assert found[uid] == expected, (study.site, sorted(study.injected))
     assert any(s.injected for s in studies) and any(not s.injected for s in studies)
