@@ -19,10 +19,12 @@ import struct
 import warnings
 import zlib
 from dataclasses import dataclass, field
+from typing import Final
 
 from optimiser.errors import DicomError
 
-Value = str | list["Dataset"]
+CodeTuple = tuple[str, str, str]  # (code value, coding scheme designator, code meaning)
+Value = str | list["Dataset"] | CodeTuple
 Dataset = dict[int, Value]
 
 MAX_DEPTH = 48
@@ -38,6 +40,10 @@ _ITEM_END = 0xFFFEE00D
 _SEQ_END = 0xFFFEE0DD
 _UNDEFINED = 0xFFFFFFFF
 _CHARSET = 0x00080005
+# Code sequences whose first item is read as a CodeTuple (PS3.3 Table 8.8-1 code attributes).
+CODE_SEQUENCES: Final = frozenset({0x0040A043, 0x0040A168, 0x004008EA})
+MEASURED_VALUES: Final = 0x0040A300  # read as (Numeric Value, unit code value, unit scheme)
+_CODE_VALUES = (0x00080100, 0x00080119, 0x00080120)  # Code, Long Code, URN Code Value
 _TRANSFER_SYNTAX = 0x00020010
 
 # PS3.5 table 7.1-1: these VRs have a 2-byte reserved field and a 4-byte length.
@@ -165,7 +171,12 @@ class _Reader:
                 take = tag in wanted
                 items, pos = self.sequence(pos, length, end, depth + 1, un_implicit, take)
                 if take:
-                    out[tag] = items
+                    if tag in CODE_SEQUENCES:
+                        out[tag] = _code_tuple(items)
+                    elif tag == MEASURED_VALUES:
+                        out[tag] = _number_tuple(items)
+                    else:
+                        out[tag] = items
             elif length == _UNDEFINED:
                 pos = self.fragments(pos, end)
             else:
@@ -173,7 +184,8 @@ class _Reader:
                 if nxt > end:
                     raise _truncated(pos, f"element ({group:04X},{elem:04X}) of {length} bytes")
                 if tag in wanted:
-                    if tag == _CHARSET and depth == 0:
+                    # Honoured as the first kept element only, as the tokenizer path does.
+                    if tag == _CHARSET and depth == 0 and not out:
                         self.set_charset(data[pos:nxt])
                     out[tag] = self.text(data[pos:nxt])
                 pos = nxt
@@ -239,6 +251,36 @@ class _Reader:
         raise _truncated(pos, "encapsulated data with no sequence delimiter")
 
 
+def _code_tuple(items: list[Dataset]) -> CodeTuple:
+    """The first item of a code sequence as (value, scheme, meaning); empty strings if absent."""
+    if not items:
+        return ("", "", "")
+    first = items[0]
+    value = ""
+    for tag, text in first.items():
+        if tag in _CODE_VALUES and isinstance(text, str) and text and not value:
+            value = text
+    scheme = first.get(0x00080102, "")
+    meaning = first.get(0x00080104, "")
+    return (
+        value,
+        scheme if isinstance(scheme, str) else "",
+        meaning if isinstance(meaning, str) else "",
+    )
+
+
+def _number_tuple(items: list[Dataset]) -> CodeTuple:
+    """The first item of a Measured Value Sequence as (numeric value, unit value, unit scheme)."""
+    if not items:
+        return ("", "", "")
+    first = items[0]
+    number = first.get(0x0040A30A, "")
+    unit = first.get(0x004008EA, ("", "", ""))
+    if not isinstance(unit, tuple):
+        unit = ("", "", "")
+    return (number if isinstance(number, str) else "", unit[0], unit[1])
+
+
 def _truncated(pos: int, what: str = "an element header") -> DicomError:
     return DicomError(f"truncated or corrupt: {what} runs past the end of the data at byte {pos}")
 
@@ -281,7 +323,7 @@ def parse(
     elif not has_preamble and not _looks_like_dataset(data):
         raise DicomError("not a DICOM file: no 'DICM' preamble and no data set at the start")
     syntax = meta.get(_TRANSFER_SYNTAX)
-    if isinstance(syntax, list):
+    if syntax is not None and not isinstance(syntax, str):
         raise DicomError("Transfer Syntax UID (0002,0010) is a sequence")
     if syntax is None:
         syntax = _guess_syntax(data, pos)
@@ -304,32 +346,43 @@ def parse(
     return Parsed(meta=meta, dataset=dataset, transfer_syntax=syntax, has_preamble=has_preamble)
 
 
-def _build(reader: _Reader, data: bytes, pos: int, implicit: bool, big: bool) -> Dataset:
-    """The data set tree from the tokenizer kernel's flat tokens (values decoded here)."""
-    from optimiser.dicom.tokenizer import ITEM_START, SEQ_START, VALUE, tokenize
+_SINGLE_BYTE = frozenset(c for c in _CODECS.values() if c.startswith(("latin", "iso8859")))
 
-    kinds, tags, offsets, lengths = tokenize(
+
+def _build(reader: _Reader, data: bytes, pos: int, implicit: bool, big: bool) -> Dataset:
+    """The data set tree from the tokenizer kernel's rows (values decoded here)."""
+    from optimiser.dicom.tokenizer import CODE, ITEM_START, NUM, SEQ_START, VALUE, tokenize
+
+    rows = tokenize(
         data,
         pos,
         implicit=implicit,
         big=big,
         keep=reader.keep,
         sequences=reader.sequences,
+        codes=CODE_SEQUENCES,
         max_depth=MAX_DEPTH,
-    )
+    ).tolist()
+    if rows and rows[0][0] == VALUE and rows[0][1] == _CHARSET:
+        reader.set_charset(data[rows[0][2] : rows[0][3]])
+    if reader.terms is None and reader.codec in _SINGLE_BYTE:
+        # One byte is one character: decode once, then slice (the hot loop of the reader).
+        whole = data.decode(reader.codec)
+    else:
+        text = reader.text
+        whole = None
     root: Dataset = {}
     current = root
     items: list[Dataset] = []
     stack: list[tuple[Dataset, list[Dataset]]] = []
-    text = reader.text
-    for kind, tag, start, length in zip(
-        kinds.tolist(), tags.tolist(), offsets.tolist(), lengths.tolist(), strict=True
-    ):
-        if kind == VALUE:
-            raw = data[start : start + length]
-            if tag == _CHARSET and not stack:
-                reader.set_charset(raw)
-            current[tag] = text(raw)
+    for kind, tag, a1, b1, a2, b2, a3, b3 in rows:
+        if kind in (CODE, NUM):
+            if whole is not None:
+                current[tag] = (whole[a1:b1], whole[a2:b2], whole[a3:b3])
+            else:
+                current[tag] = (text(data[a1:b1]), text(data[a2:b2]), text(data[a3:b3]))
+        elif kind == VALUE:
+            current[tag] = whole[a1:b1] if whole is not None else text(data[a1:b1])
         elif kind == ITEM_START:
             item: Dataset = {}
             items.append(item)

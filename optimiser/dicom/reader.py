@@ -43,7 +43,6 @@ KEEP: Final = frozenset(
         C.LongCodeValue,
         C.URNCodeValue,
         C.MeasurementUnitsCodeSequence,
-        C.ValueType,
         C.ConceptNameCodeSequence,
         C.DateTime,
         C.UID,

@@ -16,7 +16,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Final
 
 from optimiser.dicom import codes as C
-from optimiser.dicom.bytereader import Dataset, Value
+from optimiser.dicom.bytereader import CodeTuple, Dataset, Value
 from optimiser.dicom.units import normalise
 from optimiser.errors import DicomError
 from optimiser.records import (
@@ -65,31 +65,24 @@ def _seq(ds: Dataset, tag: int) -> list[Dataset]:
     return value if isinstance(value, list) else []
 
 
-def _code_of(item: Dataset) -> tuple[str, str, str] | None:
-    """(value, scheme, meaning) of a code sequence item, None when value or scheme is empty."""
-    value = _s(item, C.CodeValue) or _s(item, C.LongCodeValue) or _s(item, C.URNCodeValue)
-    scheme = _s(item, C.CodingSchemeDesignator)
-    if value is None or scheme is None:
-        return None
-    return value, scheme, _s(item, C.CodeMeaning) or ""
+_NO_CODE: Final = ("", "", "")
+
+
+def _code(ds: Dataset, tag: int) -> CodeTuple:
+    value: Value | None = ds.get(tag)
+    return value if isinstance(value, tuple) else _NO_CODE
 
 
 def concept(item: Dataset) -> C.Concept | None:
     """The concept name of a content item as (code value, scheme)."""
-    seq = _seq(item, C.ConceptNameCodeSequence)
-    if not seq:
-        return None
-    first = seq[0]
-    value = _s(first, C.CodeValue) or _s(first, C.LongCodeValue) or _s(first, C.URNCodeValue)
-    scheme = _s(first, C.CodingSchemeDesignator)
-    if value is None or scheme is None:
-        return None
-    return value, scheme
+    value = item.get(C.ConceptNameCodeSequence)
+    if isinstance(value, tuple) and value[0] and value[1]:
+        return value[0], value[1]
+    return None
 
 
 def _name(key: C.Concept, item: Dataset) -> str:
-    seq = _seq(item, C.ConceptNameCodeSequence)
-    meaning = _s(seq[0], C.CodeMeaning) if seq else None
+    meaning = _code(item, C.ConceptNameCodeSequence)[2]
     return f"{meaning or 'item'} ({key[0]}, {key[1]})"
 
 
@@ -103,19 +96,17 @@ class _Reader:
         self.where = ""
 
     def code(self, key: C.Concept, item: Dataset) -> Code | None:
-        seq = _seq(item, C.ConceptCodeSequence)
-        found = _code_of(seq[0]) if seq else None
-        if found is None:
-            raw = seq[0] if seq else {}
-            shown = {"value": _s(raw, C.CodeValue), "scheme": _s(raw, C.CodingSchemeDesignator)}
+        value, scheme, meaning = _code(item, C.ConceptCodeSequence)
+        if not value or not scheme:
+            shown = {"value": value or None, "scheme": scheme or None}
             self.problems.report(
                 self.where + _name(key, item),
-                shown if seq else None,
+                shown if value or scheme else None,
                 "CODE content item without a code value and scheme (PS3.3 C.17.3.2.1: Concept "
                 "Code Sequence is type 1); the item is ignored",
             )
             return None
-        return Code(*found)
+        return Code(value, scheme, meaning)
 
     def number(
         self,
@@ -126,13 +117,9 @@ class _Reader:
         high: float | None = None,
     ) -> float | None:
         """The NUM value in lowdose's unit, or None (absent or malformed: reported)."""
-        seq = _seq(item, C.MeasuredValueSequence)
-        if not seq:
+        text, unit_value, _ = _code(item, C.MeasuredValueSequence)
+        if not text:
             return None  # an empty NUM is allowed (PS3.3 C.18.1): no value, no comment
-        mv = seq[0]
-        text = _s(mv, C.NumericValue)
-        if text is None:
-            return None
         if not _DS.fullmatch(text):
             self.problems.report(
                 self.where + _name(key, item),
@@ -142,8 +129,7 @@ class _Reader:
             return None
         value = float(text)
         if quantity is not None:
-            units = _seq(mv, C.MeasurementUnitsCodeSequence)
-            unit = _s(units[0], C.CodeValue) if units else None
+            unit = unit_value or None
             value_or_none, problem = normalise(value, unit, quantity)
             if problem is not None:
                 self.problems.report(self.where + _name(key, item), f"{text} {unit}", problem)
@@ -234,9 +220,8 @@ def check_dose_report(ds: Dataset, sop_class: str | None) -> None:
     for item in _seq(ds, C.ContentSequence):
         key = concept(item)
         if key == C.PROCEDURE_REPORTED:
-            seq = _seq(item, C.ConceptCodeSequence)
-            found = _code_of(seq[0]) if seq else None
-            if found is not None and (found[0], found[1]) in C.PROJECTION_XRAY:
+            found = _code(item, C.ConceptCodeSequence)
+            if (found[0], found[1]) in C.PROJECTION_XRAY:
                 raise DicomError(
                     "not a CT dose report: a projection X-ray dose report (TID 10001, Procedure "
                     "reported 113704 DCM); lowdose reads CT reports (TID 10011) only"

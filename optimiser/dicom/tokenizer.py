@@ -29,6 +29,12 @@ SEQ_START: Final = 1
 ITEM_START: Final = 2
 ITEM_END: Final = 3
 SEQ_END: Final = 4
+CODE: Final = 5
+NUM: Final = 6
+
+_MEASURED_VALUES: Final = 0x0040A300
+_NUMERIC_VALUE: Final = 0x0040A30A
+_UNITS: Final = 0x004008EA
 
 OK: Final = 0
 E_TRUNCATED: Final = 1
@@ -44,20 +50,20 @@ _UNDEFINED: Final = 0xFFFFFFFF
 @numba.njit(cache=True, nogil=True, inline="always")
 def _u16(data: npt.NDArray[np.uint8], pos: int, big: bool) -> int:
     if big:
-        return (np.int64(data[pos]) << 8) | np.int64(data[pos + 1])
-    return np.int64(data[pos]) | (np.int64(data[pos + 1]) << 8)
+        return int((np.int64(data[pos]) << 8) | np.int64(data[pos + 1]))
+    return int(np.int64(data[pos]) | (np.int64(data[pos + 1]) << 8))
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
 def _u32(data: npt.NDArray[np.uint8], pos: int, big: bool) -> int:
     if big:
-        return (
+        return int(
             (np.int64(data[pos]) << 24)
             | (np.int64(data[pos + 1]) << 16)
             | (np.int64(data[pos + 2]) << 8)
             | np.int64(data[pos + 3])
         )
-    return (
+    return int(
         np.int64(data[pos])
         | (np.int64(data[pos + 1]) << 8)
         | (np.int64(data[pos + 2]) << 16)
@@ -68,7 +74,7 @@ def _u32(data: npt.NDArray[np.uint8], pos: int, big: bool) -> int:
 @numba.njit(cache=True, nogil=True, inline="always")
 def _member(sorted_tags: npt.NDArray[np.int64], tag: int) -> bool:
     i = np.searchsorted(sorted_tags, tag)
-    return i < sorted_tags.shape[0] and sorted_tags[i] == tag
+    return bool(i < sorted_tags.shape[0] and sorted_tags[i] == tag)
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
@@ -81,6 +87,30 @@ def _long_vr(a: int, b: int) -> bool:
     return a == 83 and (b == 81 or b == 86)  # SQ SV
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def _trim(data: npt.NDArray[np.uint8], start: int, length: int) -> tuple[int, int]:
+    # Value padding (PS3.5 6.2): spaces and NULs at either end carry no meaning.
+    end = start + length
+    while start < end and (data[start] == 32 or data[start] == 0):
+        start += 1
+    while end > start and (data[end - 1] == 32 or data[end - 1] == 0):
+        end -= 1
+    return start, end - start
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _row(out: npt.NDArray[np.int64], i: int, kind: int, tag: int, start: int, end: int) -> None:
+    # Unused columns are zeroed: small ints are free to turn into Python objects.
+    out[i, 0] = kind
+    out[i, 1] = tag
+    out[i, 2] = start
+    out[i, 3] = end
+    out[i, 4] = 0
+    out[i, 5] = 0
+    out[i, 6] = 0
+    out[i, 7] = 0
+
+
 @numba.njit(cache=True, nogil=True)
 def _tokenize(
     data: npt.NDArray[np.uint8],
@@ -89,22 +119,33 @@ def _tokenize(
     big: bool,
     keep: npt.NDArray[np.int64],
     sequences: npt.NDArray[np.int64],
+    codes: npt.NDArray[np.int64],
     max_depth: int,
-    kinds: npt.NDArray[np.int8],
-    tags: npt.NDArray[np.int64],
-    offsets: npt.NDArray[np.int64],
-    lengths: npt.NDArray[np.int64],
+    out: npt.NDArray[np.int64],
 ) -> tuple[int, int, int]:
-    """Returns (token count, error code, byte position of the error)."""
+    """Fill ``out`` rows (kind, tag, start, end, start2, end2, start3, end3) of byte spans.
+
+    A kept code sequence (``codes``) becomes one CODE row: the trimmed code value (Code Value,
+    else Long Code Value, else URN Code Value), Coding Scheme Designator and Code Meaning of its
+    first item. A kept Measured Value Sequence becomes one NUM row: the Numeric Value and the
+    code value and scheme of the Measurement Units Code Sequence of its first item.
+    Returns (rows written, error code, byte position of the error).
+    """
     n = data.shape[0]
-    cap = kinds.shape[0]
+    cap = out.shape[0]
     size = 2 * max_depth + 2
-    # Stack entries: kind (0 sequence, 1 item), defined end or -1, limit, implicit, emitting.
+    # Per stack entry: kind (0 sequence, 1 item), defined end or -1, limit, implicit, emitting,
+    # role (0 none, 1 kept code sequence, 2 its first item, 3 a later item, 4 kept measured
+    # value sequence, 5 its first item), items seen.
     s_kind = np.zeros(size, np.int8)
     s_end = np.zeros(size, np.int64)
     s_limit = np.zeros(size, np.int64)
     s_implicit = np.zeros(size, np.bool_)
     s_emit = np.zeros(size, np.bool_)
+    s_code = np.zeros(size, np.int8)
+    s_count = np.zeros(size, np.int64)
+    s_tag = np.zeros(size, np.int64)
+    c_slot = np.zeros((size, 6), np.int64)  # value, scheme, meaning: offset and length each
     sp = 0
     nt = 0
     pos = start
@@ -120,34 +161,45 @@ def _tokenize(
         if sp > 0 and s_kind[sp - 1] == 0:
             # Inside a sequence: expect an item or the sequence delimiter.
             end = s_end[sp - 1]
-            if end >= 0 and pos == end:
+            closing = end >= 0 and pos == end
+            if not closing:
+                if pos + 8 > limit:
+                    return nt, E_TRUNCATED, pos
+                tag = (_u16(data, pos, big) << 16) | _u16(data, pos + 2, big)
+                length = _u32(data, pos + 4, big)
+                pos += 8
+                closing = tag == 0xFFFEE0DD and end < 0
+                if not closing and tag != 0xFFFEE000:
+                    return nt, E_NOT_ITEM, pos - 8
+            if closing:
                 sp -= 1
-                if emit:
+                if s_code[sp] == 1 and sp >= 2 and s_code[sp - 1] == 5:
+                    # Units of a measured value: into the measured value's slots, no row.
+                    for k in range(4):
+                        c_slot[sp - 2, 2 + k] = c_slot[sp, k]
+                elif emit or s_code[sp] == 1 or s_code[sp] == 4:
                     if nt >= cap:
                         return nt, E_CAPACITY, pos
-                    kinds[nt] = SEQ_END
+                    if s_code[sp] == 1 or s_code[sp] == 4:
+                        out[nt, 0] = CODE if s_code[sp] == 1 else NUM
+                        out[nt, 1] = s_tag[sp]
+                        for k in range(6):
+                            out[nt, 2 + k] = c_slot[sp, k]
+                    else:
+                        _row(out, nt, SEQ_END, 0, 0, 0)
                     nt += 1
                 continue
-            if pos + 8 > limit:
-                return nt, E_TRUNCATED, pos
-            tag = (_u16(data, pos, big) << 16) | _u16(data, pos + 2, big)
-            length = _u32(data, pos + 4, big)
-            pos += 8
-            if tag == 0xFFFEE0DD and end < 0:
-                sp -= 1
-                if emit:
-                    if nt >= cap:
-                        return nt, E_CAPACITY, pos
-                    kinds[nt] = SEQ_END
-                    nt += 1
-                continue
-            if tag != 0xFFFEE000:
-                return nt, E_NOT_ITEM, pos - 8
             if sp >= size:
                 return nt, E_DEPTH, pos
             s_kind[sp] = 1
             s_implicit[sp] = cur_implicit
             s_emit[sp] = emit
+            s_code[sp] = 0
+            if s_code[sp - 1] == 1:
+                s_code[sp] = 2 if s_count[sp - 1] == 0 else 3
+            elif s_code[sp - 1] == 4:
+                s_code[sp] = 5 if s_count[sp - 1] == 0 else 3
+            s_count[sp - 1] += 1
             if length == _UNDEFINED:
                 s_end[sp] = -1
                 s_limit[sp] = limit
@@ -160,7 +212,7 @@ def _tokenize(
             if emit:
                 if nt >= cap:
                     return nt, E_CAPACITY, pos
-                kinds[nt] = ITEM_START
+                _row(out, nt, ITEM_START, 0, 0, 0)
                 nt += 1
             continue
         # Inside a data set (the top level or an item).
@@ -171,7 +223,7 @@ def _tokenize(
                 if emit:
                     if nt >= cap:
                         return nt, E_CAPACITY, pos
-                    kinds[nt] = ITEM_END
+                    _row(out, nt, ITEM_END, 0, 0, 0)
                     nt += 1
                 continue
         elif pos == n:
@@ -187,7 +239,7 @@ def _tokenize(
                 if emit:
                     if nt >= cap:
                         return nt, E_CAPACITY, pos
-                    kinds[nt] = ITEM_END
+                    _row(out, nt, ITEM_END, 0, 0, 0)
                     nt += 1
                 continue
             return nt, E_DELIMITER, pos
@@ -197,8 +249,8 @@ def _tokenize(
             pos += 8
             is_seq = length == _UNDEFINED or _member(sequences, tag)
         else:
-            a = np.int64(data[pos + 4])
-            b = np.int64(data[pos + 5])
+            a = int(data[pos + 4])
+            b = int(data[pos + 5])
             if _long_vr(a, b):
                 if pos + 12 > limit:
                     return nt, E_TRUNCATED, pos
@@ -211,7 +263,8 @@ def _tokenize(
             un_implicit = a == 85 and b == 78
             is_seq = (a == 83 and b == 81) or (un_implicit and length == _UNDEFINED)
         if is_seq:
-            take = emit and _member(keep, tag)
+            in_number = sp > 0 and s_code[sp - 1] == 5
+            take = (emit and _member(keep, tag)) or (in_number and tag == _UNITS)
             if length != _UNDEFINED:
                 if pos + length > limit:
                     return nt, E_TRUNCATED, pos
@@ -220,9 +273,16 @@ def _tokenize(
                     continue
             if sp >= size or sp >= 2 * max_depth:
                 return nt, E_DEPTH, pos
+            is_code = take and _member(codes, tag)
+            is_number = take and tag == _MEASURED_VALUES
             s_kind[sp] = 0
             s_implicit[sp] = un_implicit
-            s_emit[sp] = take
+            s_emit[sp] = take and not is_code and not is_number
+            s_code[sp] = 1 if is_code else 4 if is_number else 0
+            s_count[sp] = 0
+            s_tag[sp] = tag
+            for k in range(6):
+                c_slot[sp, k] = 0
             if length == _UNDEFINED:
                 s_end[sp] = -1
                 s_limit[sp] = limit
@@ -230,11 +290,10 @@ def _tokenize(
                 s_end[sp] = pos + length
                 s_limit[sp] = pos + length
             sp += 1
-            if take:
+            if take and not is_code and not is_number:
                 if nt >= cap:
                     return nt, E_CAPACITY, pos
-                kinds[nt] = SEQ_START
-                tags[nt] = tag
+                _row(out, nt, SEQ_START, tag, 0, 0)
                 nt += 1
         elif length == _UNDEFINED:
             # Encapsulated pixel data: fragments of defined length up to a sequence delimiter.
@@ -252,13 +311,30 @@ def _tokenize(
         else:
             if pos + length > limit:
                 return nt, E_TRUNCATED, pos
-            if emit and _member(keep, tag):
+            if sp > 0 and s_code[sp - 1] == 5:
+                if tag == _NUMERIC_VALUE:
+                    first, count = _trim(data, pos, length)
+                    c_slot[sp - 2, 0] = first
+                    c_slot[sp - 2, 1] = first + count
+            elif sp > 0 and s_code[sp - 1] == 2:
+                seq = sp - 2
+                slot = -1
+                if tag == 0x00080100 or tag == 0x00080119 or tag == 0x00080120:
+                    if c_slot[seq, 1] == c_slot[seq, 0]:  # no non-empty value yet
+                        slot = 0
+                elif tag == 0x00080102:
+                    slot = 2
+                elif tag == 0x00080104:
+                    slot = 4
+                if slot >= 0:
+                    first, count = _trim(data, pos, length)
+                    c_slot[seq, slot] = first
+                    c_slot[seq, slot + 1] = first + count
+            elif emit and _member(keep, tag):
                 if nt >= cap:
                     return nt, E_CAPACITY, pos
-                kinds[nt] = VALUE
-                tags[nt] = tag
-                offsets[nt] = pos
-                lengths[nt] = length
+                first, count = _trim(data, pos, length)
+                _row(out, nt, VALUE, tag, first, first + count)
                 nt += 1
             pos += length
 
@@ -289,28 +365,30 @@ def tokenize(
     big: bool,
     keep: frozenset[int],
     sequences: frozenset[int],
+    codes: frozenset[int],
     max_depth: int,
-) -> tuple[
-    npt.NDArray[np.int8], npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int64]
-]:
-    """Token arrays (kinds, tags, offsets, lengths) of the data set in ``data[start:]``."""
+) -> npt.NDArray[np.int64]:
+    """Token rows (kind, tag, start, end, start2, end2, start3, end3) of the data set in
+    ``data[start:]``; value spans are trimmed of padding; see :func:`_tokenize`."""
     if not 0 <= start <= len(data):
         raise ValueError(f"start = {start}: must lie within the {len(data)} bytes of data")
     if max_depth < 1:
         raise ValueError(f"max_depth = {max_depth}: must be at least 1")
     buffer = np.frombuffer(data, dtype=np.uint8)
-    cap = len(data) // 4 + 8
-    kinds = np.empty(cap, np.int8)
-    tags = np.empty(cap, np.int64)
-    offsets = np.empty(cap, np.int64)
-    lengths = np.empty(cap, np.int64)
-    keep_arr = _sorted_tags(keep)
-    seq_arr = _sorted_tags(sequences)
+    out = np.empty((len(data) // 4 + 8, 8), np.int64)
     count, code, where = _tokenize(
-        buffer, start, implicit, big, keep_arr, seq_arr, max_depth, kinds, tags, offsets, lengths
+        buffer,
+        start,
+        implicit,
+        big,
+        _sorted_tags(keep),
+        _sorted_tags(sequences),
+        _sorted_tags(codes),
+        max_depth,
+        out,
     )
     if code == E_DEPTH:
         raise DicomError(f"sequences nested deeper than {max_depth} levels at byte {where}")
     if code != OK:
         raise DicomError(f"{_MESSAGES.get(code, 'unreadable')} at byte {where}")
-    return kinds[:count], tags[:count], offsets[:count], lengths[:count]
+    return out[:count]
