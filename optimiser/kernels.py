@@ -484,17 +484,6 @@ def water_equivalent_area(
 
 def warm_up() -> None:
     """Compile every kernel with the production dtypes (before a consumer joins its group)."""
-    from optimiser.dose_model import site_tables
-    from protocols.library import builtin_library
+    from optimiser.pipeline import Pipeline
 
-    lib = builtin_library()
-    batch = BatchInput.empty(2)
-    batch.hi[:] = 100.0
-    batch.n_hi[:] = 50.0
-    batch.ctdivol_mgy[:] = 1.0
-    batch.is_planned[0] = 1
-    batch.helical[0] = 1
-    assess_batch(batch, site_tables(lib))
-    water_equivalent_area(
-        np.zeros((1, 4, 4), np.int16), slope=1.0, intercept=-1024.0, pixel_area_mm2=1.0
-    )
+    Pipeline().warm_up()
