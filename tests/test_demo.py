@@ -8,12 +8,12 @@ import sys
 from pathlib import Path
 
 import pytest
-from test_report_html import parse_report
 
 from optimiser.assessment import FINDING_CODES
 from optimiser.cli import demo
 from optimiser.cli.main import main
 from optimiser.report.model import COLUMNS
+from optimiser.report.readback import parse_report
 
 
 @pytest.fixture(scope="module")
