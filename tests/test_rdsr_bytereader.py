@@ -113,7 +113,7 @@ def test_every_transfer_syntax_gives_the_same_report(
 def test_values_equal_a_plain_pydicom_walk(path: Path) -> None:
     sys.path.insert(0, str(REPO))
     try:
-        from benchmarks.peers_rdsr import pydicom_walk
+        from benchmarks.bench_parse import pydicom_walk
     finally:
         sys.path.remove(str(REPO))
     data = path.read_bytes()
