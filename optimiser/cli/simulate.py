@@ -41,7 +41,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def parse_rates(items: list[str]) -> dict[str, float]:
     """``["excess_coverage=0.2", ...]`` as a mapping; ``all=X`` sets every code."""
-    from optimiser.simulate.generator import ProblemRates
+    from optimiser.simulate.rates import ProblemRates
 
     rates: dict[str, float] = {}
     for item in items:

@@ -6,7 +6,8 @@ The source of demo data, test fixtures, benchmark inputs and Kafka load. Determi
 from optimiser.simulate.delivered import DeliveredAcquisition, DoseCheck
 from optimiser.simulate.department import SITE_IDS, SITES
 from optimiser.simulate.feed import write_feed
-from optimiser.simulate.generator import ProblemRates, SimulatedStudy, simulate_feed
+from optimiser.simulate.generator import SimulatedStudy, simulate_feed
+from optimiser.simulate.rates import ProblemRates
 
 __all__ = [
     "SITES",

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import random
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from optimiser.errors import ConfigurationError
@@ -28,6 +28,7 @@ from optimiser.simulate.department import (
     Structure,
     over_ranging_mm,
 )
+from optimiser.simulate.rates import ProblemRates, draw_injected
 from optimiser.simulate.rdsr_writer import RdsrContext, write_rdsr
 
 DEFAULT_START = datetime(2026, 1, 5, 8, 0, 0)
@@ -35,57 +36,6 @@ UID_NAMESPACE = "lowdose-simulator/1"
 
 # Share of studies that send target + organs + isocentre but no needed range.
 DERIVED_NEEDED_SHARE = 0.25
-
-
-@dataclass(frozen=True, slots=True)
-class ProblemRates:
-    """Share of studies (0..1) that carry each problem; drawn independently per study."""
-
-    excess_coverage: float = 0.30
-    above_reference_level: float = 0.08
-    multiphase_contrast: float = 0.05
-    thin_reconstruction: float = 0.06
-    kv_not_calibrated: float = 0.05
-    repeat_acquisition: float = 0.05
-    diagnostic_intent: float = 0.04
-    unlabelled_planning_scan: float = 0.05
-    dose_check_exceeded: float = 0.05
-
-    def __post_init__(self) -> None:
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if not 0.0 <= value <= 1.0:
-                raise ConfigurationError(
-                    f"problem rate {f.name} = {value!r}: a rate must lie between 0 and 1; "
-                    f"give e.g. {f.name}=0.2"
-                )
-
-    @classmethod
-    def codes(cls) -> tuple[str, ...]:
-        return tuple(f.name for f in fields(cls))
-
-    @classmethod
-    def from_mapping(
-        cls, rates: Mapping[str, float], base: ProblemRates | None = None
-    ) -> ProblemRates:
-        """Rates from ``{code: share}``, the other codes keeping ``base`` (defaults)."""
-        known = cls.codes()
-        unknown = sorted(set(rates) - set(known))
-        if unknown:
-            raise ConfigurationError(
-                f"problem code {unknown[0]!r}: not a finding the simulator injects; "
-                f"choose from {', '.join(known)}"
-            )
-        values = {c: getattr(base or cls(), c) for c in known}
-        values.update({k: float(v) for k, v in rates.items()})
-        return cls(**values)
-
-    @classmethod
-    def none(cls) -> ProblemRates:
-        return cls(**dict.fromkeys(cls.codes(), 0.0))
-
-    def as_dict(self) -> dict[str, float]:
-        return {c: getattr(self, c) for c in self.codes()}
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,38 +133,16 @@ class _StudyBuilder:
         return sim_uid(self.seed, self.n, *parts)
 
 
-def _draw_injected(rates: ProblemRates, rng: random.Random) -> frozenset[str]:
-    # One draw per code, in a fixed order, so a seed gives the same problems whatever the rates'
-    # construction order.
-    return frozenset(c for c in ProblemRates.codes() if rng.random() < getattr(rates, c))
-
-
-def _make_study(
-    seed: int,
-    n: int,
-    site_id: str,
-    rates: ProblemRates,
-    emitted_at: datetime,
+def _draw_plans(
+    site: SiteModel,
+    scanner: ScannerModel,
+    injected: frozenset[str],
+    clean_lo: float,
+    clean_hi: float,
     rng: random.Random,
-) -> SimulatedStudy:
-    site = SITES[site_id]
-    scanner = SCANNERS[rng.randrange(len(SCANNERS))]
-    b = _StudyBuilder(seed, n, site, scanner)
-    injected = _draw_injected(rates, rng)
-
-    # Geometry: table z increases towards the head; the vertex sits near z = +200 mm.
-    vertex = rng.uniform(150.0, 250.0)
-    needed_hi = round(vertex - site.superior_below_vertex_mm, 1)
-    needed_lo = round(needed_hi - rng.uniform(*site.needed_length_mm), 1)
-    target = _place(site.target, needed_lo, needed_hi, rng)
-    organs = {o.name: _place(o, needed_lo, needed_hi, rng) for o in site.organs}
-    isocentre = round((target[0] + target[1]) / 2.0, 1)
-    send_needed = rng.random() >= DERIVED_NEEDED_SHARE
-    if send_needed:
-        clean_lo, clean_hi = needed_lo, needed_hi
-    else:
-        clean_lo, clean_hi = _derived_needed(target, organs, isocentre)
-
+) -> list[_Plan]:
+    """The non-localizer acquisitions of one study: planning-grade (planning-ct.md section 8)
+    unless a problem is injected."""
     # Clean: the planned range sits inside the needed range by half the over-ranging (and a few
     # mm), so the irradiated range stays within the needed range plus tolerance.
     pitch = round(rng.uniform(*site.pitch), 3)
@@ -303,6 +231,36 @@ def _make_study(
                 f"{first.description} repeat",
             )
         )
+    return plans
+
+
+def _make_study(
+    seed: int,
+    n: int,
+    site_id: str,
+    rates: ProblemRates,
+    emitted_at: datetime,
+    rng: random.Random,
+) -> SimulatedStudy:
+    site = SITES[site_id]
+    scanner = SCANNERS[rng.randrange(len(SCANNERS))]
+    b = _StudyBuilder(seed, n, site, scanner)
+    injected = draw_injected(rates, rng)
+
+    # Geometry: table z increases towards the head; the vertex sits near z = +200 mm.
+    vertex = rng.uniform(150.0, 250.0)
+    needed_hi = round(vertex - site.superior_below_vertex_mm, 1)
+    needed_lo = round(needed_hi - rng.uniform(*site.needed_length_mm), 1)
+    target = _place(site.target, needed_lo, needed_hi, rng)
+    organs = {o.name: _place(o, needed_lo, needed_hi, rng) for o in site.organs}
+    isocentre = round((target[0] + target[1]) / 2.0, 1)
+    send_needed = rng.random() >= DERIVED_NEEDED_SHARE
+    if send_needed:
+        clean_lo, clean_hi = needed_lo, needed_hi
+    else:
+        clean_lo, clean_hi = _derived_needed(target, organs, isocentre)
+
+    plans = _draw_plans(site, scanner, injected, clean_lo, clean_hi, rng)
 
     diagnostic = "diagnostic_intent" in injected
     labelled = "unlabelled_planning_scan" not in injected
