@@ -25,8 +25,8 @@ from optimiser.dicom import read_dose_report, report_to_json
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 REAL = [p.read_bytes() for p in sorted((SHARED / "data" / "rdsr").glob("*.dcm"))]
-KEYS = ("irradiation_event_uid", "acquisition_type", "ctdivol_mgy", "dlp_mgy_cm")
-KEYS += ("scanning_length_mm", "kvp")
+KEYS: tuple[str, ...] = ("irradiation_event_uid", "acquisition_type", "ctdivol_mgy")
+KEYS += ("dlp_mgy_cm", "scanning_length_mm", "kvp")
 
 pytestmark = pytest.mark.realdata
 

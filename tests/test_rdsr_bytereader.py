@@ -33,7 +33,7 @@ pytestmark = pytest.mark.realdata
 
 
 def _both(data: bytes) -> tuple[Any, Any]:
-    out = []
+    out: list[Any] = []
     for engine in ("numba", "python"):
         try:
             out.append(bytereader.parse(data, KEEP, SEQUENCES, engine=engine).dataset)
@@ -75,7 +75,7 @@ def _recode(path: Path, syntax: str, undefined: bool = False) -> bytes:
             elem.value.is_undefined_length = True
             for item in elem.value:
                 item.is_undefined_length_sequence_item = True
-    ds.file_meta.TransferSyntaxUID = syntax
+    ds.file_meta.TransferSyntaxUID = pydicom.uid.UID(syntax)
     out = BytesIO()
     pydicom.dcmwrite(
         out,

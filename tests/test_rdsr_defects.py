@@ -40,7 +40,8 @@ def _code(item: Dataset) -> str:
 
 def _spiral(ds: Dataset) -> Dataset:
     """The second CT Acquisition (the spiral: 8.13 mGy, 69.81 mGy.cm, 92 mm)."""
-    return [i for i in ds.ContentSequence if _code(i) == "113819"][1]
+    spiral: Dataset = [i for i in ds.ContentSequence if _code(i) == "113819"][1]
+    return spiral
 
 
 def _find(root: Dataset, code: str) -> Dataset:
