@@ -309,6 +309,15 @@ def test_write_feed_layout_and_manifest(tmp_path: Path) -> None:
         assert (folder / "rdsr.dcm").read_bytes() == study.rdsr_bytes
 
 
+def test_write_feed_over_a_longer_feed_leaves_no_stale_studies(tmp_path: Path) -> None:
+    write_feed(tmp_path, simulate_feed(4, seed=8))
+    (tmp_path / "notes.txt").write_text("mine")
+    write_feed(tmp_path, simulate_feed(2, seed=8))
+    folders = sorted(p.name for p in tmp_path.iterdir() if p.is_dir())
+    assert len(folders) == 2
+    assert (tmp_path / "notes.txt").read_text() == "mine"
+
+
 def test_write_feed_refuses_a_file_as_output(tmp_path: Path) -> None:
     target = tmp_path / "file"
     target.write_text("x")

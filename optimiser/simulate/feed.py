@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Iterable
 from pathlib import Path
@@ -15,6 +16,28 @@ MANIFEST_SCHEMA = "lowdose.simulated-feed/1"
 
 def study_folder_name(number: int, study: SimulatedStudy) -> str:
     return f"{number:04d}-{study.site}"
+
+
+def _remove_previous_feed(out: Path) -> None:
+    """Remove the study folders an earlier feed listed in its manifest, so a shorter feed
+    written over a longer one leaves no stale studies behind; nothing else is touched."""
+    manifest = out / "manifest.json"
+    if not manifest.is_file():
+        return
+    try:
+        previous = json.loads(manifest.read_text())
+    except ValueError:
+        return
+    if not isinstance(previous, dict) or previous.get("schema") != MANIFEST_SCHEMA:
+        return
+    for entry in previous.get("studies", []):
+        folder = out / str(entry.get("folder", ""))
+        if folder.parent != out or not folder.is_dir():
+            continue
+        for name in ("protocol.json", "rdsr.dcm"):
+            (folder / name).unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            folder.rmdir()  # left in place when it holds other files
 
 
 def write_feed(
@@ -36,6 +59,7 @@ def write_feed(
         )
     try:
         out.mkdir(parents=True, exist_ok=True)
+        _remove_previous_feed(out)
         entries = []
         for number, study in enumerate(studies, start=1):
             folder = out / study_folder_name(number, study)
