@@ -189,3 +189,12 @@ def test_tokenize_validates_its_inputs(start: int, depth: int) -> None:
             codes=bytereader.CODE_SEQUENCES,
             max_depth=depth,
         )
+
+
+def test_warm_up_compiles_and_returns() -> None:
+    from optimiser.dicom import warm_up
+
+    warm_up()
+    assert bytereader.parse(b"\x08\x00\x16\x00UI\x04\x001.2\x00", KEEP, SEQUENCES).dataset == {
+        0x00080016: "1.2"
+    }

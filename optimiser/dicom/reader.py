@@ -188,6 +188,16 @@ def read_dicom(
     raise DicomError(_not_wanted(sop_class, "a CT dose report or an RT Structure Set"), source=name)
 
 
+def warm_up() -> None:
+    """Compile (or load from numba's cache) the tokenizer kernel now.
+
+    The first read otherwise pays it: seconds without a cache. Call before a consumer joins its
+    group, as for every kernel (../shared/reference/kafka-and-numba.md).
+    """
+    # A bare data set of one element: (0008,0016) UI "1.2" padded to 4 bytes.
+    bytereader.parse(b"\x08\x00\x16\x00UI\x04\x001.2\x00", KEEP, SEQUENCES, engine="numba")
+
+
 def _not_wanted(sop_class: str | None, wanted: str) -> str:
     if sop_class is None:
         return f"not {wanted}: no SOP Class UID (0008,0016); is this a DICOM file?"
