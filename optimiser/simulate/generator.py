@@ -12,7 +12,7 @@ import hashlib
 import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from optimiser.errors import ConfigurationError
 from optimiser.events import PlannedAcquisition, Planning, ProtocolEvent, Scanner, Study
@@ -31,7 +31,7 @@ from optimiser.simulate.department import (
 from optimiser.simulate.rates import ProblemRates, draw_injected
 from optimiser.simulate.rdsr_writer import RdsrContext, write_rdsr
 
-DEFAULT_START = datetime(2026, 1, 5, 8, 0, 0)
+DEFAULT_START = datetime(2026, 1, 5, 8, 0, 0, tzinfo=UTC)
 UID_NAMESPACE = "lowdose-simulator/1"
 
 # Share of studies that send target + organs + isocentre but no needed range.
