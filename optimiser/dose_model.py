@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
+import numpy.typing as npt
 
 from optimiser.events import PlannedAcquisition, Planning
 from optimiser.kernels import SiteTables
@@ -257,3 +258,36 @@ class RowResult:
     @property
     def excess_fraction(self) -> float:
         return self.excess_dlp / self.dlp if self.dlp > 0 else 0.0
+
+
+def clip_profile(edges: npt.NDArray[np.float64], lo: float, hi: float) -> npt.NDArray[np.float64]:
+    """Slab edges of a profile cut to [lo, hi]; the end slabs stretch to reach lo and hi (the
+    over-ranged ends take the nearest image's value)."""
+    out = np.clip(edges, lo, hi)
+    out[0] = lo
+    out[-1] = hi
+    return out
+
+
+def row_profiles(
+    z_mm: npt.NDArray[np.float64],
+    weight: npt.NDArray[np.float64],
+    ctdivol_mgy: float,
+    scale: float,
+    res: RowResult,
+) -> list[tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]]:
+    """The (actual, proposed) CTDIvol(z) profiles of one acquisition from per-image weights:
+    the actual one spans X with a length-weighted mean of ``ctdivol_mgy`` (so the DLP is the
+    reported one); the proposal keeps the shape over its own range, scaled by ``scale``."""
+    from optimiser.kernels import profile_from_images
+
+    edges, rel = profile_from_images(z_mm, weight, 1.0)
+    x_edges = clip_profile(edges, res.x_lo, res.x_hi)
+    length = res.x_hi - res.x_lo
+    mass = float(np.sum(rel * np.diff(x_edges)))
+    values = rel * (ctdivol_mgy * length / mass) if mass > 0 else np.full_like(rel, ctdivol_mgy)
+    half = 0.5 * res.overrange
+    p_lo, p_hi = res.proposal_lo - half, res.proposal_hi + half
+    if res.proposal_lo >= res.x_lo - half and res.proposal_hi <= res.x_hi + half:
+        p_lo, p_hi = max(res.x_lo, p_lo), min(res.x_hi, p_hi)
+    return [(x_edges, values), (clip_profile(edges, p_lo, p_hi), values * scale)]

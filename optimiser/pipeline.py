@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import replace
 
 import numpy as np
+import numpy.typing as npt
 
 from optimiser.assessment import Assessment, Finding, assessment_id
 from optimiser.dose_model import (
@@ -26,12 +28,13 @@ from optimiser.dose_model import (
     needed_from_structure_set,
     report_exposure,
     rois_as_dict,
+    row_profiles,
     site_tables,
 )
 from optimiser.errors import InputError
 from optimiser.events import ProtocolEvent
 from optimiser.findings import acquisition_findings, study_findings
-from optimiser.kernels import BatchInput, assess_batch, water_equivalent_area
+from optimiser.kernels import BatchInput, assess_batch, profile_batch, water_equivalent_area
 from optimiser.proposal import build_proposal, exposure_scale
 from optimiser.records import CtAcquisition, DoseReport, StructureSet
 from optimiser.ssde import ImageSize, ssde_mgy
@@ -62,10 +65,14 @@ class Pipeline:
         self.tables = site_tables(self.library)
         # Study Instance UID -> (D_w mm, note) from CT images given alongside (lowdose assess).
         self.image_sizes: dict[str, tuple[float, str]] = {}
+        # Study Instance UID -> (image z, per-image CTDIvol or tube current): CTDIvol(z).
+        self.dose_profiles: dict[str, tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]] = {}
 
     def add_image_sizes(self, sizes: Sequence[ImageSize]) -> None:
         """Use the TG-220 D_w of CT images (mean per study) for the SSDE of that study's
-        acquisitions that carry no water-equivalent diameter of their own."""
+        acquisitions that carry no water-equivalent diameter of their own; with two or more
+        images carrying z and a CTDIvol or tube current, CTDIvol(z) follows them (the images'
+        z is taken to be in the frame of the table positions of events and reports)."""
         by_study: dict[str, list[ImageSize]] = {}
         for size in sizes:
             if size.study_instance_uid:
@@ -77,6 +84,16 @@ class Pipeline:
             if notes:
                 note += ": " + "; ".join(notes)
             self.image_sizes[uid] = (dw, note)
+            points = sorted(
+                (g.z_mm, g.profile_weight)
+                for g in group
+                if g.z_mm is not None and g.profile_weight is not None
+            )
+            if len({z for z, _ in points}) == len(points) >= 2:
+                self.dose_profiles[uid] = (
+                    np.array([z for z, _ in points]),
+                    np.array([w for _, w in points]),
+                )
 
     def warm_up(self) -> None:
         """Compile every numba kernel with the production dtypes and layouts."""
@@ -87,6 +104,7 @@ class Pipeline:
         batch.is_planned[0] = 1
         batch.helical[0] = 1
         assess_batch(batch, self.tables)
+        profile_batch([(np.array([0.0, 1.0]), np.array([1.0]))], [0.0], [1.0], [0], self.tables)
         water_equivalent_area(
             np.zeros((1, 4, 4), np.int16), slope=1.0, intercept=-1024.0, pixel_area_mm2=1.0
         )
@@ -351,7 +369,48 @@ class Pipeline:
             batch.site[i] = index[row.site]
         batch.scale = scales
         out = assess_batch(batch, self.tables)
-        return [RowResult(*(float(v) for v in out[i])) for i in range(n)]
+        results = [RowResult(*(float(v) for v in out[i])) for i in range(n)]
+        if self.dose_profiles:
+            self._apply_profiles(rows, results, scales, index)
+        return results
+
+    def _apply_profiles(
+        self,
+        rows: list[AcquisitionRow],
+        results: list[RowResult],
+        scales: npt.NDArray[np.float64],
+        index: dict[str, int],
+    ) -> None:
+        """Where CT images gave CTDIvol(z), integrate it instead of a constant CTDIvol: one
+        profile-kernel call for every such row of the batch (actual and proposed ranges)."""
+        which = [i for i, row in enumerate(rows) if row.study_instance_uid in self.dose_profiles]
+        if not which:
+            return
+        profiles = []
+        for i in which:
+            z, w = self.dose_profiles[rows[i].study_instance_uid]
+            profiles.extend(row_profiles(z, w, rows[i].ctdivol_mgy, float(scales[i]), results[i]))
+        n_lo = np.repeat([rows[i].needed.z_mm[0] for i in which], 2)
+        n_hi = np.repeat([rows[i].needed.z_mm[1] for i in which], 2)
+        sites = np.repeat([index[rows[i].site] for i in which], 2)
+        out = profile_batch(profiles, n_lo, n_hi, sites, self.tables)
+        for k, i in enumerate(which):
+            actual, proposed = out[2 * k], out[2 * k + 1]
+            if np.isnan(actual).any() or np.isnan(proposed).any():
+                continue
+            results[i] = replace(
+                results[i],
+                dlp=float(actual[0]),
+                excess_dlp=float(actual[1]),
+                effective_dose=float(actual[2]),
+                excess_effective_dose=float(actual[3]),
+                proposal_dlp=float(proposed[0]),
+                proposal_effective_dose=float(proposed[2]),
+            )
+            rows[i].notes.append(
+                "CTDIvol(z) follows the per-image CTDIvol or tube current of the study's CT "
+                "images (mean kept at the acquisition's CTDIvol)"
+            )
 
     def _assessment(self, row: AcquisitionRow, res: RowResult, cross: list[Finding]) -> Assessment:
         notes = list(dict.fromkeys(row.notes))

@@ -250,3 +250,45 @@ def water_equivalent_area(
                 total += hu[r][c] / 1000.0 + 1.0
                 summed += 1
     return total * pixel_area_mm2, summed, best_trunc
+
+
+def profile_dose(
+    slab_lo: Sequence[float],
+    slab_hi: Sequence[float],
+    ctdivol: Sequence[float],
+    n_lo: float,
+    n_hi: float,
+    tables: tuple[
+        Sequence[float],
+        Sequence[float],
+        Sequence[float],
+        Sequence[float],
+        Sequence[float],
+        Sequence[float],
+    ],
+) -> list[float]:
+    """(DLP, excess DLP, effective dose, excess effective dose, excess length) of one
+    acquisition whose CTDIvol varies along z: slab i spans [slab_lo[i], slab_hi[i]] at
+    ``ctdivol[i]`` (e.g. one slab per image, CTDIvol following the tube current)."""
+    inside_frac, inside_k, above_end, above_k, below_end, below_k = tables
+    dlp = excess_dlp = eff = excess_eff = excess_len = 0.0
+    length = n_hi - n_lo
+    inside_ends = [f * length if f != math.inf else math.inf for f in inside_frac]
+    for lo, hi, c in zip(slab_lo, slab_hi, ctdivol, strict=True):
+        if math.isnan(lo) or math.isnan(hi) or math.isnan(c) or math.isnan(n_lo):
+            return [math.nan] * 5
+        if not hi > lo:
+            continue
+        dlp += c * (hi - lo) / 10.0
+        above = band_integral(max(lo, n_hi) - n_hi, hi - n_hi, above_end, above_k)
+        below = band_integral(n_lo - min(hi, n_lo), n_lo - lo, below_end, below_k)
+        out_len = max(0.0, hi - max(lo, n_hi)) + max(0.0, min(hi, n_lo) - lo)
+        a, b = max(lo, n_lo), min(hi, n_hi)
+        inside = 0.0
+        if b > a and length > 0:
+            inside = band_integral(n_hi - b, n_hi - a, inside_ends, inside_k)
+        excess_len += out_len
+        excess_dlp += c * out_len / 10.0
+        excess_eff += c * (above + below) / 10.0
+        eff += c * (above + below + inside) / 10.0
+    return [dlp, excess_dlp, eff, excess_eff, excess_len]

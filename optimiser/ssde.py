@@ -116,6 +116,10 @@ class ImageSize:
     notes: tuple[str, ...] = field(default=())
     study_instance_uid: str | None = None
     source: str = ""
+    # For a dose profile along z: the image's z and its CTDIvol (0018,9345), else its X-Ray
+    # Tube Current (0018,1151) (planning-ct.md section 2).
+    z_mm: float | None = None
+    profile_weight: float | None = None
 
 
 def image_water_equivalent_diameter(path: Path | str, threshold_hu: float = -500.0) -> ImageSize:
@@ -152,6 +156,16 @@ def image_water_equivalent_diameter(path: Path | str, threshold_hu: float = -500
     notes = list(geometry.notes)
     if truncated:
         notes.append("the body outline touches the image edge (truncated): D_w is an underestimate")
+    position = ds.get("ImagePositionPatient")
+    z = float(position[2]) if position is not None and len(position) == 3 else None
+    if z is None and "SliceLocation" in ds:
+        z = float(ds.SliceLocation)
+    weight = None
+    for keyword in ("CTDIvol", "XRayTubeCurrent"):
+        value = ds.get(keyword)
+        if value is not None and float(value) > 0:
+            weight = float(value)
+            break
     return ImageSize(
         float(result.diameter_mm[0]),
         float(result.area_mm2[0]),
@@ -160,6 +174,8 @@ def image_water_equivalent_diameter(path: Path | str, threshold_hu: float = -500
         tuple(notes),
         str(ds.get("StudyInstanceUID", "")) or None,
         Path(path).name,
+        z,
+        weight,
     )
 
 

@@ -317,3 +317,34 @@ def test_real_cumulative_reports_are_assessed_once_per_event() -> None:
         )
         if ev["dlp_mgy_cm"]:
             assert a.dlp_mgy_cm == pytest.approx(ev["dlp_mgy_cm"], rel=1e-3)
+
+
+def test_dose_profile_from_images_shifts_dose_to_the_high_current_end() -> None:
+    from optimiser.ssde import ImageSize, PixelGeometry
+
+    p = Pipeline()
+    p.process([prostate_helical()])
+    geometry = PixelGeometry(1.0, 1.0, "pixel_spacing")
+    images = [
+        ImageSize(300.0, 7.0e4, False, geometry, (), UID, f"im{z}", z, ma)
+        for z, ma in ((-25.0, 200.0), (75.0, 100.0), (175.0, 100.0))
+    ]
+    p.add_image_sizes(images)
+    # X = -50..250 (report z 0..200 centre 100, length 480 / 16 = 300 mm). Image slabs
+    # -75..25, 25..125, 125..225 cut to X: -50..25 (75 mm), 25..125 (100), 125..250 (125).
+    # Relative weights 2, 1, 1: mass 2 x 75 + 100 + 125 = 375 against 300 mm, so CTDIvol(z)
+    # = 16 x 300 / 375 x (2, 1, 1) = 25.6, 12.8, 12.8 mGy; DLP = 25.6 x 7.5 + 12.8 x 10 +
+    # 12.8 x 12.5 = 192 + 128 + 160 = 480 mGy.cm, as reported.
+    # Excess: -50..0 at 25.6 = 128 and 200..250 at 12.8 = 64 -> 192 mGy.cm (flat: 160);
+    # excess E = 128 x 0.0008 (legs) + 64 x 0.0153 (abdomen) = 0.1024 + 0.9792 = 1.0816 mSv.
+    rep = _report([_spiral("e1", top_z_mm=200.0, bottom_z_mm=0.0)])
+    [a] = p.process([rep])
+    assert a.dlp_mgy_cm == pytest.approx(480.0)
+    assert a.excess_dlp_mgy_cm == pytest.approx(192.0)
+    assert a.excess_effective_dose_msv == pytest.approx(1.0816, abs=1e-4)
+    # Proposal: N +- 10 = -10..210 plus half the default 45 mm over-ranging each end:
+    # -32.5..232.5; DLP = 25.6 x 5.75 + 12.8 x 10 + 12.8 x 10.75 = 412.8, saving 67.2.
+    assert a.proposal is not None
+    assert a.proposal.dlp_saving_mgy_cm == pytest.approx(67.2)
+    assert a.water_equivalent_diameter_mm == 300.0
+    assert any("CTDIvol(z)" in n for n in a.notes)
