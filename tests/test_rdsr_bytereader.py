@@ -12,6 +12,8 @@ from typing import Any
 import numpy as np
 import pydicom
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pydicom.dataset import Dataset
 from pydicom.uid import (
     DeflatedExplicitVRLittleEndian,
@@ -198,3 +200,14 @@ def test_warm_up_compiles_and_returns() -> None:
     assert bytereader.parse(b"\x08\x00\x16\x00UI\x04\x001.2\x00", KEEP, SEQUENCES).dataset == {
         0x00080016: "1.2"
     }
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=600), st.booleans())
+def test_kernel_and_twin_agree_on_random_data_sets(tail: bytes, explicit: bool) -> None:
+    # A bare data set starting with (0008,0016): explicit (VR "UI") or implicit, then noise.
+    head = b"\x08\x00\x16\x00" + (b"UI\x04\x00" if explicit else b"\x04\x00\x00\x00") + b"1.2\x00"
+    fast, reference = _both(head + tail)
+    assert type(fast) is type(reference)
+    if isinstance(fast, dict):
+        assert fast == reference
