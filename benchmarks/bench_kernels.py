@@ -21,7 +21,8 @@ import pytest
 from benchmarks.conftest import Bench
 from optimiser import reference
 from optimiser.dose_model import site_tables
-from optimiser.kernels import BatchInput, SiteTables, assess_batch, water_equivalent_area
+from optimiser.kernels import BatchInput, SiteTables, assess_batch
+from optimiser.tg220 import water_equivalent_area
 from protocols.library import builtin_library
 
 TABLES = site_tables(builtin_library())

@@ -34,12 +34,13 @@ from optimiser.dose_model import (
 from optimiser.errors import InputError
 from optimiser.events import ProtocolEvent
 from optimiser.findings import acquisition_findings, study_findings
-from optimiser.kernels import BatchInput, assess_batch, profile_batch, water_equivalent_area
+from optimiser.kernels import BatchInput, assess_batch, profile_batch
 from optimiser.proposal import build_proposal, exposure_scale
 from optimiser.records import CtAcquisition, DoseReport, StructureSet
 from optimiser.ssde import ImageSize, ssde_mgy
 from optimiser.state import MemoryStateStore, StudyState, StudyStateStore
 from optimiser.strictness import Problems, Strictness
+from optimiser.tg220 import water_equivalent_area
 from protocols.library import GENERIC_SITE, SiteLibrary, SiteProtocol, builtin_library
 
 PipelineInput = ProtocolEvent | DoseReport | StructureSet

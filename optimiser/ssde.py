@@ -128,7 +128,7 @@ def image_water_equivalent_diameter(path: Path | str, threshold_hu: float = -500
     import pydicom
     from pydicom.errors import InvalidDicomError
 
-    from optimiser.kernels import water_equivalent_area
+    from optimiser.tg220 import water_equivalent_area
 
     try:
         ds = pydicom.dcmread(path)

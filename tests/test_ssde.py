@@ -10,7 +10,6 @@ import pytest
 
 from optimiser import reference
 from optimiser.errors import InputError
-from optimiser.kernels import water_equivalent_area
 from optimiser.ssde import (
     image_water_equivalent_diameter,
     pixel_geometry,
@@ -18,6 +17,7 @@ from optimiser.ssde import (
     tg204_factor,
     tg293_head_factor,
 )
+from optimiser.tg220 import water_equivalent_area
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 CT_SMALL = SHARED / "data" / "ct" / "CT_small.dcm"
