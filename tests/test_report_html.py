@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import shutil
 import struct
 import subprocess
@@ -10,6 +11,8 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from optimiser.assessment import Assessment, Finding, Proposal, assessment_id
 from optimiser.errors import ConfigurationError
@@ -376,3 +379,18 @@ def test_chart_pixels_show_points_and_reference_levels(tmp_path: Path) -> None:
     assert near((205, 97, 85), tol=20) > 20
     # the other points: #2e86c1 at 0.8 opacity on white = (88, 158, 205)
     assert near((88, 158, 205), tol=20) > 40
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    lo=st.floats(min_value=-1e5, max_value=1e5, allow_nan=False),
+    span=st.floats(min_value=0.0, max_value=1e5, allow_nan=False),
+)
+def test_nice_ticks_cover_the_range_in_even_steps(lo: float, span: float) -> None:
+    hi = lo + span
+    ticks = nice_ticks(lo, hi)
+    assert ticks[0] <= lo and ticks[-1] >= hi - 1e-9 * max(1.0, abs(hi))
+    steps = [b - a for a, b in itertools.pairwise(ticks)]
+    assert steps and all(s > 0 for s in steps)
+    assert max(steps) - min(steps) <= 1e-6 * max(steps)
+    assert len(ticks) <= 12

@@ -40,15 +40,21 @@ def nice_ticks(lo: float, hi: float, count: int = 5) -> list[float]:
         return [0.0, 1.0]
     if hi <= lo:
         hi = lo + 1.0
+    # A span below float resolution of the values cannot be ticked: widen it.
+    hi = max(hi, lo + 1e-6 * max(abs(lo), abs(hi), 1.0))
     raw = (hi - lo) / max(count, 1)
     power = 10.0 ** math.floor(math.log10(raw))
     step = next(m * power for m in (1.0, 2.0, 5.0, 10.0) if m * power >= raw)
-    start = math.floor(lo / step) * step
+    digits = max(0, 2 - math.floor(math.log10(step)))
+    first = math.floor(lo / step)
     ticks = []
-    value = start
-    while value < hi + step * 0.999:
-        ticks.append(round(value, 10))
-        value += step
+    i = first
+    # Ticks by index, not by accumulation, so that rounding errors do not add up.
+    while (i - 1) * step < hi:
+        ticks.append(round(i * step, digits))
+        if ticks[-1] >= hi:
+            break
+        i += 1
     return ticks
 
 
