@@ -247,6 +247,8 @@ class _Loop:
         self.deferred: list[Any] = []
         self.deferred_since: float | None = None
         self.paused: set[Any] = set()
+        # Timestamp of the newest protocol event read, per partition (reset on rebalance).
+        self.protocol_ts: dict[int, int] = {}
 
     def run(self, idle_stop_s: float | None) -> None:
         last_record = time.monotonic()
@@ -273,10 +275,12 @@ class _Loop:
         self.stats.rebalances += 1
         self.owned = owned
         self.service.assigned = set(owned)
-        self.deferred = [r for r in self.deferred if _tp(r) in owned]
-        if not self.deferred:
-            self.deferred_since = None
-        self.paused &= owned
+        # Eager rebalance: fetch positions restart from the committed offsets and pauses are
+        # lifted, so deferred (uncommitted) records will come again.
+        self.deferred = []
+        self.deferred_since = None
+        self.paused = set()
+        self.protocol_ts = {}
         numbers = {tp.partition for tp in owned}
         # Replay everything we own: positions restart from committed offsets after a rebalance
         # and the changelog holds the state as of those commits (flushed before each commit).
@@ -296,29 +300,39 @@ class _Loop:
         )
 
     def _split_deferred(self, records: list[Any]) -> list[Any]:
-        """Records ready now; dose reports whose protocol partition lags wait in ``deferred``."""
-        from kafka import TopicPartition
+        """Records ready now; dose reports that may precede their protocol event wait.
 
+        A report on partition *p* with timestamp *T* is ready once protocol partition *p* has
+        been read past *T* (its events are timestamped in order), or has no unread record left
+        according to a fresh log-end offset (the fetch high-water mark can be stale). Reports
+        wait at most ``max_defer_s``; their partition is paused meanwhile.
+        """
         topics = self.s.topics
         candidates = self.deferred + records
         self.deferred = []
+        for r in candidates:
+            if r.topic == topics.protocol:
+                seen = self.protocol_ts.get(r.partition, -1)
+                self.protocol_ts[r.partition] = max(seen, r.timestamp)
         ready: list[Any] = []
         waiting: set[Any] = set()
+        caught_up: dict[int, bool] = {}
         expired = (
             self.deferred_since is not None
             and time.monotonic() - self.deferred_since > self.service.max_defer_s
         )
         for record in candidates:
             tp = _tp(record)
-            protocol_tp = TopicPartition(topics.protocol, tp.partition)
-            if (
-                record.topic == topics.rdsr
-                and not expired
-                and (tp in waiting or self._protocol_lags(protocol_tp))
-            ):
-                waiting.add(tp)
-                self.deferred.append(record)
-                continue
+            if record.topic == topics.rdsr and not expired:
+                p = record.partition
+                if tp not in waiting and self.protocol_ts.get(p, -1) < record.timestamp:
+                    if p not in caught_up:
+                        caught_up[p] = self._protocol_caught_up(p)
+                    if not caught_up[p]:
+                        waiting.add(tp)
+                if tp in waiting:
+                    self.deferred.append(record)
+                    continue
             ready.append(record)
         if self.deferred:
             if self.deferred_since is None:
@@ -335,30 +349,28 @@ class _Loop:
             self.paused -= resume
         return ready
 
-    def _protocol_lags(self, tp: Any) -> bool:
-        """True when the protocol partition co-numbered with a report has unread records.
+    def _protocol_caught_up(self, partition: int) -> bool:
+        """True when protocol partition ``partition`` has no record this consumer has not read."""
+        from kafka import TopicPartition
 
-        Right after an assignment no fetch has reported a high-water mark yet; the log end
-        offset is asked for then, so a report is not assessed before the event a crashed
-        owner left unprocessed.
-        """
+        tp = TopicPartition(self.s.topics.protocol, partition)
         if tp not in self.owned:
-            return False
+            return True
         try:
-            highwater = self.consumer.highwater(tp)
-            if highwater is None:
-                highwater = self.consumer.end_offsets([tp], timeout_ms=5000).get(tp)
+            end = self.consumer.end_offsets([tp], timeout_ms=5000).get(tp)
             position = self.consumer.position(tp, timeout_ms=5000)
         except Exception:  # unknown: do not hold reports back on a guess (max_defer_s bounds it)
-            return False
-        return highwater is not None and position is not None and position < highwater
+            return True
+        return end is None or position is None or position >= end
 
     def _batch(self, records: list[Any]) -> None:
         ready = self._split_deferred(records)
         if not ready:
             return
-        # Protocol events before the reports that follow them; stable, so per-partition order holds.
-        ready.sort(key=lambda r: r.timestamp)
+        # Protocol events before the reports that follow them (an event wins a millisecond tie);
+        # the sort is stable, so the order within a partition holds.
+        protocol = self.s.topics.protocol
+        ready.sort(key=lambda r: (r.timestamp, r.topic != protocol))
         self.stats.batches += 1
         self.stats.consumed += len(ready)
         items: list[Any] = []
