@@ -50,6 +50,8 @@ def test_reports_parse_back_to_the_values_written(studies: list) -> None:  # typ
             assert got.scanning_length_mm == want.scanning_length_mm
             assert got.top_z_mm == want.top_z_mm
             assert got.bottom_z_mm == want.bottom_z_mm
+            assert got.frame_of_reference_uid is not None
+            assert got.frame_of_reference_uid.startswith("2.25.")
             assert got.pitch_factor == want.pitch
             assert got.nominal_total_collimation_mm == want.total_collimation_mm
             assert got.exposure_time_s == want.exposure_time_s

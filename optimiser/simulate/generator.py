@@ -346,6 +346,7 @@ def _make_study(
         series_instance_uid=b.uid("series"),
         sop_instance_uid=sop_uid,
         device_observer_uid=sim_uid(seed, "device", scanner.station_name),
+        frame_of_reference_uid=b.uid("frame-of-reference"),
         accession_number=accession,
         patient_id=patient_id,
         patient_name=f"SIM^PATIENT{n + 1:04d}",

@@ -37,6 +37,7 @@ class RdsrContext:
     series_instance_uid: str
     sop_instance_uid: str
     device_observer_uid: str
+    frame_of_reference_uid: str  # the frame the Top/Bottom Z locations refer to
     accession_number: str
     patient_id: str
     patient_name: str
@@ -186,8 +187,9 @@ def _dose_check(check: DoseCheck) -> Dataset:
     return _container("CONTAINS", _dcm("113908", "Dose Check Notification Details"), items)
 
 
-def _acquisition(a: DeliveredAcquisition, target_region: Code, scanner: ScannerModel) -> Dataset:
+def _acquisition(a: DeliveredAcquisition, ctx: RdsrContext) -> Dataset:
     """TID 10013 CT Irradiation Event Data."""
+    scanner, target_region = ctx.scanner, ctx.target_region
     source = _container(
         "CONTAINS",
         _dcm("113831", "CT X-Ray Source Parameters"),
@@ -206,6 +208,7 @@ def _acquisition(a: DeliveredAcquisition, target_region: Code, scanner: ScannerM
         _n("113899", "Exposed Range", length, "mm"),
         _n("113897", "Top Z Location of Scanning Length", a.top_z_mm, "mm"),
         _n("113898", "Bottom Z Location of Scanning Length", a.bottom_z_mm, "mm"),
+        _uidref("CONTAINS", _dcm("112227", "Frame of Reference UID"), ctx.frame_of_reference_uid),
         _n("113826", "Nominal Single Collimation Width", a.single_collimation_mm, "mm"),
         _n("113827", "Nominal Total Collimation Width", a.total_collimation_mm, "mm"),
     ]
@@ -311,7 +314,7 @@ def _content(ctx: RdsrContext, events: Sequence[DeliveredAcquisition]) -> list[D
                 _n("113813", "CT Dose Length Product Total", total_dlp, "mGy.cm"),
             ],
         ),
-        *(_acquisition(a, ctx.target_region, s) for a in events),
+        *(_acquisition(a, ctx) for a in events),
         _code_item(
             "CONTAINS",
             _dcm("113854", "Source of Dose Information"),
