@@ -236,6 +236,7 @@ class AcquisitionRow:
     notes: list[str] = field(default_factory=list)
     # Rows that can be placed against each other (repeat and multiphase checks).
     comparable_placement: bool = True
+    unusable: str | None = None  # why the numbers cannot be modelled (set by the pipeline)
 
 
 @dataclass(frozen=True, slots=True)

@@ -34,7 +34,7 @@ from optimiser.dose_model import (
 from optimiser.errors import InputError
 from optimiser.events import ProtocolEvent
 from optimiser.findings import acquisition_findings, study_findings
-from optimiser.kernels import BatchInput, assess_batch, profile_batch
+from optimiser.kernels import MAX_ABS_Z_MM, BatchInput, assess_batch, profile_batch
 from optimiser.proposal import build_proposal, exposure_scale
 from optimiser.records import CtAcquisition, DoseReport, StructureSet
 from optimiser.ssde import ImageSize, ssde_mgy
@@ -345,6 +345,10 @@ class Pipeline:
             rows.extend(new)
         if not rows:
             return []
+        for row in rows:
+            row.unusable = _unusable(row)
+            if row.unusable is not None:
+                row.comparable_placement = False
         results = self._run_kernel(rows)
         cross = study_findings(rows, results, earlier)
         return [self._assessment(row, res, cross.get(i, [])) for i, (row, res) in enumerate(
@@ -357,6 +361,11 @@ class Pipeline:
         index = {site: i for i, site in enumerate(self.library.site_ids)}
         scales = np.ones(n)
         for i, row in enumerate(rows):
+            if row.unusable is not None:
+                # Left at the empty-batch defaults (zero length): one absurd message must not
+                # stop the batch; its assessment says why it was not modelled.
+                batch.site[i] = index[row.site]
+                continue
             batch.lo[i] = row.lo
             batch.hi[i] = row.hi
             batch.is_planned[i] = row.is_planned
@@ -384,7 +393,11 @@ class Pipeline:
     ) -> None:
         """Where CT images gave CTDIvol(z), integrate it instead of a constant CTDIvol: one
         profile-kernel call for every such row of the batch (actual and proposed ranges)."""
-        which = [i for i, row in enumerate(rows) if row.study_instance_uid in self.dose_profiles]
+        which = [
+            i
+            for i, row in enumerate(rows)
+            if row.study_instance_uid in self.dose_profiles and row.unusable is None
+        ]
         if not which:
             return
         profiles = []
@@ -414,6 +427,8 @@ class Pipeline:
             )
 
     def _assessment(self, row: AcquisitionRow, res: RowResult, cross: list[Finding]) -> Assessment:
+        if row.unusable is not None:
+            return self._unmodelled(row)
         notes = list(dict.fromkeys(row.notes))
         reported = row.reported_dlp_mgy_cm
         if reported is not None and reported > 0 and abs(res.dlp - reported) > 0.01 * reported:
@@ -459,6 +474,70 @@ class Pipeline:
             proposal=build_proposal(row, res, scale),
             notes=notes,
         )
+
+    def _unmodelled(self, row: AcquisitionRow) -> Assessment:
+        reported = row.reported_dlp_mgy_cm
+        dlp = reported if reported is not None and math.isfinite(reported) else 0.0
+        key = (
+            str(row.acquisition_index)
+            if row.acquisition_index is not None
+            else str(row.irradiation_event_uid)
+        )
+        return Assessment(
+            assessment_id=assessment_id(row.input_kind, row.input_id, key),
+            input_kind=row.input_kind,
+            input_id=row.input_id,
+            study_instance_uid=row.study_instance_uid,
+            accession_number=row.accession_number,
+            acquisition_index=row.acquisition_index,
+            irradiation_event_uid=row.irradiation_event_uid,
+            site=row.site,
+            acquisition_type=row.acquisition_type,
+            description=row.description,
+            needed_z_mm=None,
+            needed_basis=row.needed.basis,
+            irradiated_z_mm=None,
+            placement=row.placement,
+            ctdivol_mgy=None,
+            dlp_mgy_cm=_r(dlp),
+            scan_length_mm=0.0,
+            excess_length_mm=0.0,
+            excess_dlp_mgy_cm=0.0,
+            excess_fraction=0.0,
+            effective_dose_msv=0.0,
+            excess_effective_dose_msv=0.0,
+            findings=[],
+            proposal=None,
+            notes=[*dict.fromkeys(row.notes), f"not modelled: {row.unusable}"],
+        )
+
+
+# CTDIvol beyond this is not a CT exposure (the AAPM alert value is 1000 mGy accumulated).
+MAX_CTDIVOL_MGY = 1.0e5
+
+
+def _unusable(row: AcquisitionRow) -> str | None:
+    """Why the row's numbers cannot be modelled (field, value, rule), or None when they can."""
+    for name, value in (
+        ("z range low end", row.lo),
+        ("z range high end", row.hi),
+        ("needed range low end", row.needed.z_mm[0]),
+        ("needed range high end", row.needed.z_mm[1]),
+    ):
+        if not math.isfinite(value) or abs(value) > MAX_ABS_Z_MM:
+            return (
+                f"{name} = {value!r} mm is not a table position (finite, within "
+                f"{MAX_ABS_Z_MM:g} mm); fix the feed's z values"
+            )
+    if not math.isfinite(row.ctdivol_mgy) or not 0 <= row.ctdivol_mgy <= MAX_CTDIVOL_MGY:
+        return (
+            f"CTDIvol = {row.ctdivol_mgy!r} mGy is outside 0..{MAX_CTDIVOL_MGY:g} mGy; "
+            "fix the feed's CTDIvol"
+        )
+    for name, opt in (("total collimation", row.collimation_mm), ("pitch", row.pitch)):
+        if opt is not None and not math.isfinite(opt):
+            return f"{name} = {opt!r} is not finite; send a number or leave it out"
+    return None
 
 
 def _report_mas(acq: CtAcquisition) -> float | None:

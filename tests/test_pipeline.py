@@ -348,3 +348,17 @@ def test_dose_profile_from_images_shifts_dose_to_the_high_current_end() -> None:
     assert a.proposal.dlp_saving_mgy_cm == pytest.approx(67.2)
     assert a.water_equivalent_diameter_mm == 300.0
     assert any("CTDIvol(z)" in n for n in a.notes)
+
+
+def test_absurd_values_do_not_stop_the_batch() -> None:
+    p = Pipeline()
+    bad = event([{"z_start_mm": 0, "z_end_mm": 1.0e300}], event_id="bad")
+    nan = event([{"z_start_mm": 0, "z_end_mm": 100, "ctdivol_mgy": float("inf")}], event_id="inf")
+    good = prostate_helical()
+    out = p.process([bad, nan, good])
+    assert len(out) == 3
+    assert out[0].irradiated_z_mm is None and out[0].proposal is None
+    assert any("z range high end = 1e+300 mm" in n for n in out[0].notes)
+    assert any("CTDIvol = inf" in n for n in out[1].notes)
+    assert out[2].excess_dlp_mgy_cm == pytest.approx(217.6)  # as in the hand-worked case
+    json.loads(out[0].to_json())  # serialisable: no NaN or infinity in the output
