@@ -217,6 +217,17 @@ def test_html_numbers_equal_the_table_cells() -> None:
     assert parsed.tables["summary"] == [list(c) for c in summary_cells(report.summary)]
 
 
+def test_site_table_by_hand() -> None:
+    parsed = parse_report(render_html(_report()))
+    assert parsed.tables["sites"][1:] == [
+        # breast: B (9 mGy, 270 mGy.cm) and C (40 mGy, 1200 mGy.cm, saving 420):
+        # median of 9 and 40 = 24.5; total 1470; excess 0; avoidable 420 (C is flagged)
+        ["breast", "2", "1", "24.5", "26.0", "1470.0", "0.0", "420.0"],
+        # prostate: A alone, from its dose report
+        ["prostate", "1", "1", "16.0", "17.0", "480.0", "160.0", "150.5"],
+    ]
+
+
 def test_plots_carry_the_rows_values() -> None:
     report = _report()
     parsed = parse_report(render_html(report))

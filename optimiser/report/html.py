@@ -12,7 +12,15 @@ from html import escape
 from pathlib import Path
 
 from optimiser.errors import ConfigurationError
-from optimiser.report.model import COLUMNS, Report, fmt, row_cells, summary_cells
+from optimiser.report.model import (
+    COLUMNS,
+    SITE_COLUMNS,
+    Report,
+    fmt,
+    row_cells,
+    site_cells,
+    summary_cells,
+)
 from optimiser.report.svg import Point, bar_chart, strip_chart
 
 CSS = """
@@ -47,6 +55,16 @@ def _summary_table(report: Report) -> str:
         for label, value in summary_cells(report.summary)
     )
     return f'<table id="summary"><tbody>{rows}</tbody></table>'
+
+
+def _sites_table(report: Report) -> str:
+    head = "".join(f"<th>{escape(c)}</th>" for c in SITE_COLUMNS)
+    rows = []
+    for cells in site_cells(report):
+        tds = [f"<td>{escape(cells[0])}</td>"]
+        tds += [f'<td class="num">{escape(cell)}</td>' for cell in cells[1:]]
+        rows.append(f"<tr>{''.join(tds)}</tr>")
+    return f'<table id="sites"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
 
 
 def _findings_table(report: Report) -> str:
@@ -145,6 +163,8 @@ def render_html(report: Report, *, generated_at: datetime | None = None) -> str:
 {stamp}</p>
 <h2>Summary</h2>
 {_summary_table(report)}
+<h2>By site</h2>
+{_sites_table(report)}
 <h2>Plots</h2>
 {_charts(report)}
 <h2>Flagged acquisitions</h2>

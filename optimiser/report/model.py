@@ -185,6 +185,47 @@ def summary_cells(summary: Summary) -> list[tuple[str, str]]:
     ]
 
 
+SITE_COLUMNS: tuple[str, ...] = (
+    "site",
+    "acquisitions",
+    "flagged",
+    "median CTDIvol (mGy)",
+    "reference CTDIvol (mGy)",
+    "total DLP (mGy.cm)",
+    "excess DLP (mGy.cm)",
+    "avoidable DLP (mGy.cm)",
+)
+
+
+def _median(values: list[float]) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    mid = len(ordered) // 2
+    return ordered[mid] if len(ordered) % 2 else 0.5 * (ordered[mid - 1] + ordered[mid])
+
+
+def site_cells(report: Report) -> list[list[str]]:
+    """One line per site: how its acquisitions compare with its reference level."""
+    out = []
+    for site in report.sites:
+        rows = [r for r in report.rows if r.site == site]
+        ctdi = [r.ctdivol_mgy for r in rows if r.ctdivol_mgy is not None]
+        out.append(
+            [
+                site,
+                str(len(rows)),
+                str(sum(r.flagged for r in rows)),
+                fmt(_median(ctdi), 1),
+                fmt(report.reference_ctdivol_mgy.get(site), 1),
+                fmt(sum(r.dlp_mgy_cm for r in rows), 1),
+                fmt(sum(r.excess_dlp_mgy_cm for r in rows), 1),
+                fmt(sum(r.saving_dlp_mgy_cm for r in rows if r.flagged), 1),
+            ]
+        )
+    return out
+
+
 def _merge_findings(first: Iterable[Finding], second: Iterable[Finding]) -> tuple[Finding, ...]:
     out: dict[str, Finding] = {}
     for f in (*first, *second):
