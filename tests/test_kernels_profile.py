@@ -6,6 +6,8 @@ import math
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from optimiser import reference
 from optimiser.dose_model import site_tables
@@ -137,3 +139,23 @@ def test_bad_profiles_are_refused() -> None:
         profile_batch([(np.array([1.0, 0.0]), np.array([1.0]))], [0.0], [1.0], [0], TABLES)
     with pytest.raises(InputError, match="site indices"):
         profile_batch([(np.array([0.0, 1.0]), np.array([1.0]))], [0.0], [1.0], [99], TABLES)
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.lists(st.floats(0.0, 50.0), min_size=1, max_size=30),
+    st.lists(st.floats(0.0, 100.0), min_size=1, max_size=30),
+    st.floats(-1000.0, 1000.0),
+    st.floats(-1000.0, 1000.0),
+    st.floats(0.0, 600.0),
+    st.integers(0, 7),
+)
+def test_profile_excess_is_within_the_total(
+    widths: list[float], values: list[float], start: float, n_lo: float, n_len: float, site: int
+) -> None:
+    k = min(len(widths), len(values))
+    edges = start + np.concatenate(([0.0], np.cumsum(widths[:k])))
+    out = profile_batch([(edges, np.array(values[:k]))], [n_lo], [n_lo + n_len], [site], TABLES)[0]
+    slack = 1e-9 * max(1.0, out[P["dlp"]])
+    assert 0.0 <= out[P["excess_dlp"]] <= out[P["dlp"]] + slack
+    assert 0.0 <= out[P["excess_effective_dose"]] <= out[P["effective_dose"]] + slack

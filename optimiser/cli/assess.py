@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -136,7 +137,8 @@ def _table(assessments: list[Assessment]) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    console = Console(highlight=False)
+    # Piped output gets a fixed wide layout rather than rich's 80-column default.
+    console = Console(highlight=False, width=None if sys.stdout.isatty() else 180)
     table = Table(title="lowdose assessments", show_lines=False)
     for col in ("study", "acq", "site", "needed mm", "irradiated mm", "DLP", "excess DLP",
                 "E mSv", "excess E", "findings", "saving DLP"):  # fmt: skip
