@@ -47,6 +47,20 @@ def test_default_day_shows_findings_of_every_kind(demo_run: tuple[str, Path]) ->
     assert seen == set(FINDING_CODES)
 
 
+def test_simulator_check_line(demo_run: tuple[str, Path]) -> None:
+    stdout, _ = demo_run
+    line = next(x for x in stdout.splitlines() if x.startswith("simulator check:"))
+    match = re.fullmatch(
+        r"simulator check: (\d+) of (\d+) injected problems found; (\d+) of (\d+) clean "
+        r"studies flagged",
+        line,
+    )
+    assert match, line
+    found, injected, clean_flagged, clean = (int(g) for g in match.groups())
+    assert found == injected > 0
+    assert clean_flagged == 0 and clean > 0
+
+
 def _console_rows(stdout: str) -> list[list[str]]:
     """Rows of the rich table ('│ a │ b │'), continuation lines joined into their row."""
     rows: list[list[str]] = []

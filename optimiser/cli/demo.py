@@ -164,6 +164,21 @@ def finding_counts_table(report: Report) -> Table:
     return table
 
 
+def simulator_check(report: Report, studies: list[SimulatedStudy]) -> str:
+    """One line comparing what the simulator injected with what the optimiser found."""
+    found: dict[str, set[str]] = {}
+    for row in report.rows:
+        found.setdefault(row.study_instance_uid, set()).update(row.codes)
+    injected = sum(len(s.injected) for s in studies)
+    caught = sum(len(s.injected & found.get(s.study_instance_uid, set())) for s in studies)
+    clean = [s for s in studies if not s.injected]
+    clean_flagged = sum(1 for s in clean if found.get(s.study_instance_uid))
+    return (
+        f"simulator check: {caught} of {injected} injected problems found; "
+        f"{clean_flagged} of {len(clean)} clean studies flagged"
+    )
+
+
 def run(args: argparse.Namespace) -> int:
     if args.studies < 1:
         raise ConfigurationError(
@@ -189,6 +204,11 @@ def run(args: argparse.Namespace) -> int:
     rates = ProblemRates()
     studies = simulate_feed(args.studies, seed=args.seed, problem_rates=rates)
     write_feed(out / "feed", studies, seed=args.seed, problem_rates=rates)
+    console.print(
+        f"simulated {len(studies)} planning studies (seed {args.seed}); feed in {out / 'feed'}",
+        highlight=False,
+        soft_wrap=True,
+    )
     assessments, references = assess_day(studies, batch_size=args.batch_size)
     event_index = {d.irradiation_event_uid: d.index for s in studies for d in s.delivered}
     report = build_report(
@@ -208,6 +228,7 @@ def run(args: argparse.Namespace) -> int:
     missing = [c for c in FINDING_CODES if not report.summary.findings_by_code.get(c)]
     if missing:
         console.print(f"finding kinds not seen in this day: {', '.join(missing)}", highlight=False)
+    console.print(simulator_check(report, studies), highlight=False, soft_wrap=True)
     path = write_html(report, out / REPORT_NAME, generated_at=datetime.now())
     console.print(f"report: {path.resolve()}", highlight=False, soft_wrap=True)
     return 0
