@@ -192,16 +192,20 @@ def _overlap_fraction(a: tuple[float, float], b: tuple[float, float]) -> float:
     return max(0.0, inter) / shorter
 
 
+Previous = tuple[float, float, bool | None]  # (x_lo, x_hi, contrast) of an earlier acquisition
+
+
 def study_findings(
-    rows: list[AcquisitionRow], results: list[RowResult], earlier: list[int]
+    rows: list[AcquisitionRow], results: list[RowResult], previous: list[list[Previous]]
 ) -> dict[int, list[Finding]]:
     """Findings across acquisitions of one study: repeat and multiphase.
 
-    ``earlier`` gives, for each row, how many earlier rows of the same study are to be compared
-    with it (the caller groups rows by study and passes global indices in order). A later
-    acquisition over a range an earlier one already covered (overlap at least
-    ``repeat_overlap_fraction`` of the shorter) is a repeat when both have the same contrast
-    phase and a multiphase acquisition when the phases differ (planning-ct.md section 8).
+    ``previous[i]`` lists the earlier acquisitions of row i's study to compare it with (the
+    earlier rows of the same protocol event; for dose reports, the study's earlier reported
+    events, from this batch and from the study state). A later acquisition over a range an
+    earlier one already covered (overlap at least ``repeat_overlap_fraction`` of the shorter)
+    is a repeat when both have the same contrast phase and a multiphase acquisition when the
+    phases differ (planning-ct.md section 8).
     """
     out: dict[int, list[Finding]] = {}
     for i, row in enumerate(rows):
@@ -210,31 +214,26 @@ def study_findings(
         t = row.protocol.thresholds
         rules = row.protocol.acquisition
         xi = (results[i].x_lo, results[i].x_hi)
-        same: list[int] = []
+        same = 0
         # Unknown contrast (None: a report without Procedure Context) is not a phase.
         phases: set[bool] = set() if row.contrast is None else {row.contrast}
-        for j in range(i - earlier[i], i):
-            other = rows[j]
-            if not other.comparable_placement:
+        for lo, hi, contrast in previous[i]:
+            if _overlap_fraction(xi, (lo, hi)) < t.repeat_overlap_fraction:
                 continue
-            if _overlap_fraction(xi, (results[j].x_lo, results[j].x_hi)) < (
-                t.repeat_overlap_fraction
-            ):
-                continue
-            if other.contrast == row.contrast:
-                same.append(j)
-            if other.contrast is not None:
-                phases.add(other.contrast)
+            if contrast == row.contrast:
+                same += 1
+            if contrast is not None:
+                phases.add(contrast)
         found: list[Finding] = []
-        if len(same) + 1 > rules.allowed_acquisitions_per_range:
+        if same + 1 > rules.allowed_acquisitions_per_range:
             found.append(
                 _finding(
                     "repeat_acquisition",
                     "warning",
-                    f"this acquisition repeats {len(same)} earlier acquisition(s) over the same "
+                    f"this acquisition repeats {same} earlier acquisition(s) over the same "
                     f"range with the same contrast phase (allowed per range for {row.site}: "
                     f"{rules.allowed_acquisitions_per_range}).",
-                    earlier_over_same_range=len(same),
+                    earlier_over_same_range=same,
                     allowed_acquisitions_per_range=rules.allowed_acquisitions_per_range,
                 )
             )

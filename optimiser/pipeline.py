@@ -33,7 +33,7 @@ from optimiser.dose_model import (
 )
 from optimiser.errors import InputError
 from optimiser.events import ProtocolEvent
-from optimiser.findings import acquisition_findings, study_findings
+from optimiser.findings import Previous, acquisition_findings, study_findings
 from optimiser.kernels import MAX_ABS_Z_MM, BatchInput, assess_batch, profile_batch
 from optimiser.proposal import build_proposal, exposure_scale
 from optimiser.records import CtAcquisition, DoseReport, StructureSet
@@ -327,8 +327,8 @@ class Pipeline:
     def process(self, items: Sequence[PipelineInput]) -> list[Assessment]:
         """Assess one batch; one assessment per non-localizer acquisition, in input order."""
         rows: list[AcquisitionRow] = []
-        earlier: list[int] = []
-        for item in items:
+        item_of: list[int] = []
+        for n_item, item in enumerate(items):
             if isinstance(item, ProtocolEvent):
                 new = self._event_rows(item)
             elif isinstance(item, DoseReport):
@@ -341,7 +341,7 @@ class Pipeline:
                     f"pipeline input of type {type(item).__name__}: expected a ProtocolEvent, "
                     "DoseReport or StructureSet; parse the message first"
                 )
-            earlier.extend(range(len(new)))
+            item_of.extend([n_item] * len(new))
             rows.extend(new)
         if not rows:
             return []
@@ -350,10 +350,42 @@ class Pipeline:
             if row.unusable is not None:
                 row.comparable_placement = False
         results = self._run_kernel(rows)
-        cross = study_findings(rows, results, earlier)
+        cross = study_findings(rows, results, self._previous(rows, results, item_of))
         return [self._assessment(row, res, cross.get(i, [])) for i, (row, res) in enumerate(
             zip(rows, results, strict=True)
         )]  # fmt: skip
+
+    def _previous(
+        self, rows: list[AcquisitionRow], results: list[RowResult], item_of: list[int]
+    ) -> list[list[Previous]]:
+        """What each row is compared with for repeats: earlier rows of the same protocol event;
+        for a reported event, the study's earlier reported events (state, then this batch).
+        Placed reported events are then recorded in the study state for later batches."""
+        out: list[list[Previous]] = []
+        prior: dict[str, list[Previous]] = {}
+        for i, row in enumerate(rows):
+            if row.input_kind == "protocol_event":
+                out.append(
+                    [
+                        (results[j].x_lo, results[j].x_hi, rows[j].contrast)
+                        for j in range(i)
+                        if item_of[j] == item_of[i] and rows[j].comparable_placement
+                    ]
+                )
+                continue
+            uid = row.study_instance_uid
+            if uid not in prior:
+                state = self.store.get(uid)
+                prior[uid] = list(state.reported_ranges) if state is not None else []
+            out.append(list(prior[uid]))
+            if row.comparable_placement:
+                prior[uid].append((results[i].x_lo, results[i].x_hi, row.contrast))
+        for uid, ranges in prior.items():
+            state = self._state(uid)
+            if len(ranges) != len(state.reported_ranges):
+                state.reported_ranges = [(round(a, 2), round(b, 2), c) for a, b, c in ranges]
+                self.store.put(state)
+        return out
 
     def _run_kernel(self, rows: list[AcquisitionRow]) -> list[RowResult]:
         n = len(rows)

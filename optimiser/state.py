@@ -31,6 +31,9 @@ class StudyState(BaseModel):
     structure_set_roi_types: dict[str, str] = Field(default_factory=dict)
     # Irradiation Event UIDs already assessed: cumulative reports resend them.
     assessed_event_uids: list[str] = Field(default_factory=list)
+    # (x_lo, x_hi, contrast) of reported events already assessed and placed, so that a repeat
+    # in a later (continued) report of the study is recognised.
+    reported_ranges: list[tuple[float, float, bool | None]] = Field(default_factory=list)
 
     def to_json(self) -> bytes:
         return self.model_dump_json(by_alias=True).encode()

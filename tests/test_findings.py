@@ -134,7 +134,11 @@ def test_repeat_and_multiphase_across_rows() -> None:
         row(contrast=None),  # a report without Procedure Context: no phase
     ]
     results = [result(0, 200), result(20, 180), result(0, 200), result(0, 200)]
-    out = study_findings(rows, results, [0, 1, 2, 3])
+    previous = [
+        [(r.x_lo, r.x_hi, rows[j].contrast) for j, r in enumerate(results[:i])]
+        for i in range(len(rows))
+    ]
+    out = study_findings(rows, results, previous)
     assert 0 not in out
     assert [f.code for f in out[1]] == ["repeat_acquisition"]
     assert [f.code for f in out[2]] == ["multiphase_contrast"]
@@ -144,7 +148,7 @@ def test_repeat_and_multiphase_across_rows() -> None:
     # 4DCT allows two acquisitions over one range
     lung4d = builtin_library().get("lung_4dct")
     pair = [row(protocol=lung4d, site="lung_4dct", contrast=False) for _ in range(2)]
-    assert study_findings(pair, results[:2], [0, 1]) == {}
+    assert study_findings(pair, results[:2], [[], [(0.0, 200.0, False)]]) == {}
 
 
 def test_proposal_scales_exposure_and_counts_savings() -> None:

@@ -362,3 +362,22 @@ def test_absurd_values_do_not_stop_the_batch() -> None:
     assert any("CTDIvol = inf" in n for n in out[1].notes)
     assert out[2].excess_dlp_mgy_cm == pytest.approx(217.6)  # as in the hand-worked case
     json.loads(out[0].to_json())  # serialisable: no NaN or infinity in the output
+
+
+def test_repeat_across_continued_reports_of_one_study() -> None:
+    p = Pipeline()
+    p.process([prostate_helical()])
+    # An exam reopened: a second report with a new event over the same z range.
+    first = _report([_spiral("e1", top_z_mm=200.0, bottom_z_mm=0.0, contrast=False)])
+    second = _report(
+        [_spiral("e2", top_z_mm=190.0, bottom_z_mm=10.0, contrast=False)], sop="1.2.3.4.9"
+    )
+    [a1] = p.process([first])
+    [a2] = p.process([second])
+    assert "repeat_acquisition" not in codes(a1)
+    assert codes(a2)["repeat_acquisition"] == "warning"
+    # the same pair in one batch gives the same answer
+    q = Pipeline()
+    q.process([prostate_helical()])
+    b1, b2 = q.process([first, second])
+    assert "repeat_acquisition" in codes(b2) and "repeat_acquisition" not in codes(b1)
