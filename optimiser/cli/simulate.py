@@ -21,8 +21,10 @@ SITE_CHOICES = (
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, metavar="DIR", help="output folder (created)")
-    parser.add_argument("--studies", type=int, default=40, metavar="N", help="number of studies")
-    parser.add_argument("--seed", type=int, default=0, metavar="S", help="random seed")
+    parser.add_argument(
+        "--studies", type=int, default=40, metavar="N", help="number of studies (default: 40)"
+    )
+    parser.add_argument("--seed", type=int, default=0, metavar="S", help="random seed (default: 0)")
     parser.add_argument(
         "--sites",
         nargs="+",
@@ -35,7 +37,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
         default=[],
         metavar="CODE=SHARE",
         help="share of studies carrying a problem, e.g. excess_coverage=0.2 (repeatable); "
-        "'all=0' makes every study clean",
+        "'all=0' makes every study clean. Codes: excess_coverage, above_reference_level, "
+        "multiphase_contrast, thin_reconstruction, kv_not_calibrated, repeat_acquisition, "
+        "diagnostic_intent, unlabelled_planning_scan, dose_check_exceeded",
     )
 
 
