@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("lowdose.assess")
 
-HELP = "assess protocol events (.json), dose reports and structure sets (.dcm) from files"
+HELP = "assess protocol events (.json), dose reports, structure sets and CT images (.dcm)"
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
