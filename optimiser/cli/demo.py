@@ -119,24 +119,37 @@ def assess_day(
     return assessments, references
 
 
-def findings_table(report: Report) -> Table:
-    """The console table: the same cells as the HTML report's table."""
+# Columns kept when the terminal is too narrow for the whole table (the HTML report has it all).
+COMPACT_COLUMNS = (0, 1, 3, 5, 8)
+FULL_TABLE_WIDTH = 170
+
+
+def findings_table(report: Report, *, compact: bool = False) -> Table:
+    """The console table: the same cells as the HTML report's table (a subset when compact)."""
     from rich.table import Table
 
     from optimiser.report.model import COLUMNS, row_cells
 
     numeric = {4, 5, 6, 8, 9}
-    table = Table(title="Flagged acquisitions", show_lines=False, expand=False)
-    for i, column in enumerate(COLUMNS):
+    keep = COMPACT_COLUMNS if compact else tuple(range(len(COLUMNS)))
+    title = "Flagged acquisitions" + (" (key columns; all in the HTML report)" if compact else "")
+    table = Table(title=title, show_lines=False, expand=False)
+    for i in keep:
         table.add_column(
-            column,
+            COLUMNS[i],
             justify="right" if i in numeric else "left",
             overflow="fold",
-            max_width=48 if column == "proposed change" else None,
+            # identifiers and codes stay whole; numbers' headers and the change text wrap
+            no_wrap=i in (0, 1, 3),
+            min_width=len(COLUMNS[i]) if i in (0, 1) else None,
+            max_width=48 if COLUMNS[i] == "proposed change" else None,
         )
     styles = {"alert": "bold red", "warning": "yellow", "info": ""}
     for row in report.flagged_rows:
-        table.add_row(*row_cells(row), style=styles.get(row.severity or "", ""))
+        cells = row_cells(row)
+        if compact:  # one finding per line keeps the column narrow
+            cells[3] = cells[3].replace(", ", "\n")
+        table.add_row(*(cells[i] for i in keep), style=styles.get(row.severity or "", ""))
     return table
 
 
@@ -222,7 +235,7 @@ def run(args: argparse.Namespace) -> int:
             + f"; written to {out / 'feed'}.",
         ],
     )
-    console.print(findings_table(report))
+    console.print(findings_table(report, compact=console.width < FULL_TABLE_WIDTH))
     console.print(summary_table(report))
     console.print(finding_counts_table(report))
     missing = [c for c in FINDING_CODES if not report.summary.findings_by_code.get(c)]
