@@ -136,3 +136,19 @@ def test_output_path_that_is_a_file(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert main(["demo", "--out", str(blocker / "sub")]) != 0
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "cannot write there" in err
+
+
+def test_compact_table_keeps_the_key_columns() -> None:
+    from optimiser.report import build_report
+
+    report = build_report([], title="empty")
+    full = demo.findings_table(report)
+    compact = demo.findings_table(report, compact=True)
+    assert [c.header for c in full.columns] == list(COLUMNS)
+    assert [c.header for c in compact.columns] == [
+        "study",
+        "site",
+        "finding",
+        "excess DLP (mGy.cm)",
+        "saving DLP (mGy.cm)",
+    ]
