@@ -170,6 +170,23 @@ class Service:
 
     def run(self, *, idle_stop_s: float | None = None) -> ServiceStats:
         """Consume until :meth:`request_stop` (or ``idle_stop_s`` without any record)."""
+        loop = self.open()
+        try:
+            loop.run(idle_stop_s)
+        finally:
+            self.close(loop)
+        return self.stats
+
+    def close(self, loop: ServiceLoop) -> None:
+        """Leave the group (no commit: every processed batch is committed already), close."""
+        try:
+            loop.consumer.close(autocommit=False)
+        finally:
+            loop.producer.close(timeout=30)
+        log.info("service stopped", extra={"event": "stopped", **asdict(self.stats)})
+
+    def open(self) -> ServiceLoop:
+        """Create topics, producer, state store and pipeline, warm up, then subscribe."""
         from kafka import ConsumerRebalanceListener
 
         counts = ensure_topics(self.settings)
@@ -211,19 +228,12 @@ class Service:
             "consumer subscribed",
             extra={"event": "subscribed", "group_id": self.settings.group_id},
         )
-        loop = _Loop(self, consumer, producer, store, pipeline, policy, rebalance)
-        try:
-            loop.run(idle_stop_s)
-        finally:
-            try:
-                consumer.close(autocommit=False)
-            finally:
-                producer.close(timeout=30)
-            log.info("service stopped", extra={"event": "stopped", **asdict(self.stats)})
-        return self.stats
+        return ServiceLoop(self, consumer, producer, store, pipeline, policy, rebalance)
 
 
-class _Loop:
+class ServiceLoop:
+    """The poll-process-commit loop of one opened :class:`Service` (``run`` or ``step``)."""
+
     def __init__(
         self,
         service: Service,
@@ -253,20 +263,22 @@ class _Loop:
     def run(self, idle_stop_s: float | None) -> None:
         last_record = time.monotonic()
         while not self.service._stop.is_set():
-            polled = self.consumer.poll(
-                timeout_ms=self.s.poll_timeout_ms, max_records=self.s.max_batch
-            )
-            self._follow_rebalance()
-            records = [r for tp, rs in polled.items() if tp in self.owned for r in rs]
-            if records:
+            if self.step():
                 last_record = time.monotonic()
-            if records or self.deferred:
-                try:
-                    self._batch(records)
-                except _Redo as exc:
-                    log.error(str(exc), extra={"event": "batch_redo"})
             elif idle_stop_s is not None and time.monotonic() - last_record > idle_stop_s:
                 break
+
+    def step(self) -> int:
+        """One poll and, when it returned records, one processed and committed batch."""
+        polled = self.consumer.poll(timeout_ms=self.s.poll_timeout_ms, max_records=self.s.max_batch)
+        self._follow_rebalance()
+        records = [r for tp, rs in polled.items() if tp in self.owned for r in rs]
+        if records or self.deferred:
+            try:
+                self._batch(records)
+            except _Redo as exc:
+                log.error(str(exc), extra={"event": "batch_redo"})
+        return len(records)
 
     def _follow_rebalance(self) -> None:
         owned = self.rebalance.take()

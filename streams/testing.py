@@ -118,7 +118,9 @@ def settings_env(settings: StreamSettings) -> dict[str, str]:
 def producer(bootstrap: str, **config: Any) -> Any:
     from kafka import KafkaProducer
 
-    return KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=2, **config)
+    return KafkaProducer(
+        **{"bootstrap_servers": bootstrap, "acks": "all", "linger_ms": 2, **config}
+    )
 
 
 def drain(

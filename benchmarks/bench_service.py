@@ -1,0 +1,195 @@
+"""The Kafka service end to end on a real broker, beside a raw kafka-python consumer.
+
+- ``service_throughput``: protocol events/s through the whole service (consume, decode, assess
+  in one kernel call per batch, produce every assessment and the alerts, flush, commit) against
+  a raw kafka-python consumer in its own group reading the same topic (the client's ceiling).
+  Both are joined to their group before timing; each round seeks to the beginning and reads all
+  N events. Goal: >= 70% of the raw rate.
+- latency: p50/p99 from producing a protocol event to its alert arriving, at a steady 500
+  events/s, recorded in the subject's extra_info (not asserted; goal p99 < 50 ms).
+
+Quick mode (``make test``): 2,000 events, 2 s of latency sampling; full mode 20,000 and 10 s.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import numpy as np
+import pytest
+
+from benchmarks.conftest import Bench
+from optimiser.simulate import simulate_feed
+from streams.service import Service, ServiceLoop
+from streams.testing import ServiceThread, kafka_bootstrap, kafka_broker, producer, settings_for
+
+__all__ = ["kafka_bootstrap", "kafka_broker"]  # the session broker fixtures, shared with tests/
+
+pytestmark = [pytest.mark.kafka, pytest.mark.timeout(300)]
+
+RATE_PER_S = 500.0
+
+
+def _events(n: int, tag: str) -> list[tuple[bytes, bytes, str]]:
+    """``n`` distinct protocol events (key, value, event_id) cycling over 100 simulated studies."""
+    base = [s.protocol_event for s in simulate_feed(100, seed=51)]
+    out = []
+    for i in range(n):
+        event = base[i % len(base)].model_copy(update={"event_id": f"{tag}-{i}"})
+        out.append((event.study.study_instance_uid.encode(), event.to_json().encode(), tag))
+    return out
+
+
+def _publish(bootstrap: str, topic: str, events: list[tuple[bytes, bytes, str]]) -> None:
+    p = producer(bootstrap, linger_ms=20, batch_size=256 * 1024)
+    for key, value, _ in events:
+        p.send(topic, key=key, value=value)
+    p.flush()
+    p.close()
+
+
+def _service_round(loop: ServiceLoop, n: int) -> int:
+    while not loop.consumer.assignment():  # first call: join the group
+        loop.step()
+    loop.consumer.seek_to_beginning()
+    start = loop.service.stats.consumed
+    while loop.service.stats.consumed - start < n:
+        loop.step()
+    return loop.service.stats.consumed - start
+
+
+def _raw_round(consumer: Any, n: int) -> int:
+    while not consumer.assignment():  # first call: join the group
+        consumer.poll(timeout_ms=100)
+    consumer.seek_to_beginning()
+    got = 0
+    while got < n:
+        for records in consumer.poll(timeout_ms=500, max_records=500).values():
+            got += len(records)
+    consumer.commit()
+    return got
+
+
+def _latency(bootstrap: str, settings: Any, seconds: float) -> dict[str, float]:
+    """Produce at a steady rate; time each alert's arrival against its event's send time."""
+    from kafka import KafkaConsumer
+
+    events = _events(int(seconds * RATE_PER_S), "lat")
+    sent_at: dict[str, float] = {}
+    latencies: list[float] = []
+    reader = KafkaConsumer(
+        settings.topics.alerts,
+        bootstrap_servers=bootstrap,
+        group_id=f"{settings.group_id}.latency",
+        auto_offset_reset="latest",
+        fetch_max_wait_ms=5,
+    )
+    while not reader.assignment():
+        reader.poll(timeout_ms=100)
+    done = threading.Event()
+
+    def read() -> None:
+        import json
+
+        while not done.is_set():
+            for records in reader.poll(timeout_ms=50).values():
+                now = time.perf_counter()
+                for r in records:
+                    input_id = json.loads(r.value)["input_id"]
+                    if input_id in sent_at:
+                        latencies.append(now - sent_at[input_id])
+
+    thread = threading.Thread(target=read, daemon=True)
+    thread.start()
+    p = producer(bootstrap, linger_ms=0)
+    started = time.perf_counter()
+    for i, (key, value, _) in enumerate(events):
+        delay = started + i / RATE_PER_S - time.perf_counter()
+        if delay > 0:
+            time.sleep(delay)
+        sent_at[f"lat-{i}"] = time.perf_counter()
+        p.send(settings.topics.protocol, key=key, value=value)
+    p.flush()
+    time.sleep(1.0)
+    done.set()
+    thread.join(5)
+    reader.close()
+    p.close()
+    assert latencies, "alerts arrived for the flagged events"
+    ms = np.array(latencies) * 1000.0
+    return {
+        "latency_rate_per_s": RATE_PER_S,
+        "latency_samples": len(ms),
+        "latency_p50_ms": round(float(np.percentile(ms, 50)), 2),
+        "latency_p99_ms": round(float(np.percentile(ms, 99)), 2),
+    }
+
+
+@pytest.fixture(scope="module")
+def feed(kafka_bootstrap: str, request: pytest.FixtureRequest) -> tuple[Any, int]:
+    quick = bool(request.config.getoption("benchmark_quick"))
+    n = 2_000 if quick else 20_000
+    settings = settings_for(kafka_bootstrap, partitions=1, max_batch=500, linger_ms=5)
+    from streams.topics import ensure_topics
+
+    ensure_topics(settings)
+    _publish(kafka_bootstrap, settings.topics.protocol, _events(n, "thr"))
+    return settings, n
+
+
+def test_service_throughput(
+    bench: Bench, feed: tuple[Any, int], kafka_bootstrap: str, request: pytest.FixtureRequest
+) -> None:
+    settings, n = feed
+    quick = bool(request.config.getoption("benchmark_quick"))
+    # A service of its own group that starts at the log end: only the paced events count.
+    latency_service = Service(
+        settings.model_copy(
+            update={"group_id": settings.group_id + ".lat", "auto_offset_reset": "latest"}
+        )
+    )
+    with ServiceThread(latency_service):
+        deadline = time.monotonic() + 60
+        while not latency_service.assigned and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.5)  # the position is resolved on the first fetch
+        latency = _latency(kafka_bootstrap, settings, 2.0 if quick else 10.0)
+    service = Service(settings)
+    loop = service.open()
+    try:
+        assert _service_round(loop, n) >= n  # joins the group, warms every path
+        processed = bench(
+            _service_round,
+            loop,
+            n,
+            subject="service_throughput",
+            role="subject",
+            items=n,
+            **latency,
+        )
+        assert processed >= n
+        assert service.stats.bad == 0 and service.stats.assessed >= n
+    finally:
+        service.close(loop)
+
+
+def test_raw_consumer_throughput(bench: Bench, feed: tuple[Any, int]) -> None:
+    from kafka import KafkaConsumer
+
+    settings, n = feed
+    consumer = KafkaConsumer(
+        settings.topics.protocol,
+        bootstrap_servers=settings.bootstrap_servers,
+        group_id=settings.group_id + ".raw",
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        max_poll_records=500,
+    )
+    try:
+        assert _raw_round(consumer, n) >= n  # joins the group
+        got = bench(_raw_round, consumer, n, subject="service_throughput", role="baseline", items=n)
+        assert got >= n
+    finally:
+        consumer.close(autocommit=False)
