@@ -30,31 +30,41 @@ def _find(parent: I64, i: int) -> int:
 
 
 @njit(cache=True, nogil=True)
-def _wed_slice(img: npt.NDArray[np.int16], threshold_raw: float) -> tuple[int, int, bool]:
+def _wed_slice(img: npt.NDArray[np.int16], threshold: int) -> tuple[int, int, bool]:
     # Runs of above-threshold pixels per row, joined across rows by union-find: the patient is
-    # the largest 4-connected region, which leaves the couch (separated by air) out.
+    # the largest 4-connected region, which leaves the couch (separated by air) out. One pass
+    # over the pixels: a running row sum is kept at every run boundary, so the sum over any
+    # span between boundaries is a difference of two stored values.
     rows, cols = img.shape
     cap = rows * ((cols + 1) // 2) + 1
     run_row = np.empty(cap, np.int64)
     run_start = np.empty(cap, np.int64)
     run_end = np.empty(cap, np.int64)  # exclusive
+    cum_start = np.empty(cap, np.int64)  # row sum of the pixels before the run
+    cum_end = np.empty(cap, np.int64)  # row sum of the pixels up to the run's end
     row_first = np.empty(rows + 1, np.int64)
     n = 0
     for r in range(rows):
         row_first[r] = n
         inrun = False
+        acc = 0
         for c in range(cols):
-            above = img[r, c] > threshold_raw
-            if above and not inrun:
-                inrun = True
-                run_row[n] = r
-                run_start[n] = c
-            elif inrun and not above:
-                inrun = False
-                run_end[n] = c
-                n += 1
+            v = int(img[r, c])
+            above = v > threshold
+            if above != inrun:
+                if above:
+                    run_row[n] = r
+                    run_start[n] = c
+                    cum_start[n] = acc
+                else:
+                    run_end[n] = c
+                    cum_end[n] = acc
+                    n += 1
+                inrun = above
+            acc += v
         if inrun:
             run_end[n] = cols
+            cum_end[n] = acc
             n += 1
     row_first[rows] = n
     if n == 0:
@@ -92,29 +102,29 @@ def _wed_slice(img: npt.NDArray[np.int16], threshold_raw: float) -> tuple[int, i
             best = k
     # Each row of the patient is taken from its first to its last pixel: lungs and bowel gas
     # inside the outline count with their (small) weight, air in a concavity with weight ~0.
-    span_lo = np.full(rows, cols, np.int64)
-    span_hi = np.zeros(rows, np.int64)
-    for k in range(n):
-        if _find(parent, k) == best:
-            r = run_row[k]
-            span_lo[r] = min(span_lo[r], run_start[k])
-            span_hi[r] = max(span_hi[r], run_end[k])
+    # Runs of a row come in column order, so its first and last patient runs bound the span.
     total = 0
     pixels = 0
     for r in range(rows):
-        if span_hi[r] > span_lo[r]:
-            pixels += span_hi[r] - span_lo[r]
-            for c in range(span_lo[r], span_hi[r]):
-                total += img[r, c]
+        first = -1
+        last = -1
+        for k in range(row_first[r], row_first[r + 1]):
+            if _find(parent, k) == best:
+                if first < 0:
+                    first = k
+                last = k
+        if first >= 0:
+            pixels += run_end[last] - run_start[first]
+            total += cum_end[last] - cum_start[first]
     return total, pixels, trunc[best]
 
 
 @njit(cache=True, nogil=True)
 def _wed_stack(
-    stack: npt.NDArray[np.int16], threshold_raw: float, sums: I64, counts: I64, trunc: I8
+    stack: npt.NDArray[np.int16], threshold: int, sums: I64, counts: I64, trunc: I8
 ) -> None:
     for i in range(stack.shape[0]):
-        s, c, t = _wed_slice(stack[i], threshold_raw)
+        s, c, t = _wed_slice(stack[i], threshold)
         sums[i] = s
         counts[i] = c
         trunc[i] = 1 if t else 0
@@ -165,7 +175,10 @@ def water_equivalent_area(
     sums = np.zeros(n, np.int64)
     counts = np.zeros(n, np.int64)
     trunc = np.zeros(n, np.int8)
-    _wed_stack(arr16, float(threshold_raw), sums, counts, trunc)
+    # Stored values are integers: raw > t holds exactly when raw > floor(t); clipping keeps the
+    # comparison meaningful for thresholds beyond the int16 range.
+    threshold = int(np.clip(np.floor(threshold_raw), -32769, 32767))
+    _wed_stack(arr16, threshold, sums, counts, trunc)
     # sum(HU / 1000 + 1) = (slope * sum(raw) + intercept * count) / 1000 + count
     weights = (slope * sums.astype(np.float64) + intercept * counts) / 1000.0 + counts
     area = weights * pixel_area_mm2
