@@ -381,3 +381,11 @@ def test_repeat_across_continued_reports_of_one_study() -> None:
     q.process([prostate_helical()])
     b1, b2 = q.process([first, second])
     assert "repeat_acquisition" in codes(b2) and "repeat_acquisition" not in codes(b1)
+
+
+def test_warm_up_compiles_every_kernel(pipeline: Pipeline) -> None:
+    from optimiser import kernels, tg220
+
+    # the module fixture has warmed up: each kernel holds a compiled signature
+    for dispatcher in (kernels._assess_batch, kernels._profile_batch, tg220._wed_stack):
+        assert dispatcher.signatures, dispatcher
