@@ -131,7 +131,7 @@ def _latency(bootstrap: str, settings: Any, seconds: float) -> dict[str, float]:
 def feed(kafka_bootstrap: str, request: pytest.FixtureRequest) -> tuple[Any, int]:
     quick = bool(request.config.getoption("benchmark_quick"))
     n = 2_000 if quick else 20_000
-    settings = settings_for(kafka_bootstrap, partitions=1, max_batch=500, linger_ms=5)
+    settings = settings_for(kafka_bootstrap, partitions=1, max_batch=500)
     from streams.topics import ensure_topics
 
     ensure_topics(settings)

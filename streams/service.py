@@ -139,6 +139,7 @@ class Service:
             **self.settings.kafka_common(),
             acks="all",
             linger_ms=self.settings.linger_ms,
+            batch_size=self.settings.batch_size,
             # Broker restarts must not lose outputs: retry delivery for up to 5 minutes.
             delivery_timeout_ms=300_000,
             request_timeout_ms=30_000,

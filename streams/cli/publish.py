@@ -36,7 +36,12 @@ def run(args: argparse.Namespace) -> int:
     files = list(iter_files(args.paths))
     messages = list(messages_from_files(files, validate=not args.send_invalid))
     ensure_topics(settings)
-    producer = KafkaProducer(**settings.kafka_common(), acks="all", linger_ms=settings.linger_ms)
+    producer = KafkaProducer(
+        **settings.kafka_common(),
+        acks="all",
+        linger_ms=settings.linger_ms,
+        batch_size=settings.batch_size,
+    )
     try:
         with Progress(disable=args.quiet, transient=False) as progress:
             task = progress.add_task("publishing", total=len(messages))
