@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from datetime import UTC, datetime
 
@@ -42,5 +43,9 @@ def configure_json_logging(level: str = "INFO") -> None:
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level)
-    # kafka-python logs connection churn at INFO/WARNING; its errors still come through.
-    logging.getLogger("kafka").setLevel(max(logging.ERROR, logging.getLevelName(level)))
+    # kafka-python logs connection churn at INFO/WARNING; its errors still come through
+    # ($LOWDOSE_KAFKA_LOG_LEVEL shows more when debugging the client).
+    kafka_level = os.environ.get("LOWDOSE_KAFKA_LOG_LEVEL")
+    logging.getLogger("kafka").setLevel(
+        kafka_level or max(logging.ERROR, logging.getLevelName(level))
+    )

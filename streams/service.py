@@ -49,6 +49,7 @@ class ServiceStats:
     commit_failures: int = 0
     rebalances: int = 0
     rebuilt_studies: int = 0
+    stalls: int = 0
 
 
 def default_pipeline_factory(settings: StreamSettings) -> PipelineFactory:
@@ -111,6 +112,7 @@ class Service:
         policy_factory: Callable[[Any], BadMessagePolicy] | None = None,
         decoder: Decoder | None = None,
         max_defer_s: float = 5.0,
+        stall_check_s: float = 10.0,
     ) -> None:
         self.settings = settings
         self.pipeline_factory = pipeline_factory or default_pipeline_factory(settings)
@@ -121,6 +123,7 @@ class Service:
             settings.topics.protocol, settings.topics.rdsr, strictness=settings.strictness
         )
         self.max_defer_s = max_defer_s
+        self.stall_check_s = stall_check_s
         self.stats = ServiceStats()
         self._stop = threading.Event()
         self.ready = threading.Event()  # set once the consumer has subscribed
@@ -165,6 +168,10 @@ class Service:
             session_timeout_ms=s.session_timeout_ms,
             heartbeat_interval_ms=s.heartbeat_interval_ms,
             max_poll_interval_ms=s.max_poll_interval_ms,
+            # Seen in the kill -9 test: after a rebalance the new owner's fetches returned nothing
+            # for its partitions for minutes; full fetch requests avoid stale fetch-session state
+            # (a handful of partitions per consumer, so the incremental saving is small).
+            enable_incremental_fetch_sessions=False,
         )
 
     # -- the loop -----------------------------------------------------------------------------
@@ -255,26 +262,64 @@ class ServiceLoop:
         self.policy = policy
         self.rebalance = rebalance
         self.owned: set[Any] = set()
-        self.deferred: list[Any] = []
-        self.deferred_since: float | None = None
-        self.paused: set[Any] = set()
+        # Report partitions waiting for their protocol partition, with when the wait began.
+        self.waiting_since: dict[Any, float] = {}
         # Timestamp of the newest protocol event read, per partition (reset on rebalance).
         self.protocol_ts: dict[int, int] = {}
 
     def run(self, idle_stop_s: float | None) -> None:
-        last_record = time.monotonic()
+        last_record = last_check = time.monotonic()
         while not self.service._stop.is_set():
             if self.step():
-                last_record = time.monotonic()
-            elif idle_stop_s is not None and time.monotonic() - last_record > idle_stop_s:
+                last_record = last_check = time.monotonic()
+                continue
+            now = time.monotonic()
+            if idle_stop_s is not None and now - last_record > idle_stop_s:
                 break
+            if self.owned and now - last_check > self.service.stall_check_s:
+                last_check = now
+                self._unstall()
+
+    def _unstall(self) -> None:
+        """Idle while owned partitions have unread records: restart their fetch positions.
+
+        A guard, not the normal path: in the kill -9 test the consumer that took over a dead
+        member's partitions occasionally stopped receiving records although its position was
+        behind the log end (kafka-python 3.0.12). Seeking to the current position resets the
+        fetcher's state for the partition; nothing is skipped or repeated.
+        """
+        lagging = {}
+        try:
+            tps = sorted(self.owned - set(self.waiting_since))
+            ends = self.consumer.end_offsets(tps, timeout_ms=5000)
+            for tp in tps:
+                position = self.consumer.position(tp, timeout_ms=5000)
+                end = ends.get(tp)
+                if position is not None and end is not None and position < end:
+                    lagging[tp] = position
+        except Exception as exc:  # diagnostics must not stop the loop
+            log.warning("stall check failed", extra={"event": "stall_check", "error": repr(exc)})
+            return
+        if not lagging:
+            return
+        log.warning(
+            "no records although partitions lag; restarting their fetch positions",
+            extra={
+                "event": "stalled",
+                "partitions": {f"{tp.topic}/{tp.partition}": p for tp, p in lagging.items()},
+                "paused": sorted(f"{tp.topic}/{tp.partition}" for tp in self.consumer.paused()),
+            },
+        )
+        self.stats.stalls += 1
+        for tp, position in lagging.items():
+            self.consumer.seek(tp, position)
 
     def step(self) -> int:
         """One poll and, when it returned records, one processed and committed batch."""
         polled = self.consumer.poll(timeout_ms=self.s.poll_timeout_ms, max_records=self.s.max_batch)
         self._follow_rebalance()
         records = [r for tp, rs in polled.items() if tp in self.owned for r in rs]
-        if records or self.deferred:
+        if records:
             try:
                 self._batch(records)
             except _Redo as exc:
@@ -289,10 +334,8 @@ class ServiceLoop:
         self.owned = owned
         self.service.assigned = set(owned)
         # Eager rebalance: fetch positions restart from the committed offsets and pauses are
-        # lifted, so deferred (uncommitted) records will come again.
-        self.deferred = []
-        self.deferred_since = None
-        self.paused = set()
+        # any wait starts over.
+        self.waiting_since = {}
         self.protocol_ts = {}
         numbers = {tp.partition for tp in owned}
         # Replay everything we own: positions restart from committed offsets after a rebalance
@@ -317,49 +360,40 @@ class ServiceLoop:
 
         A report on partition *p* with timestamp *T* is ready once protocol partition *p* has
         been read past *T* (its events are timestamped in order), or has no unread record left
-        according to a fresh log-end offset (the fetch high-water mark can be stale). Reports
-        wait at most ``max_defer_s``; their partition is paused meanwhile.
+        according to a fresh log-end offset (the fetch high-water mark can be stale). A waiting
+        report partition is sought back to its first waiting record, so it is fetched again
+        later (no buffering, no pause/resume: a resumed partition sometimes stayed silent with
+        kafka-python 3.0.12); it waits at most ``max_defer_s``.
         """
         topics = self.s.topics
-        candidates = self.deferred + records
-        self.deferred = []
-        for r in candidates:
+        for r in records:
             if r.topic == topics.protocol:
                 seen = self.protocol_ts.get(r.partition, -1)
                 self.protocol_ts[r.partition] = max(seen, r.timestamp)
+        now = time.monotonic()
         ready: list[Any] = []
-        waiting: set[Any] = set()
+        rewind: dict[Any, int] = {}
         caught_up: dict[int, bool] = {}
-        expired = (
-            self.deferred_since is not None
-            and time.monotonic() - self.deferred_since > self.service.max_defer_s
-        )
-        for record in candidates:
+        for record in records:
             tp = _tp(record)
-            if record.topic == topics.rdsr and not expired:
+            if tp in rewind:
+                continue
+            if record.topic == topics.rdsr:
                 p = record.partition
-                if tp not in waiting and self.protocol_ts.get(p, -1) < record.timestamp:
+                since = self.waiting_since.get(tp)
+                expired = since is not None and now - since > self.service.max_defer_s
+                if not expired and self.protocol_ts.get(p, -1) < record.timestamp:
                     if p not in caught_up:
                         caught_up[p] = self._protocol_caught_up(p)
                     if not caught_up[p]:
-                        waiting.add(tp)
-                if tp in waiting:
-                    self.deferred.append(record)
-                    continue
+                        rewind[tp] = record.offset
+                        self.waiting_since.setdefault(tp, now)
+                        continue
             ready.append(record)
-        if self.deferred:
-            if self.deferred_since is None:
-                self.deferred_since = time.monotonic()
-            newly = waiting - self.paused
-            if newly:
-                self.consumer.pause(*newly)
-                self.paused |= newly
-        else:
-            self.deferred_since = None
-        resume = self.paused - waiting
-        if resume:
-            self.consumer.resume(*resume)
-            self.paused -= resume
+        for tp in {_tp(r) for r in ready}:
+            self.waiting_since.pop(tp, None)
+        for tp, offset in rewind.items():
+            self.consumer.seek(tp, offset)
         return ready
 
     def _protocol_caught_up(self, partition: int) -> bool:
@@ -469,14 +503,9 @@ class ServiceLoop:
 
     def _rewind(self, records: list[Any]) -> None:
         first: dict[Any, int] = {}
-        for r in [*records, *self.deferred]:
+        for r in records:
             tp = _tp(r)
             first[tp] = min(first.get(tp, r.offset), r.offset)
-        self.deferred = []
-        self.deferred_since = None
-        if self.paused:
-            self.consumer.resume(*self.paused)
-            self.paused = set()
         for tp, offset in first.items():
             self.consumer.seek(tp, offset)
 

@@ -33,6 +33,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import faulthandler
     import signal
     from typing import Any
 
@@ -63,5 +64,7 @@ def run(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    # `kill -USR1 <pid>` dumps every thread's stack to stderr: where is a stuck service waiting?
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     service.run(idle_stop_s=args.idle_stop)
     return 0

@@ -174,6 +174,10 @@ def test_kill_minus_nine_one_of_two_consumers_loses_nothing(
         )
         dlq = drain(kafka_bootstrap, settings.topics.dlq, until=lambda rs: len(rs) >= len(bad))
     finally:
+        for p in procs[1:]:
+            if p.proc.poll() is None:
+                p.proc.send_signal(signal.SIGUSR1)  # stacks into the log, for a failure report
+        time.sleep(0.5)
         codes = [p.stop() for p in procs[1:]]
         if a.proc.poll() is None:
             a.stop()
