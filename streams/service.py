@@ -113,6 +113,7 @@ class Service:
         decoder: Decoder | None = None,
         max_defer_s: float = 5.0,
         stall_check_s: float = 10.0,
+        grace_ms: float = 300.0,
     ) -> None:
         self.settings = settings
         self.pipeline_factory = pipeline_factory or default_pipeline_factory(settings)
@@ -124,6 +125,7 @@ class Service:
         )
         self.max_defer_s = max_defer_s
         self.stall_check_s = stall_check_s
+        self.grace_ms = grace_ms
         self.stats = ServiceStats()
         self._stop = threading.Event()
         self.ready = threading.Event()  # set once the consumer has subscribed
@@ -360,7 +362,8 @@ class ServiceLoop:
 
         A report on partition *p* with timestamp *T* is ready once protocol partition *p* has
         been read past *T* (its events are timestamped in order), or has no unread record left
-        according to a fresh log-end offset (the fetch high-water mark can be stale). A waiting
+        according to a fresh log-end offset (the fetch high-water mark can be stale) and the
+        report is older than ``grace_ms``. A waiting
         report partition is sought back to its first waiting record, so it is fetched again
         later (no buffering, no pause/resume: a resumed partition sometimes stayed silent with
         kafka-python 3.0.12); it waits at most ``max_defer_s``.
@@ -385,7 +388,10 @@ class ServiceLoop:
                 if not expired and self.protocol_ts.get(p, -1) < record.timestamp:
                     if p not in caught_up:
                         caught_up[p] = self._protocol_caught_up(p)
-                    if not caught_up[p]:
+                    # An event sent just before its report may become readable just after it
+                    # (different partitions of one produce request): a short grace covers that.
+                    young = time.time() * 1000 - record.timestamp < self.service.grace_ms
+                    if young or not caught_up[p]:
                         rewind[tp] = record.offset
                         self.waiting_since.setdefault(tp, now)
                         continue
