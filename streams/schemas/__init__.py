@@ -50,4 +50,3 @@ def write(folder: Path = HERE) -> list[Path]:
         path.write_text(render(schema))
         written.append(path)
     return written
-
