@@ -17,6 +17,7 @@ This way a crash leaves either nothing (reprocess everything) or the outputs wit
 
 from __future__ import annotations
 
+import copy
 import logging
 import threading
 import time
@@ -199,15 +200,10 @@ class ChangelogStateStore:
 
 
 def _copy(state: StudyState | None) -> StudyState | None:
-    """A copy deep enough to undo the pipeline's in-place edits (the event itself is frozen)."""
+    """A copy deep enough to undo the pipeline's in-place edits: every list and dict field is
+    copied (their items are immutable: strings, tuples, the frozen protocol event)."""
     if state is None:
         return None
     return state.model_copy(
-        update={
-            "assessed_event_uids": list(state.assessed_event_uids),
-            "structure_set_rois": (
-                dict(state.structure_set_rois) if state.structure_set_rois is not None else None
-            ),
-            "structure_set_roi_types": dict(state.structure_set_roi_types),
-        }
+        update={name: copy.copy(value) for name, value in state if isinstance(value, list | dict)}
     )

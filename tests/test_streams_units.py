@@ -236,11 +236,13 @@ def test_rollback_undoes_in_place_edits_of_the_batch() -> None:
     state = store.get("s")
     assert state is not None
     state.assessed_event_uids.append("b")  # the pipeline edits the object it got
+    state.reported_ranges.append((0.0, 1.0, None))
     store.put(state)
     store.put(StudyState(study_instance_uid="new"))
     store.rollback()
     restored = store.get("s")
     assert restored is not None and restored.assessed_event_uids == ["a"]
+    assert restored.reported_ranges == []
     assert store.get("new") is None
     assert store.send_pending() == 0
 
