@@ -170,6 +170,7 @@ class Service:
             session_timeout_ms=s.session_timeout_ms,
             heartbeat_interval_ms=s.heartbeat_interval_ms,
             max_poll_interval_ms=s.max_poll_interval_ms,
+            fetch_max_wait_ms=s.fetch_max_wait_ms,
             # Seen in the kill -9 test: after a rebalance the new owner's fetches returned nothing
             # for its partitions for minutes; full fetch requests avoid stale fetch-session state
             # (a handful of partitions per consumer, so the incremental saving is small).
@@ -417,6 +418,7 @@ class ServiceLoop:
         return end is None or position is None or position >= end
 
     def _batch(self, records: list[Any]) -> None:
+        started = time.perf_counter()
         ready = self._split_deferred(records)
         if not ready:
             return
@@ -464,6 +466,17 @@ class ServiceLoop:
         if self.store.send_pending():
             self.producer.flush()
         self._commit(ready)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug(
+                "batch committed",
+                extra={
+                    "event": "batch",
+                    "records": len(ready),
+                    "assessments": len(assessments),
+                    "oldest_age_ms": round(time.time() * 1000 - ready[0].timestamp, 1),
+                    "seconds": round(time.perf_counter() - started, 4),
+                },
+            )
 
     def _check_delivered(self, futures: list[Any], ready: list[Any]) -> None:
         failed = [f for f in futures if f.failed()]

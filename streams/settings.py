@@ -88,6 +88,10 @@ class StreamSettings(BaseSettings):
     heartbeat_interval_ms: int = Field(default=1_000, ge=100)
     max_poll_interval_ms: int = Field(default=300_000, ge=1000)
     auto_offset_reset: Literal["earliest", "latest"] = "earliest"
+    # One fetch per broker is in flight. A fetch that covers only idle partitions (the other
+    # input topic) is held by the broker up to this long while new events wait behind it, so
+    # keep it short: it bounds the added produce-to-alert latency.
+    fetch_max_wait_ms: int = Field(default=20, ge=0)
     # The service flushes at the end of every batch, which sends at once whatever lingers: a
     # long linger costs no latency there and lets records fill large batches (few I/O wake-ups).
     linger_ms: int = Field(default=100, ge=0)
