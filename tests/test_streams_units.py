@@ -338,3 +338,16 @@ def test_broker_status_without_a_running_broker(
     assert main(["broker", "status"]) == 3
     assert "not running" in capsys.readouterr().out
     assert main(["broker", "stop"]) == 0
+
+
+def test_missing_java_fails_under_ci_and_skips_loudly_elsewhere(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from streams import testing
+
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="mandatory under CI: java not found"):
+        testing._unavailable("java not found")
+    monkeypatch.setenv("CI", "")
+    with pytest.raises(pytest.skip.Exception, match="Kafka tests skipped: java not found"):
+        testing._unavailable("java not found")
