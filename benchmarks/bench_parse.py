@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 from io import BytesIO
-from pathlib import Path
 from typing import Any
 
 import pydicom
@@ -22,8 +21,8 @@ import pytest
 
 from benchmarks.conftest import Bench
 from optimiser.dicom import read_dose_report, report_to_json
+from tests.paths import SHARED
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 REAL = [p.read_bytes() for p in sorted((SHARED / "data" / "rdsr").glob("*.dcm"))]
 KEYS: tuple[str, ...] = ("irradiation_event_uid", "acquisition_type", "ctdivol_mgy")
 KEYS += ("dlp_mgy_cm", "scanning_length_mm", "kvp")

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from optimiser.cli.main import main
+from tests.paths import SHARED
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 RDSR = SHARED / "data" / "rdsr"
 GE = RDSR / "CT-ESR-GE_Optima.dcm"
 GE_STUDY = "1.3.6.1.4.1.5962.99.1.2026073515.1319176460.1479494856107.12.0"

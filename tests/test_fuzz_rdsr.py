@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import random
-from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -18,8 +17,8 @@ from optimiser.dicom import read_dicom
 from optimiser.errors import DicomError
 from optimiser.records import DoseReport, StructureSet
 from optimiser.strictness import Strictness
+from tests.paths import SHARED
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 CORPUS = sorted((SHARED / "data" / "rdsr").glob("*.dcm")) + sorted(
     (SHARED / "data" / "ct").glob("*.dcm")
 )

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from optimiser.cli.main import main
+from tests.paths import SHARED
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 RDSR = SHARED / "data" / "rdsr"
 EXPECTED = json.loads((RDSR / "expected.json").read_text())
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,8 +14,8 @@ from optimiser.pipeline import Pipeline
 from optimiser.records import CtAcquisition, DoseCheckDetails, DoseReport, RoiExtent, StructureSet
 from optimiser.state import MemoryStateStore
 from optimiser.strictness import Strictness
+from tests.paths import SHARED
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 RDSR = SHARED / "data" / "rdsr"
 UID = "1.2.826.0.1.3680043.9.7777.1"
 

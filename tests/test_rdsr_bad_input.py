@@ -13,8 +13,8 @@ from pydicom.dataset import Dataset
 
 from optimiser.dicom import read_dicom, read_dose_report, read_structure_set
 from optimiser.errors import DicomError, MalformedItemError
+from tests.paths import SHARED
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 RDSR = SHARED / "data" / "rdsr"
 CT_IMAGE = SHARED / "data" / "ct" / "CT_small.dcm"
 REPORT = RDSR / "CT-RDSR-Siemens-Multi-2.dcm"

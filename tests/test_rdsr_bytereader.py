@@ -25,9 +25,9 @@ from optimiser.dicom import bytereader, read_dose_report, report_to_json
 from optimiser.dicom.reader import KEEP, SEQUENCES
 from optimiser.dicom.tokenizer import CODE, ITEM_END, ITEM_START, SEQ_END, SEQ_START, tokenize
 from optimiser.errors import DicomError
+from tests.paths import SHARED
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared"
 RDSR = sorted((SHARED / "data" / "rdsr").glob("*.dcm"))
 ALL = [*RDSR, *sorted((SHARED / "data" / "ct").glob("*.dcm"))]
 

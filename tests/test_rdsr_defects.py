@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from io import BytesIO
-from pathlib import Path
 from typing import Any
 
 import pydicom
@@ -19,8 +18,8 @@ from optimiser.dicom import read_dose_report
 from optimiser.errors import MalformedItemError
 from optimiser.records import CtAcquisition, DoseReport
 from optimiser.strictness import Strictness
+from tests.paths import SHARED
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 CLEAN = SHARED / "data" / "rdsr" / "CT-RDSR-Siemens-Multi-2.dcm"
 NAME = "planted.dcm"
 

@@ -4,7 +4,6 @@ files with defects raise, naming the defect, in raise mode."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,8 +12,8 @@ from optimiser.dicom import read_dicom, read_dose_report, report_to_json
 from optimiser.errors import MalformedItemError
 from optimiser.records import DoseReport
 from optimiser.strictness import Strictness
+from tests.paths import SHARED
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 RDSR = SHARED / "data" / "rdsr"
 EXPECTED: list[dict[str, Any]] = json.loads((RDSR / "expected.json").read_text())
 BY_FILE = {e["file"]: e for e in EXPECTED}

@@ -4,14 +4,13 @@ recomputed DLP is checked against the reported totals (a mismatch is a warning).
 from __future__ import annotations
 
 import itertools
-from pathlib import Path
 
 import pytest
 
 from optimiser.dicom import merge_study, read_dose_report
 from optimiser.records import DoseReport
+from tests.paths import SHARED
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 RDSR = SHARED / "data" / "rdsr"
 
 pytestmark = pytest.mark.realdata

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,8 +17,8 @@ from optimiser.ssde import (
     tg293_head_factor,
 )
 from optimiser.tg220 import water_equivalent_area
+from tests.paths import SHARED
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 CT_SMALL = SHARED / "data" / "ct" / "CT_small.dcm"
 
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from optimiser.dicom import read_dicom, read_structure_set, structure_set_to_json
@@ -11,8 +9,8 @@ from optimiser.dicom.structure_set import z_extent
 from optimiser.errors import DicomError
 from optimiser.records import StructureSet
 from optimiser.strictness import Strictness
+from tests.paths import SHARED
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 RTSTRUCT = SHARED / "data" / "ct" / "rtstruct.dcm"
 
 

@@ -10,10 +10,10 @@ import pytest
 from optimiser.cli.main import main
 from optimiser.simulate import simulate_feed, write_feed
 from streams.testing import drain, header, settings_env, settings_for
+from tests.paths import SHARED
 
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(120)]
 
-SHARED = Path(__file__).resolve().parents[2].parent / "shared"
 REAL = SHARED / "data" / "rdsr" / "CT-RDSR-Siemens-Multi-1.dcm"
 
 

@@ -7,7 +7,6 @@ state written to the changelog is rebuilt by a second service that takes the par
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,10 +16,10 @@ from streams import deadletter
 from streams.publish import messages_from_studies, send
 from streams.service import Service
 from streams.testing import ServiceThread, drain, header, producer, settings_for
+from tests.paths import SHARED
 
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(180)]
 
-SHARED = Path(__file__).resolve().parents[2].parent / "shared"
 RDSR = SHARED / "data" / "rdsr" / "CT-RDSR-Siemens-Multi-1.dcm"
 
 
