@@ -363,15 +363,14 @@ class Pipeline:
         Placed reported events are then recorded in the study state for later batches."""
         out: list[list[Previous]] = []
         prior: dict[str, list[Previous]] = {}
+        # Placed rows of each protocol event so far, so the batch is walked once (not per row).
+        same_event: dict[int, list[Previous]] = {}
         for i, row in enumerate(rows):
             if row.input_kind == "protocol_event":
-                out.append(
-                    [
-                        (results[j].x_lo, results[j].x_hi, rows[j].contrast)
-                        for j in range(i)
-                        if item_of[j] == item_of[i] and rows[j].comparable_placement
-                    ]
-                )
+                earlier = same_event.setdefault(item_of[i], [])
+                out.append(list(earlier))
+                if row.comparable_placement:
+                    earlier.append((results[i].x_lo, results[i].x_hi, row.contrast))
                 continue
             uid = row.study_instance_uid
             if uid not in prior:
@@ -389,31 +388,49 @@ class Pipeline:
 
     def _run_kernel(self, rows: list[AcquisitionRow]) -> list[RowResult]:
         n = len(rows)
-        batch = BatchInput.empty(n)
         index = {site: i for i, site in enumerate(self.library.site_ids)}
-        scales = np.ones(n)
+        nan = math.nan
+        # Columns are gathered as lists and converted once: per-element numpy stores cost
+        # about a microsecond each, a dozen per row.
+        lo, hi, planned, helical = [0.0] * n, [0.0] * n, [0] * n, [0] * n
+        collimation, pitch = [nan] * n, [nan] * n
+        n_lo, n_hi, ctdivol, scales, tolerance = (
+            [0.0] * n,
+            [0.0] * n,
+            [0.0] * n,
+            [1.0] * n,
+            [0.0] * n,
+        )
+        site = [0] * n
         for i, row in enumerate(rows):
+            site[i] = index[row.site]
             if row.unusable is not None:
                 # Left at the empty-batch defaults (zero length): one absurd message must not
                 # stop the batch; its assessment says why it was not modelled.
-                batch.site[i] = index[row.site]
                 continue
-            batch.lo[i] = row.lo
-            batch.hi[i] = row.hi
-            batch.is_planned[i] = row.is_planned
-            batch.helical[i] = row.helical
-            batch.collimation_mm[i] = math.nan if row.collimation_mm is None else row.collimation_mm
-            batch.pitch[i] = math.nan if row.pitch is None else row.pitch
-            batch.n_lo[i], batch.n_hi[i] = row.needed.z_mm
-            batch.ctdivol_mgy[i] = row.ctdivol_mgy
+            lo[i] = row.lo
+            hi[i] = row.hi
+            planned[i] = row.is_planned
+            helical[i] = row.helical
+            if row.collimation_mm is not None:
+                collimation[i] = row.collimation_mm
+            if row.pitch is not None:
+                pitch[i] = row.pitch
+            n_lo[i], n_hi[i] = row.needed.z_mm
+            ctdivol[i] = row.ctdivol_mgy
             scales[i] = exposure_scale(row)
-            batch.tolerance_mm[i] = row.protocol.coverage.tolerance_mm
-            batch.site[i] = index[row.site]
-        batch.scale = scales
+            tolerance[i] = row.protocol.coverage.tolerance_mm
+        f64, i8 = np.float64, np.int8
+        batch = BatchInput(
+            np.array(lo, f64), np.array(hi, f64), np.array(planned, i8), np.array(helical, i8),
+            np.array(collimation, f64), np.array(pitch, f64), np.array(n_lo, f64),
+            np.array(n_hi, f64), np.array(ctdivol, f64), np.array(scales, f64),
+            np.array(tolerance, f64), np.array(site, np.int64),
+        )  # fmt: skip
         out = assess_batch(batch, self.tables)
-        results = [RowResult(*(float(v) for v in out[i])) for i in range(n)]
+        results = [RowResult(*values) for values in out.tolist()]
         if self.dose_profiles:
-            self._apply_profiles(rows, results, scales, index)
+            self._apply_profiles(rows, results, batch.scale, index)
         return results
 
     def _apply_profiles(
