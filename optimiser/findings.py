@@ -102,7 +102,13 @@ def thin_reconstruction(row: AcquisitionRow) -> Finding | None:
 
 def kv_not_calibrated(row: AcquisitionRow) -> Finding | None:
     calibrated = row.protocol.acquisition.calibrated_kvp
-    off = [kv for kv in row.kvp if not any(abs(kv - c) < 0.5 for c in calibrated)]
+    # Exact membership first: nearly every kV is a calibrated one, and the scan of the
+    # tolerance is then skipped (an exact match is within it, NaN matches neither).
+    off = [
+        kv
+        for kv in row.kvp
+        if kv not in calibrated and not any(abs(kv - c) < 0.5 for c in calibrated)
+    ]
     if not off:
         return None
     wanted = ", ".join(f"{c:g}" for c in calibrated)
