@@ -143,15 +143,28 @@ def send(
 
     counts = {PROTOCOL: 0, DICOM: 0}
     futures = []
+    # Protocol events not yet acknowledged, by study key. A report waits for its study's event:
+    # the two travel on different topics, and a produce retried on one (e.g. right after topic
+    # creation) would otherwise let the report reach the broker first.
+    pending: dict[bytes | None, Any] = {}
     for message in messages:
-        futures.append(
-            producer.send(
-                message.topic(topics),
-                key=message.key,
-                value=message.value,
-                headers=list(message.headers),
-            )
+        if message.kind == DICOM and message.key in pending:
+            try:
+                pending.pop(message.key).get(timeout=120)
+            except Exception as exc:
+                raise BrokerError(
+                    f"the protocol event before {message.source} was not delivered ({exc!r}); "
+                    "the report was not sent; check the broker and retry"
+                ) from exc
+        future = producer.send(
+            message.topic(topics),
+            key=message.key,
+            value=message.value,
+            headers=list(message.headers),
         )
+        futures.append(future)
+        if message.kind == PROTOCOL:
+            pending[message.key] = future
         counts[message.kind] += 1
         if on_sent is not None:
             on_sent(message)

@@ -147,7 +147,7 @@ class Service:
         pipeline_factory: PipelineFactory | None = None,
         policy_factory: Callable[[Any], BadMessagePolicy] | None = None,
         decoder: Decoder | None = None,
-        max_defer_s: float = 5.0,
+        max_defer_s: float = 60.0,
         stall_check_s: float = 10.0,
         grace_ms: float = 300.0,
     ) -> None:
@@ -212,6 +212,9 @@ class Service:
             # for its partitions for minutes; full fetch requests avoid stale fetch-session state
             # (a handful of partitions per consumer, so the incremental saving is small).
             enable_incremental_fetch_sessions=False,
+            # A group leader whose metadata missed a topic assigns none of its partitions and
+            # only notices at the next metadata refresh: keep that wait short.
+            metadata_max_age_ms=10_000,
         )
 
     # -- the loop -----------------------------------------------------------------------------
@@ -277,6 +280,7 @@ class Service:
                 rebalance.on_partitions_lost(lost)
 
         consumer = self._consumer()
+        _await_partition_metadata(consumer, {t: counts[t] for t in self.settings.topics.inputs})
         consumer.subscribe(self.settings.topics.inputs, listener=Listener())
         self.ready.set()
         log.info(
@@ -284,6 +288,28 @@ class Service:
             extra={"event": "subscribed", "group_id": self.settings.group_id},
         )
         return ServiceLoop(self, consumer, producer, store, pipeline, policy, rebalance)
+
+
+def _await_partition_metadata(
+    consumer: Any, counts: dict[str, int], timeout_s: float = 60.0
+) -> None:
+    """Wait until the consumer's metadata shows every partition of the input topics.
+
+    Seen under load right after topic creation: the group leader assigned with metadata that
+    lacked the new topics ("No partition metadata for topic"), so the group got no partitions
+    until the next metadata refresh minutes later.
+    """
+    deadline = time.monotonic() + timeout_s
+    while True:
+        known = {t: len(consumer.partitions_for_topic(t)) for t in counts}
+        if all(known[t] >= n for t, n in counts.items()):
+            return
+        if time.monotonic() > deadline:
+            raise BrokerError(
+                f"input topic metadata incomplete after {timeout_s:.0f} s: partitions known "
+                f"{known}, expected {counts}; check the broker's health"
+            )
+        time.sleep(0.2)
 
 
 class ServiceLoop:
@@ -457,8 +483,8 @@ class ServiceLoop:
         try:
             end = self.consumer.end_offsets([tp], timeout_ms=5000).get(tp)
             position = self.consumer.position(tp, timeout_ms=5000)
-        except Exception:  # unknown: do not hold reports back on a guess (max_defer_s bounds it)
-            return True
+        except Exception:  # unknown (e.g. a slow broker): wait; max_defer_s bounds the wait
+            return False
         return end is None or position is None or position >= end
 
     def _batch(self, records: list[Any]) -> None:

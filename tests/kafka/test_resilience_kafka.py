@@ -54,9 +54,14 @@ def _send_all(bootstrap: str, settings: Any, messages: list[Outgoing], rate: flo
             delay = started + i / rate - time.monotonic()
             if delay > 0:
                 time.sleep(delay)
-        futures.append(
-            (m, p.send(m.topic(settings.topics), key=m.key, value=m.value, headers=list(m.headers)))
-        )
+        future = p.send(m.topic(settings.topics), key=m.key, value=m.value, headers=list(m.headers))
+        if m.kind == "protocol":
+            # A scanner sends the protocol event before the exposure, minutes before its dose
+            # report. Waiting for the ack keeps that order on the broker even when a produce to
+            # the new topic is retried (NotLeaderForPartition right after creation); otherwise
+            # the report can land first and is rightly assessed without its event.
+            future.get(timeout=60)
+        futures.append((m, future))
     p.flush()
     p.close()
     return [(m, f.get(timeout=60)) for m, f in futures]
