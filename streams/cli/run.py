@@ -66,5 +66,11 @@ def run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, stop)
     # `kill -USR1 <pid>` dumps every thread's stack to stderr: where is a stuck service waiting?
     faulthandler.register(signal.SIGUSR1, all_threads=True)
-    service.run(idle_stop_s=args.idle_stop)
+    stats = service.run(idle_stop_s=args.idle_stop)
+    # Logs go to stderr as JSON lines; one human summary line goes to stdout at exit.
+    print(
+        f"consumed {stats.consumed} message(s) in {stats.batches} batch(es): "
+        f"{stats.assessed} assessment(s), {stats.alerts} alert(s), {stats.bad} to the "
+        f"dead-letter topic, {stats.commits} commit(s)"
+    )
     return 0
