@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 import tracemalloc
 from typing import Any
@@ -181,6 +182,10 @@ def test_assess_batch_scaling(benchmark: Any, request: pytest.FixtureRequest) ->
     inputs = sum(getattr(batch, f).nbytes for f in BatchInput.__slots__)
     timings["peak_traced_bytes_1m"] = float(peak)
     timings["input_bytes_1m"] = float(inputs)
+    # Growth exponent from 1k to 1M acquisitions on a log-log scale: 1.0 means linear.
+    timings["growth_exponent_1k_to_1m"] = math.log(
+        timings["seconds_1000000"] / timings["seconds_1000"]
+    ) / math.log(1000.0)
     # Recorded as a subject without baseline (no floor): the conftest writes its extra_info.
     benchmark.extra_info.update(
         {"subject": "assess_batch_scaling", "role": "subject", "items": 1_000_000, **timings}

@@ -124,6 +124,12 @@ def _fmt_rate(rate: float | None) -> str:
     return "-" if rate is None else f"{rate:,.0f}/s"
 
 
+def _fmt_value(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.4g}"
+    return str(value)
+
+
 def write_results(
     rows: list[Row], measurements: list[Measurement], json_path: Path, md_path: Path
 ) -> None:
@@ -155,6 +161,6 @@ def write_results(
     if extras:
         lines += ["", "## Other measurements", ""]
         for m in extras:
-            details = ", ".join(f"{k}: {v}" for k, v in m.extra.items())
+            details = ", ".join(f"{k}: {_fmt_value(v)}" for k, v in m.extra.items())
             lines.append(f"- `{m.name}` ({_fmt_rate(m.rate)}): {details}")
     md_path.write_text("\n".join(lines) + "\n")

@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import replace
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -488,22 +489,8 @@ class Pipeline:
         findings = acquisition_findings(row, res)
         findings.extend(cross)
         scale = exposure_scale(row)
-        key = (
-            str(row.acquisition_index)
-            if row.acquisition_index is not None
-            else str(row.irradiation_event_uid)
-        )
         return Assessment(
-            assessment_id=assessment_id(row.input_kind, row.input_id, key),
-            input_kind=row.input_kind,
-            input_id=row.input_id,
-            study_instance_uid=row.study_instance_uid,
-            accession_number=row.accession_number,
-            acquisition_index=row.acquisition_index,
-            irradiation_event_uid=row.irradiation_event_uid,
-            site=row.site,
-            acquisition_type=row.acquisition_type,
-            description=row.description,
+            **_identity(row),
             needed_z_mm=(_r(row.needed.z_mm[0], 2), _r(row.needed.z_mm[1], 2)),
             needed_basis=row.needed.basis,
             irradiated_z_mm=(_r(res.x_lo, 2), _r(res.x_hi, 2)),
@@ -527,22 +514,8 @@ class Pipeline:
     def _unmodelled(self, row: AcquisitionRow) -> Assessment:
         reported = row.reported_dlp_mgy_cm
         dlp = reported if reported is not None and math.isfinite(reported) else 0.0
-        key = (
-            str(row.acquisition_index)
-            if row.acquisition_index is not None
-            else str(row.irradiation_event_uid)
-        )
         return Assessment(
-            assessment_id=assessment_id(row.input_kind, row.input_id, key),
-            input_kind=row.input_kind,
-            input_id=row.input_id,
-            study_instance_uid=row.study_instance_uid,
-            accession_number=row.accession_number,
-            acquisition_index=row.acquisition_index,
-            irradiation_event_uid=row.irradiation_event_uid,
-            site=row.site,
-            acquisition_type=row.acquisition_type,
-            description=row.description,
+            **_identity(row),
             needed_z_mm=None,
             needed_basis=row.needed.basis,
             irradiated_z_mm=None,
@@ -626,3 +599,24 @@ def _report_ssde(
         notes.append("SSDE as reported by the scanner (no water-equivalent diameter given)")
         return acq.ssde_mgy
     return None
+
+
+def _identity(row: AcquisitionRow) -> dict[str, Any]:
+    """The fields naming what an assessment is about; the id is derived from the input."""
+    key = (
+        str(row.acquisition_index)
+        if row.acquisition_index is not None
+        else str(row.irradiation_event_uid)
+    )
+    return {
+        "assessment_id": assessment_id(row.input_kind, row.input_id, key),
+        "input_kind": row.input_kind,
+        "input_id": row.input_id,
+        "study_instance_uid": row.study_instance_uid,
+        "accession_number": row.accession_number,
+        "acquisition_index": row.acquisition_index,
+        "irradiation_event_uid": row.irradiation_event_uid,
+        "site": row.site,
+        "acquisition_type": row.acquisition_type,
+        "description": row.description,
+    }
