@@ -77,10 +77,42 @@ def test_baseline(bench):
 """
 
 
-def _run_gate(tmp_path: Path, slow: bool) -> subprocess.CompletedProcess[str]:
-    (tmp_path / "bench_toy.py").write_text(textwrap.dedent(TOY_BENCH))
+# The real batch kernel against its plain-Python twin, with the real floor. SLOW=1 swaps in a
+# deliberately slowed copy: the same kernel called once per acquisition instead of once per batch
+# (the regression the one-call-per-batch design exists to prevent).
+KERNEL_BENCH = """
+import os
+from benchmarks.bench_kernels import TABLES, simulated_batch, twin_batch, _head
+from benchmarks.gate import load_floors
+from optimiser.kernels import BatchInput, assess_batch
+
+N = 2_000
+BATCH = simulated_batch(N)
+
+
+def per_row(batch, tables):
+    for i in range(len(batch)):
+        row = BatchInput(*(getattr(batch, f)[i : i + 1].copy() for f in BatchInput.__slots__))
+        assess_batch(row, tables)
+
+
+def test_subject(bench):
+    fn = per_row if os.environ.get("SLOW") == "1" else assess_batch
+    bench(fn, BATCH, TABLES, subject="assess_batch", role="subject", items=N)
+
+
+def test_baseline(bench):
+    small = _head(BATCH, 200)
+    bench(twin_batch, small, TABLES, subject="assess_batch", role="baseline", items=200)
+"""
+
+
+def _run_gate(
+    tmp_path: Path, slow: bool, source: str = TOY_BENCH, floors_toml: str = "toy_sum = 5.0"
+) -> subprocess.CompletedProcess[str]:
+    (tmp_path / "bench_toy.py").write_text(textwrap.dedent(source))
     floors = tmp_path / "floors.toml"
-    floors.write_text("[floors]\ntoy_sum = 5.0\n")
+    floors.write_text(f"[floors]\n{floors_toml}\n")
     env = dict(os.environ, LOWDOSE_BENCH_FLOORS=str(floors), SLOW="1" if slow else "0")
     env["PYTHONPATH"] = str(REPO)
     return subprocess.run(
@@ -100,4 +132,14 @@ def test_gate_passes_a_fast_subject_and_fails_a_slowed_copy(tmp_path: Path) -> N
     assert slowed.returncode == 1, slowed.stdout + slowed.stderr
     assert "GATE FAILED: toy_sum: ratio" in slowed.stdout
     # Every test itself passed: only the gate turned the run red.
+    assert "2 passed" in slowed.stdout
+
+
+def test_gate_fails_the_batch_kernel_slowed_to_one_call_per_acquisition(tmp_path: Path) -> None:
+    floor = f"assess_batch = {gate.load_floors()['assess_batch']}"
+    fast = _run_gate(tmp_path, slow=False, source=KERNEL_BENCH, floors_toml=floor)
+    assert fast.returncode == 0, fast.stdout + fast.stderr
+    slowed = _run_gate(tmp_path, slow=True, source=KERNEL_BENCH, floors_toml=floor)
+    assert slowed.returncode == 1, slowed.stdout + slowed.stderr
+    assert "GATE FAILED: assess_batch: ratio" in slowed.stdout
     assert "2 passed" in slowed.stdout
