@@ -57,29 +57,36 @@ class FakePipeline:
         return out
 
 
+def _fake(**fields: Any) -> Assessment:
+    """A fake pipeline's assessment: no range and zero dose unless ``fields`` say otherwise."""
+    blank: dict[str, Any] = {
+        "needed_z_mm": None,
+        "needed_basis": "given",
+        "irradiated_z_mm": None,
+        "dlp_mgy_cm": 0.0,
+        "scan_length_mm": 0.0,
+        "excess_length_mm": 0.0,
+        "excess_dlp_mgy_cm": 0.0,
+        "excess_fraction": 0.0,
+        "effective_dose_msv": 0.0,
+        "excess_effective_dose_msv": 0.0,
+    }
+    return Assessment(**(blank | fields))
+
+
 def _assessment(event: ProtocolEvent, index: int, ctdivol: float, earlier: int) -> Assessment:
     findings = []
     if ctdivol > ALERT_CTDIVOL_MGY:
         findings.append(Finding(code="above_reference_level", severity="alert", message="high"))
-    return Assessment(
+    return _fake(
         assessment_id=assessment_id("protocol_event", event.event_id, str(index)),
         input_kind="protocol_event",
         input_id=event.event_id,
         study_instance_uid=event.study.study_instance_uid,
         acquisition_index=index,
         site=event.planning.site,
-        needed_z_mm=None,
-        needed_basis="given",
-        irradiated_z_mm=None,
         placement="planned",
         ctdivol_mgy=ctdivol,
-        dlp_mgy_cm=0.0,
-        scan_length_mm=0.0,
-        excess_length_mm=0.0,
-        excess_dlp_mgy_cm=0.0,
-        excess_fraction=0.0,
-        effective_dose_msv=0.0,
-        excess_effective_dose_msv=0.0,
         findings=findings,
         notes=[f"earlier events for this study: {earlier}"],
     )
@@ -87,24 +94,14 @@ def _assessment(event: ProtocolEvent, index: int, ctdivol: float, earlier: int) 
 
 def _report_assessment(report: Any, state: StudyState) -> Assessment:
     assert state.protocol_event is not None
-    return Assessment(
+    return _fake(
         assessment_id=assessment_id("dose_report", report.source, "0"),
         input_kind="dose_report",
         input_id=report.source,
         study_instance_uid=report.study_instance_uid,
         site=state.protocol_event.planning.site,
-        needed_z_mm=None,
-        needed_basis="given",
-        irradiated_z_mm=None,
         placement="report_z",
         ctdivol_mgy=None,
-        dlp_mgy_cm=0.0,
-        scan_length_mm=0.0,
-        excess_length_mm=0.0,
-        excess_dlp_mgy_cm=0.0,
-        excess_fraction=0.0,
-        effective_dose_msv=0.0,
-        excess_effective_dose_msv=0.0,
         notes=[f"protocol event {state.protocol_event.event_id}"],
     )
 
