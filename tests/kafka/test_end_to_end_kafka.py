@@ -32,6 +32,10 @@ def _publish(bootstrap: str, settings: Any, studies: list[Any]) -> list[tuple[An
             value=message.value,
             headers=list(message.headers),
         )
+        if message.kind == "protocol":
+            # As a scanner does (and lowdose publish): the event is on the broker before its
+            # report, even when a produce to the new topic is retried.
+            future.get(timeout=60)
         sent.append((message, future))
     p.flush()
     p.close()
