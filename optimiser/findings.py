@@ -9,7 +9,8 @@ signatures). Thresholds come from the site library (``[thresholds]`` and ``[acqu
 from __future__ import annotations
 
 from optimiser.assessment import Finding, FindingCode, Severity
-from optimiser.dose_model import AcquisitionRow, RowResult
+from optimiser.dose_model import AcquisitionRow
+from optimiser.kernels import RowResult
 
 
 def _finding(

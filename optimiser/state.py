@@ -15,9 +15,7 @@ from typing import Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from optimiser.events import ProtocolEvent
-
-ZRange = tuple[float, float]
+from optimiser.events import ProtocolEvent, ZRange
 
 
 class StudyState(BaseModel):
