@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from optimiser.assessment import Finding, FindingCode, Severity
 from optimiser.dose_model import AcquisitionRow
-from optimiser.events import ContrastPhase, is_enhanced, phase_name
+from optimiser.events import ContrastPhase, ZRange, is_enhanced, phase_name
 from optimiser.kernels import RowResult
 
 
@@ -214,6 +214,26 @@ def _overlap_fraction(a: tuple[float, float], b: tuple[float, float]) -> float:
     return max(0.0, inter) / shorter
 
 
+# A shortfall below this (mm) is rounding (report lengths are DLP / CTDIvol), not anatomy.
+COVER_SLACK_MM = 1.0
+
+
+def _covered(x: tuple[float, float], needed: tuple[float, float], earlier: list[ZRange]) -> bool:
+    """True when the earlier ranges together cover the part of ``x`` inside the needed range
+    (within :data:`COVER_SLACK_MM`): omitting ``x`` then loses no anatomy planning needs. The
+    ranges compared are irradiated ranges on both sides (like with like: each includes its
+    acquisition's over-ranging)."""
+    lo, hi = max(x[0], needed[0]), min(x[1], needed[1])
+    if hi <= lo:
+        return True  # nothing of it lies in the needed range
+    reach = lo
+    for e_lo, e_hi in sorted(earlier):
+        if e_lo > reach + COVER_SLACK_MM:
+            break
+        reach = max(reach, e_hi)
+    return reach >= hi - COVER_SLACK_MM
+
+
 # (x_lo, x_hi, contrast phase) of an earlier acquisition; None: phase unknown.
 Previous = tuple[float, float, ContrastPhase | None]
 
@@ -242,11 +262,19 @@ def study_findings(
         t = row.protocol.thresholds
         rules = row.protocol.acquisition
         xi = (results[i].x_lo, results[i].x_hi)
-        over = [
-            c
+        overlapping = [
+            (lo, hi, c)
             for lo, hi, c in previous[i]
             if _overlap_fraction(xi, (lo, hi)) >= t.repeat_overlap_fraction
         ]
+        over = [c for _, _, c in overlapping]
+        keeps = _covered(xi, row.needed.z_mm, [(lo, hi) for lo, hi, _ in overlapping])
+        omission = (
+            " Omitting it keeps the needed range covered by the earlier acquisition(s)."
+            if keeps
+            else " The earlier acquisition(s) do not cover all of its part of the needed range: "
+            "not proposed for omission."
+        )
         group = [*over, row.contrast]
         enhanced = [c for c in group if is_enhanced(c)]
         plain = "none" in group
@@ -263,10 +291,11 @@ def study_findings(
                     "warning",
                     f"{n_phases} contrast phases over one range ({', '.join(named)}), more than "
                     f"the {rules.allowed_contrast_phases} allowed for {row.site} planning: this "
-                    f"{phase_name(row.contrast)} acquisition is an extra phase.",
+                    f"{phase_name(row.contrast)} acquisition is an extra phase.{omission}",
                     contrast_phases=n_phases,
                     phases=", ".join(named),
                     allowed_contrast_phases=rules.allowed_contrast_phases,
+                    omission_keeps_needed_range=keeps,
                 )
             )
         same = 0 if is_enhanced(row.contrast) else sum(1 for c in over if c == row.contrast)
@@ -277,9 +306,11 @@ def study_findings(
                     "warning",
                     f"this {phase_name(row.contrast)} acquisition repeats {same} earlier "
                     f"{phase_name(row.contrast)} acquisition(s) over the same range (allowed "
-                    f"per range for {row.site}: {rules.allowed_acquisitions_per_range}).",
+                    f"per range for {row.site}: {rules.allowed_acquisitions_per_range})."
+                    f"{omission}",
                     earlier_over_same_range=same,
                     allowed_acquisitions_per_range=rules.allowed_acquisitions_per_range,
+                    omission_keeps_needed_range=keeps,
                 )
             )
         if found:
