@@ -72,9 +72,10 @@ class DoseCheckDetails:
 
     def exceedances(self) -> list[str]:
         """What in this container shows that a configured value was exceeded, one text each:
-        a forward estimate at or above its configured value, a reason for proceeding, an
-        authorising person. A forward estimate without a configured value (Configured = No or
-        no value) shows nothing: some writers fill the estimates in regardless."""
+        a forward estimate at or above its configured value (or with "Configured = Yes" and the
+        value left out), a reason for proceeding, an authorising person. A forward estimate
+        under "Configured = No", or with neither a value nor "Yes", shows nothing: some writers
+        fill the estimates in regardless."""
         out = []
         pairs = (
             ("CTDIvol", self.ctdivol_configured, self.ctdivol_forward_estimate_mgy,
@@ -83,11 +84,19 @@ class DoseCheckDetails:
              self.dlp_value_mgy_cm, "mGy.cm"),
         )  # fmt: skip
         for quantity, flag, estimate, limit, unit in pairs:
-            configured = flag is not False and limit is not None
-            if configured and estimate is not None and limit is not None and estimate >= limit:
+            if estimate is None or flag is False:
+                continue
+            if limit is not None and estimate >= limit:
                 out.append(
                     f"{quantity} forward estimate {estimate:g} {unit} >= {self.kind} "
                     f"value {limit:g} {unit}"
+                )
+            elif limit is None and flag is True:
+                # Configured = Yes and an estimate, but the value itself left out: the estimate
+                # is present only when the value was exceeded (TID 10015).
+                out.append(
+                    f"{quantity} forward estimate {estimate:g} {unit} (the configured "
+                    f"{self.kind} value is not recorded)"
                 )
         if self.reason_for_proceeding:
             out.append(f"reason for proceeding: {self.reason_for_proceeding}")

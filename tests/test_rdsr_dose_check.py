@@ -238,6 +238,25 @@ def test_forward_estimate_without_a_configured_value_is_not_an_exceedance() -> N
     assert dose_check_finding(assess(data)) is None
 
 
+def test_configured_yes_with_an_estimate_but_no_value_is_an_exceedance() -> None:
+    # The estimate is present only when the value was exceeded (TID 10015); the writer left the
+    # value out. Without "Yes" (flag absent) it would show nothing.
+    data = report_bytes(
+        alert(configured("ctdivol", "alert", YES_SCT), value("113906", "1200", "mGy"))
+    )
+    [check] = checks_of(data)
+    assert check.exceedances() == [
+        "CTDIvol forward estimate 1200 mGy (the configured alert value is not recorded)"
+    ]
+    found = dose_check_exceeded_of(data)
+    assert found is not None and found[0] == "alert"
+    assert checks_of(report_bytes(alert(value("113906", "1200", "mGy"))))[0].exceedances() == []
+
+
+def dose_check_exceeded_of(data: bytes) -> tuple[str, str] | None:
+    return dose_check_finding(assess(data))
+
+
 def test_reason_or_authorising_person_alone_is_an_exceedance() -> None:
     by_reason = report_bytes(notification(reason("obese patient")))
     found = dose_check_finding(assess(by_reason))
