@@ -175,19 +175,19 @@ def dose_check_exceeded(row: AcquisitionRow) -> Finding | None:
             notifications=notifications,
         )
     t = row.protocol.thresholds
+    phantom = row.phantom or row.protocol.phantom
     limit = (
-        t.notification_ctdivol_head_mgy
-        if (row.phantom or row.protocol.phantom) == "head"
-        else t.notification_ctdivol_body_mgy
+        t.notification_ctdivol_head_mgy if phantom == "head" else t.notification_ctdivol_body_mgy
     )
     if row.input_kind == "protocol_event" and row.ctdivol_mgy > limit:
         return _finding(
             "dose_check_exceeded",
             "warning",
             f"predicted CTDIvol {row.ctdivol_mgy:.1f} mGy exceeds the {limit:g} mGy "
-            "notification value.",
+            f"{phantom} notification value (AAPM 2011): the console will warn before the scan.",
             ctdivol_mgy=row.ctdivol_mgy,
             notification_ctdivol_mgy=limit,
+            phantom=phantom,
         )
     return None
 

@@ -189,6 +189,8 @@ def test_brain_event_without_phantom_uses_the_head_phantom() -> None:
                 event_id="evt-hot")  # fmt: skip
     [c] = Pipeline().process([hot])
     assert codes(c)["dose_check_exceeded"] == "warning"
+    f = next(f for f in c.findings if f.code == "dose_check_exceeded")
+    assert "80 mGy head notification value" in f.message and f.evidence["phantom"] == "head"
 
 
 def test_repeat_and_multiphase(pipeline: Pipeline) -> None:

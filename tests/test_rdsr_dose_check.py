@@ -20,7 +20,7 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian
 
 from optimiser.assessment import Assessment
-from optimiser.dicom import read_dose_report
+from optimiser.dicom import read_dose_report, report_to_json
 from optimiser.pipeline import Pipeline
 from optimiser.records import DoseCheckDetails
 from tests.paths import SHARED
@@ -323,6 +323,15 @@ def test_toshiba_dose_check_report_records_two_authorised_alert_exceedances() ->
     a1, n1 = first.dose_check
     assert a1.authorizing_persons == ["Luuk"]
     assert [len(a1.exceedances()), len(n1.exceedances())] == [2, 0]  # DLP and the person
+    events = report_to_json(report)["events"]
+    assert events[0]["dose_check"][0] == {
+        "kind": "alert",
+        "configured": ["CTDIvol 10 mGy", "DLP 100 mGy.cm"],
+        "exceeded": [
+            "DLP forward estimate 251.2 mGy.cm >= alert value 100 mGy.cm",
+            "authorising person recorded",
+        ],
+    }
     a2, n2 = second.dose_check
     assert a2.ctdivol_forward_estimate_mgy == 10.6
     assert [len(a2.exceedances()), len(n2.exceedances())] == [3, 0]
