@@ -266,6 +266,19 @@ def test_reason_or_authorising_person_alone_is_an_exceedance() -> None:
     assert found is not None and found[0] == "alert"
 
 
+def test_a_role_written_beside_the_name_is_read_as_its_role() -> None:
+    # The layout of the SpectrumDynamics writer: Person Role in Procedure as a sibling of the
+    # Person Name instead of its HAS PROPERTIES child.
+    role = _item("HAS PROPERTIES", "CODE", ("113875", "DCM", "Person Role in Procedure"),
+                 code=("113850", "DCM", "Irradiation Authorizing"))  # fmt: skip
+    data = report_bytes(alert(person("Smith^Jo", None), role))
+    assert checks_of(data)[0].authorizing_persons == ["Smith^Jo"]
+    found = dose_check_finding(assess(data))
+    assert found is not None and found[0] == "alert"
+    # the name itself never reaches a message
+    assert "Smith" not in found[1]
+
+
 def test_a_person_in_another_role_or_without_a_name_is_not_an_authorisation() -> None:
     other = report_bytes(alert(person("Smith^Jo", ("121592", "DCM", "Irradiation Administering"))))
     assert checks_of(other)[0].authorizing_persons == []
