@@ -116,8 +116,59 @@ def assessment(row: AcquisitionRow, res: RowResult, cross: list[Finding]) -> Ass
         )
     findings = acquisition_findings(row, res)
     findings.extend(cross)
+    m = _measures(row, res)
+    surplus = [f for f in cross if is_surplus(f)]
+    if surplus:
+        return _surplus(_build(row, m, findings, _omit(row, m, surplus), notes))
     proposal = build_proposal(row, res, exposure_scale(row))
-    return _build(row, _measures(row, res), findings, proposal, notes)
+    return _build(row, m, findings, proposal, notes)
+
+
+# Study findings that make an acquisition surplus: the later one of a repeat or an extra phase.
+SURPLUS_CODES = frozenset({"repeat_acquisition", "multiphase_contrast"})
+
+
+def is_surplus(finding: Finding) -> bool:
+    """A repeat or an extra contrast phase whose omission keeps the needed range covered
+    (:func:`optimiser.findings.study_findings` says so in the finding's evidence)."""
+    return (
+        finding.code in SURPLUS_CODES
+        and finding.evidence.get("omission_keeps_needed_range") is True
+    )
+
+
+def _omit(row: AcquisitionRow, m: Measures, why: list[Finding]) -> Proposal:
+    """The proposal for a surplus acquisition: omit it, saving all of its DLP and effective
+    dose. ``z_mm`` keeps the acquisition's own range (planned, else irradiated) for reference;
+    mAs, CTDIvol and DLP are 0."""
+    codes = " and ".join(dict.fromkeys(f.code.replace("_", " ") for f in why))
+    own = (row.lo, row.hi) if row.is_planned or m.irradiated_z_mm is None else m.irradiated_z_mm
+    return Proposal(
+        z_mm=(_r(own[0], 2), _r(own[1], 2)),
+        mas=0.0,
+        ctdivol_mgy=0.0,
+        dlp_mgy_cm=0.0,
+        dlp_saving_mgy_cm=m.dlp_mgy_cm,
+        effective_dose_saving_msv=m.effective_dose_msv,
+        changes=[
+            f"omit this acquisition: {codes} over a range the earlier acquisition(s) already "
+            f"cover; its DLP {m.dlp_mgy_cm:.1f} mGy.cm and effective dose "
+            f"{m.effective_dose_msv:.2f} mSv are avoidable"
+        ],
+    )
+
+
+def _surplus(a: Assessment) -> Assessment:
+    """A surplus acquisition is avoidable as a whole (issue 9: repeats and extra phases are
+    avoidable dose): its DLP, effective dose and irradiated length replace the coverage part of
+    the avoidable totals, which they contain, so nothing is counted twice."""
+    return a.model_copy(
+        update={
+            "avoidable_excess_length_mm": a.scan_length_mm,
+            "avoidable_excess_dlp_mgy_cm": a.dlp_mgy_cm,
+            "avoidable_effective_dose_msv": a.effective_dose_msv,
+        }
+    )
 
 
 def unmodelled(row: AcquisitionRow) -> Assessment:

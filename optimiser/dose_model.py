@@ -19,7 +19,7 @@ from typing import Literal
 import numpy as np
 import numpy.typing as npt
 
-from optimiser.events import PlannedAcquisition, Planning, ZRange
+from optimiser.events import ContrastPhase, Phantom, PlannedAcquisition, Planning, ZRange
 from optimiser.kernels import RowResult, SiteTables
 from optimiser.records import CtAcquisition, RoiExtent
 from protocols.library import SiteLibrary, SiteProtocol
@@ -228,8 +228,8 @@ class AcquisitionRow:
     mas: float | None = None
     kvp: list[float] = field(default_factory=list)
     slice_thickness_mm: float | None = None
-    contrast: bool | None = None
-    phantom: str | None = None
+    contrast: ContrastPhase | None = None  # None: unknown (a report without Procedure Context)
+    phantom: Phantom | None = None
     diagnostic_intent: str | None = None  # why the study looks diagnostic, when it does
     labelled_planning: bool = True
     dose_checks: list[tuple[str, str]] = field(default_factory=list)  # (kind, text)

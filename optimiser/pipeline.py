@@ -6,7 +6,8 @@ the per-study state as it goes (so a dose report after its protocol event in the
 it); :mod:`optimiser.batch` packs every row of the batch into one struct-of-arrays input and calls
 the numba batch kernel once; :mod:`optimiser.assemble` turns each row into an
 :class:`~optimiser.assessment.Assessment` with its findings and proposal. Study-level findings
-(repeats, contrast phases) compare each row with the study's earlier acquisitions here. The
+(repeats, contrast phases) compare each row with the study's earlier acquisitions here; the
+surplus acquisition they flag is assembled as avoidable as a whole, with a proposal to omit it. The
 model's sources are cited in :mod:`optimiser.dose_model`, :mod:`optimiser.findings` and
 :mod:`optimiser.ssde` (../shared/reference/planning-ct.md).
 """

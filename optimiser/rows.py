@@ -108,6 +108,8 @@ class RowBuilder:
         rows = []
         for acq in scans:
             lo, hi = acq.z_range_mm
+            # No phantom in the event: the site library's (head for brain; issue 9 defect 6).
+            phantom = acq.phantom or protocol.phantom
             rows.append(
                 AcquisitionRow(
                     input_kind="protocol_event",
@@ -134,14 +136,12 @@ class RowBuilder:
                     mas=acq.mas,
                     kvp=[acq.kvp],
                     slice_thickness_mm=acq.slice_thickness_mm,
-                    contrast=acq.contrast == "with",
-                    phantom=acq.phantom,
+                    contrast=acq.contrast,
+                    phantom=phantom,
                     diagnostic_intent=intent,
                     labelled_planning=study.labelled_planning,
                     water_equivalent_diameter_mm=None if size is None else round(size[0], 1),
-                    ssde_mgy=None
-                    if size is None
-                    else ssde_mgy(acq.ctdivol_mgy, size[0], acq.phantom),
+                    ssde_mgy=None if size is None else ssde_mgy(acq.ctdivol_mgy, size[0], phantom),
                     notes=[*notes, *needed.notes, *problems.warnings],
                 )
             )
@@ -197,6 +197,7 @@ class RowBuilder:
             if acq.irradiation_event_uid in assessed:
                 continue
             row_notes = [*notes, *needed.notes]
+            dose_checks = _dose_checks(acq, row_notes)
             exposure = report_exposure(acq)
             row_notes.extend(exposure.notes)
             half = exposure.length_mm / 2.0
@@ -251,7 +252,7 @@ class RowBuilder:
                     phantom=acq.phantom,
                     diagnostic_intent=intent,
                     labelled_planning=labelled,
-                    dose_checks=_dose_checks(acq),
+                    dose_checks=dose_checks,
                     water_equivalent_diameter_mm=acq.water_equivalent_diameter_mm
                     or (None if size is None else round(size[0], 1)),
                     ssde_mgy=_report_ssde(acq, exposure.ctdivol_mgy, row_notes, size),
@@ -280,21 +281,20 @@ def _report_mas(acq: CtAcquisition) -> float | None:
     return None
 
 
-def _dose_checks(acq: CtAcquisition) -> list[tuple[str, str]]:
+def _dose_checks(acq: CtAcquisition, notes: list[str]) -> list[tuple[str, str]]:
+    """The Dose Check containers that record an exceedance, as (kind, what was exceeded); the
+    configured values of the others go to ``notes`` (configuration is not a finding: TID 10015,
+    planning-ct.md section 9)."""
     out: list[tuple[str, str]] = []
+    configured: list[str] = []
     for d in acq.dose_check:
-        parts = []
-        if d.ctdivol_forward_estimate_mgy is not None:
-            parts.append(f"CTDIvol forward estimate {d.ctdivol_forward_estimate_mgy:g} mGy")
-            if d.ctdivol_value_mgy is not None:
-                parts[-1] += f" against {d.ctdivol_value_mgy:g} mGy"
-        if d.dlp_forward_estimate_mgy_cm is not None:
-            parts.append(f"DLP forward estimate {d.dlp_forward_estimate_mgy_cm:g} mGy.cm")
-            if d.dlp_value_mgy_cm is not None:
-                parts[-1] += f" against {d.dlp_value_mgy_cm:g} mGy.cm"
-        if d.reason_for_proceeding:
-            parts.append(f"reason for proceeding: {d.reason_for_proceeding}")
-        out.append((d.kind, f"{d.kind} ({', '.join(parts) or 'no values recorded'})"))
+        exceeded = d.exceedances()
+        if exceeded:
+            out.append((d.kind, f"{d.kind}: {', '.join(exceeded)}"))
+        elif d.configured():
+            configured.append(f"{d.kind} {', '.join(d.configured())}")
+    if configured:
+        notes.append(f"scanner Dose Check configured ({'; '.join(configured)}); not exceeded")
     return out
 
 
