@@ -10,6 +10,8 @@ on the table axis. The model and its sources are :mod:`optimiser.dose_model`'s
 
 from __future__ import annotations
 
+from typing import TypedDict
+
 import numpy as np
 
 from optimiser.dose_model import (
@@ -24,7 +26,7 @@ from optimiser.dose_model import (
 )
 from optimiser.events import ProtocolEvent
 from optimiser.records import CtAcquisition, DoseReport, StructureSet
-from optimiser.ssde import ssde_mgy
+from optimiser.ssde import HeadFit, ssde_mgy
 from optimiser.state import StudyState, StudyStateStore
 from optimiser.strictness import Problems, Strictness
 from protocols.library import GENERIC_SITE, SiteLibrary, SiteProtocol
@@ -101,7 +103,7 @@ class RowBuilder:
             return []
         centre = 0.5 * (min(a.z_range_mm[0] for a in scans) + max(a.z_range_mm[1] for a in scans))
         needed = self._needed(state, protocol, event, centre)
-        intent = "the study purpose is diagnostic" if study.purpose == "diagnostic" else None
+        names = protocol.diagnostic_names
         size = self.image_sizes.get(study.study_instance_uid)
         if size is not None:
             notes.append(size[1])
@@ -136,12 +138,14 @@ class RowBuilder:
                     slice_thickness_mm=acq.slice_thickness_mm,
                     contrast=acq.contrast == "with",
                     phantom=acq.phantom,
-                    diagnostic_intent=intent,
+                    **_event_intent(
+                        study.purpose, names.match(acq.series_description, study.study_description)
+                    ),
                     labelled_planning=study.labelled_planning,
                     water_equivalent_diameter_mm=None if size is None else round(size[0], 1),
                     ssde_mgy=None
                     if size is None
-                    else ssde_mgy(acq.ctdivol_mgy, size[0], acq.phantom),
+                    else ssde_mgy(acq.ctdivol_mgy, size[0], acq.phantom, protocol.ssde.head_fit),
                     notes=[*notes, *needed.notes, *problems.warnings],
                 )
             )
@@ -179,12 +183,8 @@ class RowBuilder:
             centre = float(np.mean(zs)) if zs else 0.0
         needed = self._needed(state, protocol, event, centre)
         n_centre = 0.5 * (needed.z_mm[0] + needed.z_mm[1])
-        intent: str | None = None
-        if event is not None and event.study.purpose == "diagnostic":
-            intent = "the study purpose is diagnostic"
-        elif report.has_intent == "diagnostic" and event is not None:
-            # Without a protocol event nothing says the study was a planning scan.
-            intent = "the dose report's Has Intent is diagnostic on a planning site"
+        purpose = event.study.purpose if event is not None else None
+        referral = event.study.study_description if event is not None else None
         labelled = event.study.labelled_planning if event is not None else True
         size = self.image_sizes.get(report.study_instance_uid)
 
@@ -249,12 +249,18 @@ class RowBuilder:
                     kvp=acq.kvp,
                     contrast=acq.contrast,
                     phantom=acq.phantom,
-                    diagnostic_intent=intent,
+                    **_report_intent(
+                        purpose,
+                        report.has_intent == "diagnostic",
+                        protocol.diagnostic_names.match(acq.acquisition_protocol, referral),
+                    ),
                     labelled_planning=labelled,
                     dose_checks=_dose_checks(acq),
                     water_equivalent_diameter_mm=acq.water_equivalent_diameter_mm
                     or (None if size is None else round(size[0], 1)),
-                    ssde_mgy=_report_ssde(acq, exposure.ctdivol_mgy, row_notes, size),
+                    ssde_mgy=_report_ssde(
+                        acq, exposure.ctdivol_mgy, row_notes, size, protocol.ssde.head_fit
+                    ),
                     notes=[*row_notes, *problems.warnings],
                     comparable_placement=comparable,
                 )
@@ -271,6 +277,48 @@ class RowBuilder:
         state.structure_set_rois = extents
         state.structure_set_roi_types = types
         self.store.put(state)
+
+
+class _Intent(TypedDict):
+    diagnostic_intent: str | None
+    diagnostic_corroborated: bool
+
+
+def _event_intent(purpose: str, name: str | None) -> _Intent:
+    """Diagnostic intent of a planned acquisition: the event's study purpose says so (a
+    warning), or only a protocol/series or referral name reads diagnostic (info)."""
+    if purpose == "diagnostic":
+        return {
+            "diagnostic_intent": "the study purpose is diagnostic",
+            "diagnostic_corroborated": True,
+        }
+    if name is not None:
+        return {
+            "diagnostic_intent": f"the name {name} reads diagnostic",
+            "diagnostic_corroborated": False,
+        }
+    return {"diagnostic_intent": None, "diagnostic_corroborated": False}
+
+
+def _report_intent(purpose: str | None, has_intent: bool, name: str | None) -> _Intent:
+    """Diagnostic intent of a reported event (SPEC9 rule 10): the RDSR's Has Intent =
+    diagnostic is a vendor default on most scanners, RT simulators included, so alone it is
+    info; the protocol event's purpose, or a protocol or referral name that reads diagnostic
+    (``[diagnostic_names]``), corroborates it."""
+    if purpose == "diagnostic":
+        return _event_intent(purpose, None)
+    if has_intent and name is not None:
+        return {
+            "diagnostic_intent": f"the dose report's Has Intent is diagnostic and the name {name} "
+            "reads diagnostic",
+            "diagnostic_corroborated": True,
+        }
+    if has_intent:
+        return {
+            "diagnostic_intent": "the dose report's Has Intent is diagnostic",
+            "diagnostic_corroborated": False,
+        }
+    return _event_intent("", name)
 
 
 def _report_mas(acq: CtAcquisition) -> float | None:
@@ -299,13 +347,20 @@ def _dose_checks(acq: CtAcquisition) -> list[tuple[str, str]]:
 
 
 def _report_ssde(
-    acq: CtAcquisition, ctdivol: float, notes: list[str], size: tuple[float, str] | None
+    acq: CtAcquisition,
+    ctdivol: float,
+    notes: list[str],
+    size: tuple[float, str] | None,
+    head_fit: HeadFit,
 ) -> float | None:
+    """SSDE of a reported event; ``head_fit`` is the site's fit for a head-phantom CTDIvol
+    (TG-293 on brain scans only, TG-204 16 cm on neck and shoulders: optimiser.ssde)."""
     if acq.water_equivalent_diameter_mm is not None and acq.water_equivalent_diameter_mm > 0:
-        return ssde_mgy(ctdivol, acq.water_equivalent_diameter_mm, acq.phantom or "body")
+        dw = acq.water_equivalent_diameter_mm
+        return ssde_mgy(ctdivol, dw, acq.phantom or "body", head_fit)
     if size is not None:
         notes.append(size[1])
-        return ssde_mgy(ctdivol, size[0], acq.phantom or "body")
+        return ssde_mgy(ctdivol, size[0], acq.phantom or "body", head_fit)
     if acq.ssde_mgy is not None:
         notes.append("SSDE as reported by the scanner (no water-equivalent diameter given)")
         return acq.ssde_mgy

@@ -32,6 +32,8 @@ class StudyState(BaseModel):
     # (x_lo, x_hi, contrast) of reported events already assessed and placed, so that a repeat
     # in a later (continued) report of the study is recognised.
     reported_ranges: list[tuple[float, float, bool | None]] = Field(default_factory=list)
+    # Total DLP of the study's reported events assessed so far (exam-level DRL check, ICRP 135).
+    reported_exam_dlp_mgy_cm: float = 0.0
 
     def to_json(self) -> bytes:
         return self.model_dump_json(by_alias=True).encode()
