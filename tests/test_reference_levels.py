@@ -74,7 +74,7 @@ def severity(f: Any) -> str | None:
     return None if f is None else str(f.severity)
 
 
-# --- DRL against typical value (SPEC9 rule 5) -----------------------------------------------------
+# --- DRL against typical value (SPEC9 rule 5) ----------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -120,7 +120,7 @@ def test_typical_ratio_is_a_site_setting(tmp_path: Path) -> None:
     assert severity(above_reference_level(r, result(18.0))) == "warning"
 
 
-# --- exam-level DLP --------------------------------------------------------------------------------
+# --- exam-level DLP ------------------------------------------------------------------------------
 
 
 def event(acqs: list[dict[str, Any]], site: str = "prostate", **study: Any) -> ProtocolEvent:
@@ -221,7 +221,7 @@ def test_exam_dlp_escalation_goes_on_the_acquisition_that_crosses() -> None:
     assert severity(exam_dlp_finding(r, 800.0, 1100.0)) == "alert"
 
 
-# --- proposals stop at the DRL (SPEC9 rule 3) -------------------------------------------------------
+# --- proposals stop at the DRL (SPEC9 rule 3) ----------------------------------------------------
 
 
 @settings(max_examples=200, deadline=None)
@@ -257,7 +257,7 @@ def test_floor_above_the_drl_is_refused(tmp_path: Path) -> None:
         load_library(tmp_path)
 
 
-# --- diagnostic intent needs corroboration (SPEC9 rule 10) -----------------------------------------
+# --- diagnostic intent needs corroboration (SPEC9 rule 10) ---------------------------------------
 
 GE_RT16 = SHARED / "data" / "rdsr" / "CT-RDSR-GEPixelMed.dcm"
 
@@ -319,7 +319,7 @@ def test_diagnostic_name_alone_is_info_and_planning_names_are_silent() -> None:
     assert severity(diagnostic_intent(r)) == "info"
 
 
-# --- no protocol event: generic site ----------------------------------------------------------------
+# --- no protocol event: generic site -------------------------------------------------------------
 
 
 def test_generic_site_findings_are_info_only_and_have_no_levels() -> None:
@@ -367,11 +367,12 @@ def test_stationary_and_free_acquisitions_are_not_compared_with_planning_levels(
     ]
 
 
-# --- SSDE fit (SPEC9 rule 11) ----------------------------------------------------------------------
+# --- SSDE fit (SPEC9 rule 11) --------------------------------------------------------------------
 
 
 def test_ssde_tg293_for_head_scans_only_tg204_16cm_for_neck() -> None:
-    # D_w 15 cm: TG-293 f = 1.9852 exp(-0.0486 x 15); TG-204 16 cm f = 1.874799 exp(-0.03871313 x 15)
+    # D_w 15 cm: TG-293 f = 1.9852 exp(-0.0486 x 15);
+    # TG-204 16 cm f = 1.874799 exp(-0.03871313 x 15)
     tg293 = 1.9852 * math.exp(-0.0486 * 15.0)
     tg204 = 1.874799 * math.exp(-0.03871313 * 15.0)
     assert ssde_mgy(10.0, 150.0, "head", "tg293") == pytest.approx(10 * tg293)
