@@ -17,9 +17,10 @@ from hypothesis import strategies as st
 
 from optimiser.assessment import Assessment
 from optimiser.dicom import read_dose_report
-from optimiser.dose_model import AcquisitionRow, Needed, RowResult
+from optimiser.dose_model import AcquisitionRow, Needed
 from optimiser.events import ProtocolEvent
 from optimiser.findings import above_reference_level, diagnostic_intent, exam_dlp_finding
+from optimiser.kernels import RowResult
 from optimiser.pipeline import Pipeline
 from optimiser.proposal import build_proposal, exposure_scale
 from optimiser.records import CtAcquisition, DoseReport, SourceParameters
