@@ -172,6 +172,7 @@ def test_protocols_history_shows_department_levels_beside_cited(
     out = capsys.readouterr().out
     assert "typical value, not a local DRL" in out
     assert "department median" in out and "cited DRL" in out
+    assert "[department] promote_p75_to_warning = false: shown only" in out
     assert main(["protocols", "--site", "prostate", "--history", str(path), "--json"]) == 0
     doc = json.loads(capsys.readouterr().out)
     ctdi = doc["levels"]["prostate"]["ctdivol_mgy"]

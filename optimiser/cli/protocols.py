@@ -118,6 +118,7 @@ def _levels_json(protocol: SiteProtocol, dept: list[DepartmentLevel]) -> dict[st
 
 
 def _levels_table(protocol: SiteProtocol, dept: list[DepartmentLevel]) -> Table:
+    from rich.markup import escape
     from rich.table import Table
 
     from optimiser.levels import describe
@@ -130,7 +131,12 @@ def _levels_table(protocol: SiteProtocol, dept: list[DepartmentLevel]) -> Table:
         for v in protocol.levels(cited_key):
             kind = "DRL (P75 type)" if v.kind == "drl" else "typical value (median/mean)"
             table.add_row(
-                label, f"cited {kind}", f"{v.value:g}", "-", "-", f"{v.statistic}; {v.source}"
+                label,
+                f"cited {kind}",
+                f"{v.value:g}",
+                "-",
+                "-",
+                escape(f"{v.statistic}; {v.source}"),
             )
         for lv in dept:
             if lv.quantity != dept_key:
@@ -143,7 +149,7 @@ def _levels_table(protocol: SiteProtocol, dept: list[DepartmentLevel]) -> Table:
             )  # fmt: skip
             promoted = policy.promote_p75_to_warning
             role = "a warning level" if promoted else "shown only"
-            key = f"[department] promote_p75_to_warning = {str(promoted).lower()}"
+            key = escape(f"[department] promote_p75_to_warning = {str(promoted).lower()}")
             table.add_row(
                 label, f"department P75 ({model})", f"{lv.p75:g}", str(lv.n), lv.period,
                 f"{key}: {role}{used}",
