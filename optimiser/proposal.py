@@ -34,6 +34,27 @@ def exposure_scale(row: AcquisitionRow) -> float:
     return min(1.0, target / row.ctdivol_mgy)
 
 
+def _typical_review(row: AcquisitionRow) -> str | None:
+    """Without a CTDIvol DRL, a CTDIvol at or above the typical ratio x the typical value is
+    clearly abnormal (a warning) but gives no level to scale to: the proposal asks for a review
+    of the exposure and proposes no number (a median is not a goal, ICRP 135)."""
+    protocol = row.protocol
+    ref = protocol.reference_ctdivol_mgy
+    ratio = protocol.thresholds.above_typical_warning_ratio
+    if (
+        ref is None
+        or ref.kind != "typical"
+        or row.acquisition_type in OWN_CLASS_TYPES
+        or row.ctdivol_mgy < ratio * ref.value
+    ):
+        return None
+    return (
+        f"review exposure: CTDIvol {row.ctdivol_mgy:.1f} mGy is {row.ctdivol_mgy / ref.value:.2f} "
+        f"x the {row.site} typical value {ref.value:g} mGy ({ref.statistic}); no DRL applies, "
+        "so no exposure is proposed"
+    )
+
+
 def build_proposal(row: AcquisitionRow, res: RowResult, scale: float) -> Proposal:
     changes: list[str] = []
     planned_lo = row.lo if row.is_planned else res.x_lo + 0.5 * res.overrange
@@ -53,6 +74,10 @@ def build_proposal(row: AcquisitionRow, res: RowResult, scale: float) -> Proposa
             f"{level} (an investigation level, not a target), tube current-time product "
             f"scaled by {scale:.2f}; planning image quality must be confirmed"
         )
+    else:
+        review = _typical_review(row)
+        if review is not None:
+            changes.append(review)
     return Proposal(
         z_mm=(round(res.proposal_lo, 2), round(res.proposal_hi, 2)),
         mas=None if row.mas is None else round(row.mas * scale, 2),

@@ -173,4 +173,5 @@ def test_proposal_never_targets_a_typical_value() -> None:
     assert exposure_scale(r) == 1.0
     p = build_proposal(r, result(0.0, 200.0, c=34.0), exposure_scale(r))
     assert p.mas == pytest.approx(300.0)
-    assert not any("CTDIvol" in c for c in p.changes)
+    assert p.ctdivol_mgy == pytest.approx(34.0)
+    assert not any("->" in c for c in p.changes)  # no number proposed, a review asked for

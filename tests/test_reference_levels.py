@@ -250,6 +250,16 @@ def test_reassessing_a_proposal_gives_no_ctdivol_warning(site: str, ctdivol: flo
         assert any("review exposure" in c for c in p.changes)
 
 
+def test_typical_value_warning_asks_for_review_without_a_number() -> None:
+    # prostate 40 mGy: 2.35 x the 17 mGy median (warning), no DRL: review, no scaling
+    r = row("prostate", ctdivol_mgy=40.0)
+    p = build_proposal(r, result(40.0), exposure_scale(r))
+    assert p.ctdivol_mgy == pytest.approx(40.0)
+    assert any("review exposure" in c and "no exposure is proposed" in c for c in p.changes)
+    quiet = row("prostate", ctdivol_mgy=30.0)  # 1.76 x: info only, nothing to review
+    assert build_proposal(quiet, result(30.0), exposure_scale(quiet)).changes == []
+
+
 def test_floor_above_the_drl_is_refused(tmp_path: Path) -> None:
     (tmp_path / "breast.toml").write_text(
         "[image_quality]\nmin_ctdivol_mgy = 30.0\nsource = 'image-quality review'\n"
@@ -388,3 +398,30 @@ def test_ssde_tg293_for_head_scans_only_tg204_16cm_for_neck() -> None:
         )
         [a] = p.process([ev])
         assert a.ssde_mgy == pytest.approx(10 * factor, abs=1e-3), site
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    site=st.sampled_from(["head_neck", "breast", "prostate", "lung_3d"]),
+    ctdivol=st.floats(min_value=1.0, max_value=120.0),
+)
+def test_reassessed_proposal_event_has_no_ctdivol_level_warning(site: str, ctdivol: float) -> None:
+    # a protocol event, its proposal sent back as a protocol event: the CTDIvol comparison of
+    # the proposal is never a warning or alert (exam DLP is the study's, see docs/findings.md)
+    acq = {"z_start_mm": 0, "z_end_mm": 300, "type": "spiral", "ctdivol_mgy": ctdivol,
+           "pitch": 1.0, "total_collimation_mm": 40.0}  # fmt: skip
+    [a] = Pipeline().process([event([acq], site)])
+    assert a.proposal is not None and a.proposal.ctdivol_mgy is not None
+    lo, hi = a.proposal.z_mm
+    again = {**acq, "z_start_mm": lo, "z_end_mm": hi, "ctdivol_mgy": a.proposal.ctdivol_mgy,
+             "mas": a.proposal.mas}  # fmt: skip
+    [b] = Pipeline().process([event([again], site)])
+    bad = [
+        f
+        for f in b.findings
+        if f.code == "above_reference_level"
+        and f.evidence["level"] == "acquisition"
+        and f.severity != "info"
+        and f.evidence["statistic"] == "drl"
+    ]
+    assert bad == []
