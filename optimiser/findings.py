@@ -143,29 +143,33 @@ def _reference_finding(
     name, unit = _QUANTITY_TEXT[quantity]
     ratio = value / level.value
     t = row.protocol.thresholds
+    drl = row.protocol.drl(quantity)
     if level.kind == "typical" and level.severity == "info":
-        rule = (
-            f"info: a typical value is not an investigation level (warning at "
-            f"{t.above_typical_warning_ratio:g} x"
-            + (
-                " when no DRL applies)"
-                if row.protocol.drl(quantity) is None
-                else "; the DRL applies)"
-            )
+        rule = "info: a typical value is not an investigation level" + (
+            f" (warning from {t.above_typical_warning_ratio:g} x)"
+            if drl is None
+            else f" (the DRL {drl.value:g} {unit} is)"
         )
     elif level.kind == "typical":
         rule = f"warning: at or above {t.above_typical_warning_ratio:g} x a typical value"
+    elif level.kind == "drl" and level.severity == "alert":
+        rule = f"alert: at or above {t.above_reference_alert_ratio:g} x the DRL"
     elif level.kind == "drl":
-        rule = f"{level.severity}: above the DRL (alert at {t.above_reference_alert_ratio:g} x)"
+        rule = f"warning: above the DRL (alert from {t.above_reference_alert_ratio:g} x)"
+    elif level.kind == "department_typical":
+        rule = "info: above the department's own typical value"
     else:
-        rule = level.severity
+        rule = "warning: above the department's 75th percentile (promoted to a warning level)"
+    lead = (
+        f"this acquisition brings the {name} to {value:.1f} {unit}, "
+        if scope == "exam"
+        else f"{name} {value:.1f} {unit} is "
+    )
     return _finding(
         "above_reference_level",
         level.severity,
-        f"{'this acquisition brings the ' if scope == 'exam' else ''}{name} {value:.1f} {unit} "
-        f"{'to ' if scope == 'exam' else 'is '}{ratio:.2f} x the {row.site} "
-        f"{_KIND_TEXT[level.kind]} {level.value:g} {unit} ({level.statistic}; {level.source}): "
-        f"{rule}.",
+        f"{lead}{ratio:.2f} x the {row.site} {_KIND_TEXT[level.kind]} {level.value:g} {unit} "
+        f"({level.statistic}; {level.source}): {rule}.",
         quantity=quantity,
         level=scope,
         statistic=level.kind,

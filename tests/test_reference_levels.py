@@ -160,7 +160,7 @@ def test_exam_dlp_two_acquisitions_over_the_prostate_median_is_info() -> None:
     # 864 mGy.cm: above the 813 median (info), below the 999.7 pelvis DRL; on the second
     assert exam_findings(out) == [[], [("info", "typical")]]
     [f] = [f for f in out[1].findings if f.code == "above_reference_level"]
-    assert "exam DLP 864.0 mGy.cm" in f.message and f.evidence["exam_dlp_before_mgy_cm"] == 432.0
+    assert "exam DLP to 864.0 mGy.cm" in f.message and f.evidence["exam_dlp_before_mgy_cm"] == 432.0
 
 
 def test_exam_dlp_two_acquisitions_over_a_drl_is_a_warning(tmp_path: Path) -> None:
