@@ -121,8 +121,10 @@ def _reference_verdict(
             continue
         stat = f"n = {lvl.n}, {lvl.rooms} room(s), {lvl.period}"
         src = "department history (lowdose protocols --history)"
-        if protocol.department.promote_p75_to_warning and value > lvl.p75 > 0:
-            found.append(_Level("department_p75", lvl.p75, stat, src, "warning"))
+        policy = protocol.department
+        promoted = lvl.warning_value(policy.local_drl_min_rooms)
+        if policy.promote_p75_to_warning and value > promoted > 0:
+            found.append(_Level("department_p75", promoted, stat, src, "warning"))
         elif value > lvl.median > 0:
             found.append(_Level("department_typical", lvl.median, stat, src, "info"))
     if not found:

@@ -11,7 +11,8 @@ From assessments (JSON lines, as ``lowdose assess --json`` or the ``lowdose.asse
 ``lowdose.alerts.v1`` topics write them) this module computes, per site and scanner model, the
 median and 75th percentile of CTDIvol (per acquisition, stationary and free acquisitions left
 out: their own dose class) and of the exam DLP (per study), with n, the number of rooms
-(distinct station names) and the period. A study's delivered doses (its dose-report
+(distinct station names) and the period, and with two or more rooms the 75th percentile of the
+room medians (ICRP 135's local DRL once there are ``[department] local_drl_min_rooms`` rooms). A study's delivered doses (its dose-report
 assessments) are used when the history holds them, else its planned ones (protocol events);
 duplicates (the same ``assessment_id``, at-least-once delivery) count once; the generic site
 (site unknown) is left out. Percentiles are numpy's linear interpolation.
@@ -111,19 +112,28 @@ def _studies(history: Iterable[Assessment]) -> list[_Study]:
 def _level(
     quantity: Literal["ctdivol_mgy", "exam_dlp_mgy_cm"],
     model: str,
-    values: list[float],
-    studies: list[_Study],
+    per_study: list[tuple[_Study, list[float]]],
 ) -> DepartmentLevel | None:
+    values = [v for _, vs in per_study for v in vs]
     if not values:
         return None
+    studies = [s for s, vs in per_study if vs]
     dates = sorted(d for s in studies for d in s.dates)
     period = f"{dates[0]} to {dates[-1]}" if dates else "dates unknown"
     arr = np.asarray(values, dtype=np.float64)
+    by_room: dict[str, list[float]] = {}
+    for study, vs in per_study:
+        if study.stations:  # a study's room: its (first) station name
+            by_room.setdefault(min(study.stations), []).extend(vs)
+    room_medians = [float(np.median(v)) for v in by_room.values() if v]
     return DepartmentLevel(
         quantity=quantity,
         scanner_model=model,
         median=round(float(np.median(arr)), 4),
         p75=round(float(np.percentile(arr, 75)), 4),
+        p75_of_room_medians=round(float(np.percentile(room_medians, 75)), 4)
+        if len(room_medians) >= 2
+        else None,
         n=len(values),
         rooms=len(frozenset().union(*(s.stations for s in studies))),
         period=period,
@@ -132,17 +142,17 @@ def _level(
 
 def department_levels(history: Iterable[Assessment]) -> dict[str, list[DepartmentLevel]]:
     """Per site: the department's median and 75th percentile of CTDIvol (per acquisition) and
-    of the exam DLP (per study), one pair per scanner model ("" when the model is unknown)."""
+    of the exam DLP (per study), one pair per scanner model ("" when the model is unknown), and
+    with two or more rooms the 75th percentile of the room medians (ICRP 135's local DRL when
+    there are enough rooms)."""
     groups: dict[tuple[str, str], list[_Study]] = {}
     for s in _studies(history):
         groups.setdefault((s.site, s.scanner_model), []).append(s)
     out: dict[str, list[DepartmentLevel]] = {}
     for (site, model), studies in sorted(groups.items()):
-        ctdi = [v for s in studies for v in s.ctdivol_mgy]
-        with_ctdi = [s for s in studies if s.ctdivol_mgy]
         for level in (
-            _level("ctdivol_mgy", model, ctdi, with_ctdi),
-            _level("exam_dlp_mgy_cm", model, [s.exam_dlp_mgy_cm for s in studies], studies),
+            _level("ctdivol_mgy", model, [(s, list(s.ctdivol_mgy)) for s in studies]),
+            _level("exam_dlp_mgy_cm", model, [(s, [s.exam_dlp_mgy_cm]) for s in studies]),
         ):
             if level is not None:
                 out.setdefault(site, []).append(level)
@@ -151,10 +161,10 @@ def department_levels(history: Iterable[Assessment]) -> dict[str, list[Departmen
 
 def describe(level: DepartmentLevel, min_rooms: int) -> str:
     """What the department's numbers are, in ICRP 135 terms."""
-    if level.rooms >= min_rooms:
+    if level.rooms >= min_rooms and level.p75_of_room_medians is not None:
         return (
-            f"median over {level.rooms} rooms' exams; a local DRL is the 75th percentile of "
-            "the rooms' medians (compute it from the room medians)"
+            f"median of the department's exams over {level.rooms} rooms; local DRL (75th "
+            f"percentile of the room medians) {level.p75_of_room_medians:g}"
         )
     return (
         f"typical value, not a local DRL ({level.rooms or 'unknown number of'} room(s); a "

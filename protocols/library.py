@@ -111,11 +111,19 @@ class DepartmentLevel(_Model):
 
     quantity: Literal["ctdivol_mgy", "exam_dlp_mgy_cm"]
     scanner_model: str
-    median: float = Field(ge=0)
-    p75: float = Field(ge=0)
+    median: float = Field(ge=0)  # typical value (ICRP 135)
+    p75: float = Field(ge=0)  # 75th percentile of the exams
+    p75_of_room_medians: float | None = None  # a local DRL when there are enough rooms
     n: int = Field(ge=1)
     rooms: int = Field(ge=0)
     period: str  # first to last performed_at, ISO dates
+
+    def warning_value(self, local_drl_min_rooms: int) -> float:
+        """What a promoted site warns above: the local DRL (75th percentile of the room
+        medians, ICRP 135) with enough rooms, else the 75th percentile of the exams."""
+        if self.rooms >= local_drl_min_rooms and self.p75_of_room_medians is not None:
+            return self.p75_of_room_medians
+        return self.p75
 
 
 class Coverage(_Model):

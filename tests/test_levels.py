@@ -182,3 +182,24 @@ def test_protocols_history_shows_department_levels_beside_cited(
         "Other CT": 40.0,
     }
     assert "not a local DRL" in ctdi["department"][0]["meaning"]
+
+
+def test_local_drl_is_the_p75_of_room_medians_with_enough_rooms(tmp_path: Path) -> None:
+    # Room CT1: 13 studies at 30 mGy; rooms CT2..CT12: one study each at 10..20 mGy.
+    # Exams: 24 values, P75 (linear, index 17.25) = 30. Room medians: 30 and 10..20, 12 rooms,
+    # P75 (index 8.25 of 10..20, 30) = 18 + 0.25 x 1 = 18.25: the busy room does not dominate.
+    hist = [assessment(n, ctdivol_mgy=30.0, station_name="CT1") for n in range(13)]
+    hist += [
+        assessment(100 + r, ctdivol_mgy=10.0 + (r - 2), station_name=f"CT{r}")
+        for r in range(2, 13)
+    ]
+    [ctdi, _] = department_levels(hist)["prostate"]
+    assert (ctdi.p75, ctdi.p75_of_room_medians, ctdi.rooms, ctdi.n) == (30.0, 18.25, 12, 24)
+    assert ctdi.warning_value(10) == 18.25  # 12 rooms >= 10: the local DRL
+    assert ctdi.warning_value(20) == 30.0  # too few rooms: the exams' P75
+    (tmp_path / "prostate.toml").write_text(
+        "[department]\npromote_p75_to_warning = true\nmin_exams = 10\nsource = 'network'\n"
+    )
+    lib = with_department_levels(load_library(tmp_path), {"prostate": [ctdi]})
+    f = above_reference_level(_row(19.0, MODEL, lib), RES)
+    assert f is not None and f.severity == "warning" and f.evidence["reference"] == 18.25

@@ -151,7 +151,8 @@ def _levels_table(protocol: SiteProtocol, dept: list[DepartmentLevel]) -> Table:
             role = "a warning level" if promoted else "shown only"
             key = escape(f"[department] promote_p75_to_warning = {str(promoted).lower()}")
             table.add_row(
-                label, f"department P75 ({model})", f"{lv.p75:g}", str(lv.n), lv.period,
+                label, f"department P75 ({model})",
+                f"{lv.warning_value(policy.local_drl_min_rooms):g}", str(lv.n), lv.period,
                 f"{key}: {role}{used}",
             )  # fmt: skip
     return table
