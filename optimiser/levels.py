@@ -12,8 +12,9 @@ From assessments (JSON lines, as ``lowdose assess --json`` or the ``lowdose.asse
 median and 75th percentile of CTDIvol (per acquisition, stationary and free acquisitions left
 out: their own dose class) and of the exam DLP (per study), with n, the number of rooms
 (distinct station names) and the period, and with two or more rooms the 75th percentile of the
-room medians (ICRP 135's local DRL once there are ``[department] local_drl_min_rooms`` rooms). A study's delivered doses (its dose-report
-assessments) are used when the history holds them, else its planned ones (protocol events);
+room medians (ICRP 135's local DRL once there are ``[department] local_drl_min_rooms`` rooms).
+A study's delivered doses (its dose-report assessments) are used when the history holds them,
+else its planned ones (protocol events);
 duplicates (the same ``assessment_id``, at-least-once delivery) count once; the generic site
 (site unknown) is left out. Percentiles are numpy's linear interpolation.
 

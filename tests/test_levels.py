@@ -190,8 +190,7 @@ def test_local_drl_is_the_p75_of_room_medians_with_enough_rooms(tmp_path: Path) 
     # P75 (index 8.25 of 10..20, 30) = 18 + 0.25 x 1 = 18.25: the busy room does not dominate.
     hist = [assessment(n, ctdivol_mgy=30.0, station_name="CT1") for n in range(13)]
     hist += [
-        assessment(100 + r, ctdivol_mgy=10.0 + (r - 2), station_name=f"CT{r}")
-        for r in range(2, 13)
+        assessment(100 + r, ctdivol_mgy=10.0 + (r - 2), station_name=f"CT{r}") for r in range(2, 13)
     ]
     [ctdi, _] = department_levels(hist)["prostate"]
     assert (ctdi.p75, ctdi.p75_of_room_medians, ctdi.rooms, ctdi.n) == (30.0, 18.25, 12, 24)
