@@ -231,6 +231,7 @@ class AcquisitionRow:
     contrast: ContrastPhase | None = None  # None: unknown (a report without Procedure Context)
     phantom: Phantom | None = None
     diagnostic_intent: str | None = None  # why the study looks diagnostic, when it does
+    diagnostic_corroborated: bool = False  # more than the RDSR's (vendor-default) Has Intent
     labelled_planning: bool = True
     dose_checks: list[tuple[str, str]] = field(default_factory=list)  # (kind, text)
     ssde_mgy: float | None = None

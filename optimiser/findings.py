@@ -8,10 +8,14 @@ signatures). Thresholds come from the site library (``[thresholds]`` and ``[acqu
 
 from __future__ import annotations
 
-from optimiser.assessment import Finding, FindingCode, Severity
+from dataclasses import dataclass, replace
+from typing import Literal
+
+from optimiser.assessment import SEVERITY_RANK, Finding, FindingCode, Severity
 from optimiser.dose_model import AcquisitionRow
 from optimiser.events import ContrastPhase, ZRange, is_enhanced, phase_name
 from optimiser.kernels import RowResult
+from protocols.library import GENERIC_SITE, SiteProtocol
 
 
 def _finding(
@@ -21,6 +25,12 @@ def _finding(
     **evidence: float | int | str | bool | None,
 ) -> Finding:
     return Finding(code=code, severity=severity, message=message, evidence=evidence)
+
+
+def _capped(row: AcquisitionRow, severity: Severity) -> Severity:
+    """Info at most on the generic site: with no protocol event (or an unknown site) N and the
+    planning rules are guesses, so nothing there is a warning a physicist must review."""
+    return "info" if row.site == GENERIC_SITE else severity
 
 
 def excess_coverage(row: AcquisitionRow, res: RowResult) -> Finding | None:
@@ -50,42 +60,157 @@ def excess_coverage(row: AcquisitionRow, res: RowResult) -> Finding | None:
     )
 
 
-def above_reference_level(row: AcquisitionRow, res: RowResult) -> Finding | None:
-    """CTDIvol against the site's planning reference; failing that, the acquisition's DLP
-    against the (whole-exam) DLP reference, which one acquisition alone should not exceed."""
+# Acquisition types with their own dose class (a stationary bolus-tracking monitor, a free
+# acquisition): never compared with the helical/axial planning references (issue 9).
+OWN_CLASS_TYPES = frozenset({"stationary", "free"})
+_QUANTITY_TEXT = {"ctdivol_mgy": ("CTDIvol", "mGy"), "dlp_mgy_cm": ("exam DLP", "mGy.cm")}
+_KIND_TEXT = {
+    "drl": "DRL (75th-percentile type)",
+    "typical": "typical value (median or mean, not a DRL)",
+    "department_typical": "department typical value (median, ICRP 135)",
+    "department_p75": "department 75th percentile (promoted to a warning level)",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class _Level:
+    """One level a value is compared with and the severity the comparison gives."""
+
+    kind: str  # drl | typical | department_typical | department_p75
+    value: float
+    statistic: str
+    source: str
+    severity: Severity
+
+
+def _reference_verdict(
+    protocol: SiteProtocol,
+    quantity: Literal["ctdivol_mgy", "dlp_mgy_cm"],
+    value: float,
+    scanner_model: str | None,
+) -> _Level | None:
+    """The most severe level ``value`` exceeds (ICRP 135 terms, planning-ct.md section 9).
+
+    Against a DRL: warning above ``above_reference_warning_ratio`` x it, alert at
+    ``above_reference_alert_ratio`` x. Against a typical value: info above it; a warning at
+    ``above_typical_warning_ratio`` x only when the site has no DRL for the quantity (the DRL is
+    then the investigation level); never an alert. Against the department's own typical value
+    (median from its history): info; against its 75th percentile: a warning only when the site
+    promotes it (``[department] promote_p75_to_warning``). On the generic site (N unknown, no
+    protocol event) every verdict is info at most.
+    """
+    t = protocol.thresholds
+    has_drl = protocol.drl(quantity) is not None
+    found: list[_Level] = []
+    for ref in protocol.levels(quantity):
+        if ref.kind == "drl":
+            if value >= ref.value * t.above_reference_alert_ratio:
+                sev: Severity | None = "alert"
+            elif value > ref.value * t.above_reference_warning_ratio:
+                sev = "warning"
+            else:
+                sev = None
+        elif value >= ref.value * t.above_typical_warning_ratio and not has_drl:
+            sev = "warning"
+        else:
+            sev = "info" if value > ref.value else None
+        if sev is not None:
+            found.append(_Level(ref.kind, ref.value, ref.statistic, ref.source, sev))
+    dept_quantity = "ctdivol_mgy" if quantity == "ctdivol_mgy" else "exam_dlp_mgy_cm"
+    for lvl in protocol.department_levels:
+        if lvl.quantity != dept_quantity or lvl.scanner_model != (scanner_model or ""):
+            continue
+        stat = f"n = {lvl.n}, {lvl.rooms} room(s), {lvl.period}"
+        src = "department history (lowdose protocols --history)"
+        policy = protocol.department
+        promoted = lvl.warning_value(policy.local_drl_min_rooms)
+        if policy.promote_p75_to_warning and value > promoted > 0:
+            found.append(_Level("department_p75", promoted, stat, src, "warning"))
+        elif value > lvl.median > 0:
+            found.append(_Level("department_typical", lvl.median, stat, src, "info"))
+    if not found:
+        return None
+    best = max(found, key=lambda lv: SEVERITY_RANK[lv.severity])  # first of the most severe
+    if protocol.site == GENERIC_SITE and best.severity != "info":
+        best = replace(best, severity="info")
+    return best
+
+
+def _reference_finding(
+    row: AcquisitionRow,
+    quantity: Literal["ctdivol_mgy", "dlp_mgy_cm"],
+    value: float,
+    level: _Level,
+    scope: str,
+) -> Finding:
+    name, unit = _QUANTITY_TEXT[quantity]
+    ratio = value / level.value
     t = row.protocol.thresholds
-    ref = row.protocol.reference_ctdivol_mgy
-    if ref is not None and row.ctdivol_mgy > ref.value * t.above_reference_warning_ratio:
-        ratio = row.ctdivol_mgy / ref.value
-        severity: Severity = "alert" if ratio >= t.above_reference_alert_ratio else "warning"
-        return _finding(
-            "above_reference_level",
-            severity,
-            f"CTDIvol {row.ctdivol_mgy:.1f} mGy is {ratio:.2f} x the {row.site} planning "
-            f"reference {ref.value:g} mGy ({ref.statistic}; {ref.source}).",
-            quantity="ctdivol_mgy",
-            value=row.ctdivol_mgy,
-            reference=ref.value,
-            ratio=round(ratio, 4),
-            reference_source=ref.source,
+    drl = row.protocol.drl(quantity)
+    if level.kind == "typical" and level.severity == "info":
+        rule = "info: a typical value is not an investigation level" + (
+            f" (warning from {t.above_typical_warning_ratio:g} x)"
+            if drl is None
+            else f" (the DRL {drl.value:g} {unit} is)"
         )
-    ref_dlp = row.protocol.reference_dlp_mgy_cm
-    if ref_dlp is not None and res.dlp > ref_dlp.value * t.above_reference_warning_ratio:
-        ratio = res.dlp / ref_dlp.value
-        severity = "alert" if ratio >= t.above_reference_alert_ratio else "warning"
-        return _finding(
-            "above_reference_level",
-            severity,
-            f"this acquisition's DLP {res.dlp:.0f} mGy.cm alone is {ratio:.2f} x the {row.site} "
-            f"planning reference {ref_dlp.value:g} mGy.cm ({ref_dlp.statistic}; "
-            f"{ref_dlp.source}).",
-            quantity="dlp_mgy_cm",
-            value=round(res.dlp, 3),
-            reference=ref_dlp.value,
-            ratio=round(ratio, 4),
-            reference_source=ref_dlp.source,
-        )
-    return None
+    elif level.kind == "typical":
+        rule = f"warning: at or above {t.above_typical_warning_ratio:g} x a typical value"
+    elif level.kind == "drl" and level.severity == "alert":
+        rule = f"alert: at or above {t.above_reference_alert_ratio:g} x the DRL"
+    elif level.kind == "drl":
+        rule = f"warning: above the DRL (alert from {t.above_reference_alert_ratio:g} x)"
+    elif level.kind == "department_typical":
+        rule = "info: above the department's own typical value"
+    else:
+        rule = "warning: above the department's 75th percentile (promoted to a warning level)"
+    lead = (
+        f"this acquisition brings the {name} to {value:.1f} {unit}, "
+        if scope == "exam"
+        else f"{name} {value:.1f} {unit} is "
+    )
+    return _finding(
+        "above_reference_level",
+        level.severity,
+        f"{lead}{ratio:.2f} x the {row.site} {_KIND_TEXT[level.kind]} {level.value:g} {unit} "
+        f"({level.statistic}; {level.source}): {rule}.",
+        quantity=quantity,
+        level=scope,
+        statistic=level.kind,
+        value=round(value, 3),
+        reference=level.value,
+        ratio=round(ratio, 4),
+        reference_source=level.source,
+    )
+
+
+def above_reference_level(row: AcquisitionRow, res: RowResult) -> Finding | None:
+    """This acquisition's CTDIvol against the site's CTDIvol levels (DLP levels are per exam:
+    :func:`exam_dlp_findings`). Stationary and free acquisitions (bolus tracking) are their
+    own class and are not compared with planning references."""
+    del res  # the acquisition's DLP is checked at exam level
+    if row.acquisition_type in OWN_CLASS_TYPES:
+        return None
+    level = _reference_verdict(row.protocol, "ctdivol_mgy", row.ctdivol_mgy, row.scanner_model)
+    if level is None:
+        return None
+    return _reference_finding(row, "ctdivol_mgy", row.ctdivol_mgy, level, "acquisition")
+
+
+def exam_dlp_finding(row: AcquisitionRow, before: float, after: float) -> Finding | None:
+    """The exam-level DLP check (DRLs are per exam, ICRP 135): ``before`` and ``after`` are the
+    study's total DLP before and after this acquisition (the planned acquisitions of one
+    protocol event, or a study's reported events across reports). A finding goes on the
+    acquisition that brings the total over a level, or to a more severe one."""
+    now = _reference_verdict(row.protocol, "dlp_mgy_cm", after, row.scanner_model)
+    if now is None:
+        return None
+    was = _reference_verdict(row.protocol, "dlp_mgy_cm", before, row.scanner_model)
+    if was is not None and SEVERITY_RANK[was.severity] >= SEVERITY_RANK[now.severity]:
+        return None
+    found = _reference_finding(row, "dlp_mgy_cm", after, now, "exam")
+    return found.model_copy(
+        update={"evidence": {**found.evidence, "exam_dlp_before_mgy_cm": round(before, 3)}}
+    )
 
 
 def thin_reconstruction(row: AcquisitionRow) -> Finding | None:
@@ -94,7 +219,7 @@ def thin_reconstruction(row: AcquisitionRow) -> Finding | None:
         return None
     return _finding(
         "thin_reconstruction",
-        "warning",
+        _capped(row, "warning"),
         f"slice thickness {row.slice_thickness_mm:g} mm is below the {minimum:g} mm planning "
         f"minimum for {row.site}: a diagnostic-grade reconstruction.",
         slice_thickness_mm=row.slice_thickness_mm,
@@ -116,7 +241,7 @@ def kv_not_calibrated(row: AcquisitionRow) -> Finding | None:
     wanted = ", ".join(f"{c:g}" for c in calibrated)
     return _finding(
         "kv_not_calibrated",
-        "warning",
+        _capped(row, "warning"),
         f"tube voltage {', '.join(f'{kv:g}' for kv in off)} kV does not match the HU to electron "
         f"density calibration ({wanted} kV).",
         kvp=", ".join(f"{kv:g}" for kv in row.kvp),
@@ -125,14 +250,25 @@ def kv_not_calibrated(row: AcquisitionRow) -> Finding | None:
 
 
 def diagnostic_intent(row: AcquisitionRow) -> Finding | None:
+    """A diagnostic study on a planning scanner (planning-ct.md sections 1 and 8). Most RDSRs
+    say Has Intent = diagnostic by vendor default, RT simulators included, so that alone (or a
+    diagnostic-reading name alone) is info; a warning needs corroboration: the protocol event's
+    study purpose, or the RDSR intent together with a protocol/series or referral name that
+    reads diagnostic (``[diagnostic_names]``). ``rows`` decides what corroborates."""
     if row.diagnostic_intent is None:
         return None
+    severity: Severity = "warning" if row.diagnostic_corroborated else "info"
+    tail = (
+        "a diagnostic scan is a separate referral to radiology, not part of a planning scan."
+        if severity == "warning"
+        else "uncorroborated (vendors write it by default), so info only."
+    )
     return _finding(
         "diagnostic_intent",
-        "warning",
-        f"{row.diagnostic_intent}: a diagnostic scan is a separate referral to radiology, "
-        "not part of a planning scan.",
+        _capped(row, severity),
+        f"{row.diagnostic_intent}: {tail}",
         reason=row.diagnostic_intent,
+        corroborated=row.diagnostic_corroborated,
     )
 
 
@@ -141,7 +277,7 @@ def unlabelled_planning_scan(row: AcquisitionRow) -> Finding | None:
         return None
     return _finding(
         "unlabelled_planning_scan",
-        "warning",
+        _capped(row, "warning"),
         "the study is not labelled as a planning scan: planning images on PACS must be "
         "clearly labelled as such.",
         labelled_planning=False,

@@ -14,16 +14,17 @@ model's sources are cited in :mod:`optimiser.dose_model`, :mod:`optimiser.findin
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
 
 from optimiser import assemble, batch
-from optimiser.assessment import Assessment
+from optimiser.assessment import Assessment, Finding
 from optimiser.dose_model import AcquisitionRow, site_tables
 from optimiser.errors import InputError
 from optimiser.events import ProtocolEvent
-from optimiser.findings import Previous, study_findings
+from optimiser.findings import Previous, exam_dlp_finding, study_findings
 from optimiser.kernels import BatchInput, RowResult, assess_batch, profile_batch
 from optimiser.records import DoseReport, StructureSet
 from optimiser.rows import RowBuilder
@@ -127,9 +128,44 @@ class Pipeline:
                 row.comparable_placement = False
         results = batch.run(rows, self.site_index, self.tables, self.dose_profiles)
         cross = study_findings(rows, results, self._previous(rows, results, item_of))
+        for i, found in self._exam_dlp(rows, results, item_of).items():
+            cross.setdefault(i, []).append(found)
         return [assemble.assessment(row, res, cross.get(i, [])) for i, (row, res) in enumerate(
             zip(rows, results, strict=True)
         )]  # fmt: skip
+
+    def _exam_dlp(
+        self, rows: list[AcquisitionRow], results: list[RowResult], item_of: list[int]
+    ) -> dict[int, Finding]:
+        """Exam-level DLP findings (DRLs are per exam, ICRP 135): the running total over the
+        planned acquisitions of each protocol event, and over a study's reported events across
+        reports (the total so far is kept in the study state)."""
+        out: dict[int, Finding] = {}
+        event_total: dict[int, float] = {}
+        report_total: dict[str, float] = {}
+        for i, row in enumerate(rows):
+            dlp = results[i].dlp if row.unusable is None else 0.0
+            if row.input_kind == "dose_report":
+                reported = row.reported_dlp_mgy_cm
+                if reported is not None and math.isfinite(reported) and reported > 0:
+                    dlp = reported
+                uid = row.study_instance_uid
+                if uid not in report_total:
+                    state = self.store.get(uid)
+                    report_total[uid] = state.reported_exam_dlp_mgy_cm if state else 0.0
+                before = report_total[uid]
+                report_total[uid] = before + dlp
+            else:
+                before = event_total.get(item_of[i], 0.0)
+                event_total[item_of[i]] = before + dlp
+            found = exam_dlp_finding(row, before, before + dlp)
+            if found is not None:
+                out[i] = found
+        for uid, total in report_total.items():
+            state = self.rows.state(uid)
+            state.reported_exam_dlp_mgy_cm = round(total, 4)
+            self.store.put(state)
+        return out
 
     def _previous(
         self, rows: list[AcquisitionRow], results: list[RowResult], item_of: list[int]

@@ -1,23 +1,58 @@
-"""The optimised acquisition: range trimmed to N plus tolerance, exposure down to the reference.
+"""The optimised acquisition: range trimmed to N plus tolerance, exposure down to the DRL.
 
 Model step 6 of issue 4; the saving is what the acquisition would not have delivered. Reference
-levels and tolerances come from the site library (../shared/reference/planning-ct.md sections 3
-and 4); the trimmed range keeps the acquisition's own over-ranging (Schilham et al. 2010).
+levels and tolerances come from the site library (../shared/reference/planning-ct.md sections 3,
+4 and 9); the trimmed range keeps the acquisition's own over-ranging (Schilham et al. 2010).
+A reference level is an investigation level, not a goal (ICRP Publication 135): exposure is
+scaled down only to a 75th-percentile-type level (a DRL), never to a median or mean, and never
+below the site's planning image-quality floor (``[image_quality] min_ctdivol_mgy``).
 """
 
 from __future__ import annotations
 
 from optimiser.assessment import Proposal
 from optimiser.dose_model import AcquisitionRow
+from optimiser.findings import OWN_CLASS_TYPES
 from optimiser.kernels import RowResult
 
 
 def exposure_scale(row: AcquisitionRow) -> float:
-    """Factor on CTDIvol (and mAs) that brings it down to the site reference when above it."""
-    ref = row.protocol.reference_ctdivol_mgy
-    if ref is None or not row.ctdivol_mgy > ref.value:
+    """Factor on CTDIvol (and mAs) that brings it down to at most the site's CTDIvol DRL when
+    above it, never below the planning image-quality floor. 1.0 (no change) against a typical
+    value only, on the generic site (no level applies), for stationary / free acquisitions
+    (their own dose class) and without a floor."""
+    drl = row.protocol.drl("ctdivol_mgy")
+    floor = row.protocol.image_quality
+    if (
+        drl is None
+        or floor is None
+        or row.acquisition_type in OWN_CLASS_TYPES
+        or not row.ctdivol_mgy > drl.value
+    ):
         return 1.0
-    return ref.value / row.ctdivol_mgy
+    target = max(drl.value, floor.min_ctdivol_mgy)
+    return min(1.0, target / row.ctdivol_mgy)
+
+
+def _typical_review(row: AcquisitionRow) -> str | None:
+    """Without a CTDIvol DRL, a CTDIvol at or above the typical ratio x the typical value is
+    clearly abnormal (a warning) but gives no level to scale to: the proposal asks for a review
+    of the exposure and proposes no number (a median is not a goal, ICRP 135)."""
+    protocol = row.protocol
+    ref = protocol.reference_ctdivol_mgy
+    ratio = protocol.thresholds.above_typical_warning_ratio
+    if (
+        ref is None
+        or ref.kind != "typical"
+        or row.acquisition_type in OWN_CLASS_TYPES
+        or row.ctdivol_mgy < ratio * ref.value
+    ):
+        return None
+    return (
+        f"review exposure: CTDIvol {row.ctdivol_mgy:.1f} mGy is {row.ctdivol_mgy / ref.value:.2f} "
+        f"x the {row.site} typical value {ref.value:g} mGy ({ref.statistic}); no DRL applies, "
+        "so no exposure is proposed"
+    )
 
 
 def build_proposal(row: AcquisitionRow, res: RowResult, scale: float) -> Proposal:
@@ -32,10 +67,17 @@ def build_proposal(row: AcquisitionRow, res: RowResult, scale: float) -> Proposa
         )
     ctdivol = row.ctdivol_mgy * scale
     if scale < 1.0:
+        drl = row.protocol.drl("ctdivol_mgy")
+        level = f"the {row.site} DRL {drl.value:g} mGy" if drl is not None else "the DRL"
         changes.append(
-            f"CTDIvol {row.ctdivol_mgy:.1f} -> {ctdivol:.1f} mGy (site reference), "
-            f"tube current-time product scaled by {scale:.2f}"
+            f"review exposure: CTDIvol {row.ctdivol_mgy:.1f} -> {ctdivol:.1f} mGy, at most "
+            f"{level} (an investigation level, not a target), tube current-time product "
+            f"scaled by {scale:.2f}; planning image quality must be confirmed"
         )
+    else:
+        review = _typical_review(row)
+        if review is not None:
+            changes.append(review)
     return Proposal(
         z_mm=(round(res.proposal_lo, 2), round(res.proposal_hi, 2)),
         mas=None if row.mas is None else round(row.mas * scale, 2),

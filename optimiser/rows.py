@@ -10,6 +10,8 @@ on the table axis. The model and its sources are :mod:`optimiser.dose_model`'s
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 
 from optimiser.dose_model import (
@@ -24,7 +26,7 @@ from optimiser.dose_model import (
 )
 from optimiser.events import ProtocolEvent
 from optimiser.records import CtAcquisition, DoseReport, StructureSet
-from optimiser.ssde import ssde_mgy
+from optimiser.ssde import HeadFit, ssde_mgy
 from optimiser.state import StudyState, StudyStateStore
 from optimiser.strictness import Problems, Strictness
 from protocols.library import GENERIC_SITE, SiteLibrary, SiteProtocol
@@ -101,13 +103,16 @@ class RowBuilder:
             return []
         centre = 0.5 * (min(a.z_range_mm[0] for a in scans) + max(a.z_range_mm[1] for a in scans))
         needed = self._needed(state, protocol, event, centre)
-        intent = "the study purpose is diagnostic" if study.purpose == "diagnostic" else None
+        names = protocol.diagnostic_names
         size = self.image_sizes.get(study.study_instance_uid)
         if size is not None:
             notes.append(size[1])
         rows = []
         for acq in scans:
             lo, hi = acq.z_range_mm
+            intent = _event_intent(
+                study.purpose, names.match(acq.series_description, study.study_description)
+            )
             # No phantom in the event: the site library's (head for brain; issue 9 defect 6).
             phantom = acq.phantom or protocol.phantom
             rows.append(
@@ -138,10 +143,13 @@ class RowBuilder:
                     slice_thickness_mm=acq.slice_thickness_mm,
                     contrast=acq.contrast,
                     phantom=phantom,
-                    diagnostic_intent=intent,
+                    diagnostic_intent=intent.reason,
+                    diagnostic_corroborated=intent.corroborated,
                     labelled_planning=study.labelled_planning,
                     water_equivalent_diameter_mm=None if size is None else round(size[0], 1),
-                    ssde_mgy=None if size is None else ssde_mgy(acq.ctdivol_mgy, size[0], phantom),
+                    ssde_mgy=None
+                    if size is None
+                    else ssde_mgy(acq.ctdivol_mgy, size[0], phantom, protocol.ssde.head_fit),
                     notes=[*notes, *needed.notes, *problems.warnings],
                 )
             )
@@ -179,12 +187,8 @@ class RowBuilder:
             centre = float(np.mean(zs)) if zs else 0.0
         needed = self._needed(state, protocol, event, centre)
         n_centre = 0.5 * (needed.z_mm[0] + needed.z_mm[1])
-        intent: str | None = None
-        if event is not None and event.study.purpose == "diagnostic":
-            intent = "the study purpose is diagnostic"
-        elif report.has_intent == "diagnostic" and event is not None:
-            # Without a protocol event nothing says the study was a planning scan.
-            intent = "the dose report's Has Intent is diagnostic on a planning site"
+        purpose = event.study.purpose if event is not None else None
+        referral = event.study.study_description if event is not None else None
         labelled = event.study.labelled_planning if event is not None else True
         size = self.image_sizes.get(report.study_instance_uid)
 
@@ -196,6 +200,11 @@ class RowBuilder:
             order[acq.acquisition_type] = ordinal + 1
             if acq.irradiation_event_uid in assessed:
                 continue
+            intent = _report_intent(
+                purpose,
+                report.has_intent == "diagnostic",
+                protocol.diagnostic_names.match(acq.acquisition_protocol, referral),
+            )
             row_notes = [*notes, *needed.notes]
             dose_checks = _dose_checks(acq, row_notes)
             exposure = report_exposure(acq)
@@ -250,12 +259,15 @@ class RowBuilder:
                     kvp=acq.kvp,
                     contrast=acq.contrast,
                     phantom=acq.phantom,
-                    diagnostic_intent=intent,
+                    diagnostic_intent=intent.reason,
+                    diagnostic_corroborated=intent.corroborated,
                     labelled_planning=labelled,
                     dose_checks=dose_checks,
                     water_equivalent_diameter_mm=acq.water_equivalent_diameter_mm
                     or (None if size is None else round(size[0], 1)),
-                    ssde_mgy=_report_ssde(acq, exposure.ctdivol_mgy, row_notes, size),
+                    ssde_mgy=_report_ssde(
+                        acq, exposure.ctdivol_mgy, row_notes, size, protocol.ssde.head_fit
+                    ),
                     notes=[*row_notes, *problems.warnings],
                     comparable_placement=comparable,
                 )
@@ -272,6 +284,39 @@ class RowBuilder:
         state.structure_set_rois = extents
         state.structure_set_roi_types = types
         self.store.put(state)
+
+
+class _Intent(NamedTuple):
+    """Why an acquisition looks diagnostic (None: it does not) and whether that is corroborated."""
+
+    reason: str | None
+    corroborated: bool
+
+
+def _event_intent(purpose: str, name: str | None) -> _Intent:
+    """Diagnostic intent of a planned acquisition: the event's study purpose says so (a
+    warning), or only a protocol/series or referral name reads diagnostic (info)."""
+    if purpose == "diagnostic":
+        return _Intent("the study purpose is diagnostic", True)
+    if name is not None:
+        return _Intent(f"the name {name} reads diagnostic", False)
+    return _Intent(None, False)
+
+
+def _report_intent(purpose: str | None, has_intent: bool, name: str | None) -> _Intent:
+    """Diagnostic intent of a reported event (SPEC9 rule 10): the RDSR's Has Intent =
+    diagnostic is a vendor default on most scanners, RT simulators included, so alone it is
+    info; the protocol event's purpose, or a protocol or referral name that reads diagnostic
+    (``[diagnostic_names]``), corroborates it."""
+    if purpose == "diagnostic":
+        return _event_intent(purpose, None)
+    if has_intent and name is not None:
+        return _Intent(
+            f"the dose report's Has Intent is diagnostic and the name {name} reads diagnostic", True
+        )
+    if has_intent:
+        return _Intent("the dose report's Has Intent is diagnostic", False)
+    return _event_intent("", name)
 
 
 def _report_mas(acq: CtAcquisition) -> float | None:
@@ -299,13 +344,20 @@ def _dose_checks(acq: CtAcquisition, notes: list[str]) -> list[tuple[str, str]]:
 
 
 def _report_ssde(
-    acq: CtAcquisition, ctdivol: float, notes: list[str], size: tuple[float, str] | None
+    acq: CtAcquisition,
+    ctdivol: float,
+    notes: list[str],
+    size: tuple[float, str] | None,
+    head_fit: HeadFit,
 ) -> float | None:
+    """SSDE of a reported event; ``head_fit`` is the site's fit for a head-phantom CTDIvol
+    (TG-293 on brain scans only, TG-204 16 cm on neck and shoulders: optimiser.ssde)."""
     if acq.water_equivalent_diameter_mm is not None and acq.water_equivalent_diameter_mm > 0:
-        return ssde_mgy(ctdivol, acq.water_equivalent_diameter_mm, acq.phantom or "body")
+        dw = acq.water_equivalent_diameter_mm
+        return ssde_mgy(ctdivol, dw, acq.phantom or "body", head_fit)
     if size is not None:
         notes.append(size[1])
-        return ssde_mgy(ctdivol, size[0], acq.phantom or "body")
+        return ssde_mgy(ctdivol, size[0], acq.phantom or "body", head_fit)
     if acq.ssde_mgy is not None:
         notes.append("SSDE as reported by the scanner (no water-equivalent diameter given)")
         return acq.ssde_mgy

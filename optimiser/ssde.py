@@ -6,7 +6,10 @@ Sources (../shared/reference/planning-ct.md section 6):
 - TG-220 (AAPM Report 220, 2014): A_w = sum of (HU / 1000 + 1) x pixel area over the patient,
   D_w = 2 sqrt(A_w / pi); the couch and air are excluded, a truncated outline is flagged.
 - TG-293 (AAPM Report 293, 2019), head, 16 cm phantom: f = 1.9852 exp(-0.0486 D_w) (coefficients
-  from an open implementation, marked unverified in the reference).
+  from an open implementation, marked unverified in the reference). TG-293 is a head report:
+  it applies to head (brain) scans only. Neck and shoulders (head and neck planning) are not
+  heads, so a 16 cm-phantom CTDIvol there goes through the TG-204 16 cm fit (issue 9; the
+  site library's ``[ssde] head_fit`` says which applies per site).
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 from optimiser.errors import InputError
 
@@ -35,11 +39,21 @@ def tg293_head_factor(diameter_cm: float) -> float:
     return a * math.exp(-b * diameter_cm)
 
 
-def ssde_mgy(ctdivol_mgy: float, diameter_mm: float, phantom: str = "body") -> float:
-    """SSDE in mGy: TG-293 for head scans (16 cm phantom), TG-204 otherwise."""
+HeadFit = Literal["tg293", "tg204_16cm"]
+
+
+def ssde_mgy(
+    ctdivol_mgy: float, diameter_mm: float, phantom: str = "body", head_fit: HeadFit = "tg293"
+) -> float:
+    """SSDE in mGy. A 32 cm (body) phantom CTDIvol: TG-204 32 cm fit. A 16 cm (head) phantom
+    CTDIvol: TG-293 on a head scan (``head_fit = "tg293"``), the TG-204 16 cm fit elsewhere
+    (neck and shoulders: ``"tg204_16cm"``)."""
     d_cm = diameter_mm / 10.0
-    factor = tg293_head_factor(d_cm) if phantom == "head" else tg204_factor(d_cm, "body")
-    return ctdivol_mgy * factor
+    if phantom != "head":
+        return ctdivol_mgy * tg204_factor(d_cm, "body")
+    if head_fit == "tg293":
+        return ctdivol_mgy * tg293_head_factor(d_cm)
+    return ctdivol_mgy * tg204_factor(d_cm, "head")
 
 
 # --- CT images: pixel geometry and D_w --------------------------------------------------------

@@ -47,6 +47,9 @@ class StudyState(BaseModel):
             out.append(entry)
         return out
 
+    # Total DLP of the study's reported events assessed so far (exam-level DRL check, ICRP 135).
+    reported_exam_dlp_mgy_cm: float = 0.0
+
     def to_json(self) -> bytes:
         return self.model_dump_json(by_alias=True).encode()
 

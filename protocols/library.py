@@ -44,12 +44,86 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+ReferenceKind = Literal["drl", "typical"]
+
+
 class ReferenceValue(_Model):
-    """A reference level: a value with the statistic it is and its published source."""
+    """A reference level: a value, which kind of statistic it is and its published source.
+
+    ``kind`` follows ICRP Publication 135 (planning-ct.md section 9): ``drl`` is a
+    75th-percentile-type level (a national, regional or local diagnostic reference level, an
+    investigation level); ``typical`` is a median or a mean of one facility or one study (a
+    typical value), where about half of acceptable scans lie above by construction.
+    """
 
     value: float = Field(gt=0)
+    kind: ReferenceKind
     statistic: str
     source: str
+
+
+class ImageQuality(_Model):
+    """The lowest CTDIvol the site's planning image quality allows: no proposal goes below it."""
+
+    min_ctdivol_mgy: float = Field(gt=0)
+    source: str
+
+
+class SsdeFit(_Model):
+    """Which SSDE fit a 16 cm (head) phantom CTDIvol of the site goes through
+    (planning-ct.md section 6): TG-293 for head (brain) scans only, TG-204 16 cm elsewhere."""
+
+    head_fit: Literal["tg293", "tg204_16cm"]
+    source: str
+
+
+class DiagnosticKeywords(_Model):
+    """Words that make a protocol or series name read diagnostic (corroborating Has Intent)."""
+
+    keywords: list[str] = Field(default_factory=list)
+    source: str
+
+    def match(self, *names: str | None) -> str | None:
+        """The first name holding a keyword as a whole word (any case, ``_`` and ``-`` read as
+        spaces), quoted with the keyword; None when no name reads diagnostic."""
+        for name in names:
+            if not name:
+                continue
+            text = " " + " ".join(name.lower().replace("_", " ").replace("-", " ").split()) + " "
+            for kw in self.keywords:
+                if f" {' '.join(kw.lower().split())} " in text:
+                    return f"{name!r} ({kw})"
+        return None
+
+
+class DepartmentPolicy(_Model):
+    """How the department's own levels from its assessed history are used (ICRP 135 terms)."""
+
+    promote_p75_to_warning: bool = False
+    min_exams: int = Field(ge=1)
+    local_drl_min_rooms: int = Field(ge=1)
+    source: str
+
+
+class DepartmentLevel(_Model):
+    """The department's own typical value (median) and 75th percentile of one quantity, for
+    one site and scanner model, from its assessed history (:mod:`optimiser.levels`)."""
+
+    quantity: Literal["ctdivol_mgy", "exam_dlp_mgy_cm"]
+    scanner_model: str
+    median: float = Field(ge=0)  # typical value (ICRP 135)
+    p75: float = Field(ge=0)  # 75th percentile of the exams
+    p75_of_room_medians: float | None = None  # a local DRL when there are enough rooms
+    n: int = Field(ge=1)
+    rooms: int = Field(ge=0)
+    period: str  # first to last performed_at, ISO dates
+
+    def warning_value(self, local_drl_min_rooms: int) -> float:
+        """What a promoted site warns above: the local DRL (75th percentile of the room
+        medians, ICRP 135) with enough rooms, else the 75th percentile of the exams."""
+        if self.rooms >= local_drl_min_rooms and self.p75_of_room_medians is not None:
+            return self.p75_of_room_medians
+        return self.p75
 
 
 class Coverage(_Model):
@@ -108,13 +182,26 @@ class AcquisitionRules(_Model):
 
 
 class Thresholds(_Model):
-    """Finding thresholds (defaults are conventions; planning-ct.md sections 4, 7 and 8)."""
+    """Finding thresholds (defaults are conventions; planning-ct.md sections 3, 4, 7 to 9).
+
+    Reference levels (ICRP 135 terms, planning-ct.md section 9): against a DRL
+    (75th-percentile type) a value above ``above_reference_warning_ratio`` x the level is a
+    warning and one at or above ``above_reference_alert_ratio`` x an alert. Against a typical
+    value (a median or mean) about half of acceptable scans lie above by construction, so a
+    value above it is info and a warning needs ``above_typical_warning_ratio`` x (default 2.0,
+    never an alert). Rationale of 2.0: the published planning distributions spread to about
+    1.5 x their mean at one standard deviation (Hubbard et al. 2015: 4DCT 19.6 +- 9.3 mGy gives
+    1.47 x; 3D lung 12 +- 4 mGy gives 1.33 x), so twice a typical value lies beyond the usual
+    spread of planning practice; it is a convention, configurable per site.
+    """
 
     excess_coverage_info_mm: float = Field(ge=0)
     excess_coverage_warning_fraction: float = Field(ge=0, le=1)
     excess_coverage_alert_fraction: float = Field(ge=0, le=1)
-    above_reference_warning_ratio: float = Field(gt=0)
-    above_reference_alert_ratio: float = Field(gt=0)
+    above_reference_warning_ratio: float = Field(gt=0)  # against a DRL (1.0: above it)
+    above_reference_alert_ratio: float = Field(gt=0)  # against a DRL
+    # Against a typical value (median or mean) a warning needs this ratio; see _defaults.toml.
+    above_typical_warning_ratio: float = Field(gt=1)
     notification_ctdivol_head_mgy: float = Field(gt=0)
     notification_ctdivol_body_mgy: float = Field(gt=0)
     repeat_overlap_fraction: float = Field(gt=0, le=1)
@@ -138,11 +225,65 @@ class SiteProtocol(_Model):
     phantom: Literal["head", "body"]
     coverage: Coverage
     regions: Regions
+    # The investigation level of each quantity (a DRL when one is published, else a typical
+    # value) and, beside a DRL, an optional typical value (info only). DLP levels are per exam.
     reference_ctdivol_mgy: ReferenceValue | None = None
     reference_dlp_mgy_cm: ReferenceValue | None = None
+    typical_ctdivol_mgy: ReferenceValue | None = None
+    typical_dlp_mgy_cm: ReferenceValue | None = None
+    image_quality: ImageQuality | None = None
+    ssde: SsdeFit
+    diagnostic_names: DiagnosticKeywords
+    department: DepartmentPolicy
+    # Filled from assessed history by optimiser.levels.with_department_levels, never from TOML.
+    department_levels: tuple[DepartmentLevel, ...] = ()
     acquisition: AcquisitionRules
     thresholds: Thresholds
     overranging: OverRanging
+
+    @model_validator(mode="after")
+    def _levels_consistent(self) -> SiteProtocol:
+        for quantity in ("ctdivol_mgy", "dlp_mgy_cm"):
+            main = getattr(self, f"reference_{quantity}")
+            typical = getattr(self, f"typical_{quantity}")
+            if typical is not None and typical.kind != "typical":
+                raise ValueError(
+                    f"typical_{quantity}.kind = {typical.kind!r}: a typical value must have "
+                    "kind = 'typical'; put a DRL in reference_" + quantity
+                )
+            if typical is not None and (main is None or main.kind != "drl"):
+                raise ValueError(
+                    f"typical_{quantity} is set but reference_{quantity} is not a DRL: give "
+                    f"the typical value as reference_{quantity} (kind = 'typical')"
+                )
+        ref = self.reference_ctdivol_mgy
+        if ref is not None and ref.kind == "drl" and self.image_quality is None:
+            raise ValueError(
+                "reference_ctdivol_mgy is a DRL but [image_quality] min_ctdivol_mgy is missing: "
+                "set the lowest CTDIvol planning image quality allows (proposals never go below it)"
+            )
+        if (
+            ref is not None
+            and ref.kind == "drl"
+            and self.image_quality is not None
+            and self.image_quality.min_ctdivol_mgy > ref.value
+        ):
+            raise ValueError(
+                f"image_quality.min_ctdivol_mgy = {self.image_quality.min_ctdivol_mgy:g} is above "
+                f"the CTDIvol DRL {ref.value:g} mGy: a proposal could not meet both; lower the "
+                "floor or check the DRL"
+            )
+        return self
+
+    def levels(self, quantity: Literal["ctdivol_mgy", "dlp_mgy_cm"]) -> list[ReferenceValue]:
+        """The cited levels of ``quantity``: the investigation level, then a typical value."""
+        found = [getattr(self, f"reference_{quantity}"), getattr(self, f"typical_{quantity}")]
+        return [v for v in found if v is not None]
+
+    def drl(self, quantity: Literal["ctdivol_mgy", "dlp_mgy_cm"]) -> ReferenceValue | None:
+        """The 75th-percentile-type level of ``quantity`` when the site has one."""
+        ref: ReferenceValue | None = getattr(self, f"reference_{quantity}")
+        return ref if ref is not None and ref.kind == "drl" else None
 
 
 class KFactors(_Model):

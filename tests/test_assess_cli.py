@@ -134,7 +134,9 @@ def test_assess_with_department_override(
     lib = tmp_path / "lib"
     lib.mkdir()
     (lib / "lung_3d.toml").write_text(
-        "[reference_ctdivol_mgy]\nvalue = 3.0\nstatistic = 'local'\nsource = 'audit'\n"
+        "[reference_ctdivol_mgy]\nvalue = 3.0\nkind = 'drl'\nstatistic = 'local'\n"
+        "source = 'audit'\n"
+        "[image_quality]\nmin_ctdivol_mgy = 2.0\nsource = 'image-quality review'\n"
     )
     ev = tmp_path / "event.json"
     ev.write_text(json.dumps(_event(study="1.2.3")))

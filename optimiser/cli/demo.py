@@ -180,12 +180,15 @@ def finding_counts_table(report: Report) -> Table:
 def simulator_check(report: Report, studies: list[SimulatedStudy]) -> str:
     """One line comparing what the simulator injected with what the optimiser found."""
     found: dict[str, set[str]] = {}
+    warned: set[str] = set()  # studies with a warning or alert (info is not a flag)
     for row in report.rows:
         found.setdefault(row.study_instance_uid, set()).update(row.codes)
+        if row.severity in ("warning", "alert"):
+            warned.add(row.study_instance_uid)
     injected = sum(len(s.injected) for s in studies)
     caught = sum(len(s.injected & found.get(s.study_instance_uid, set())) for s in studies)
     clean = [s for s in studies if not s.injected]
-    clean_flagged = sum(1 for s in clean if found.get(s.study_instance_uid))
+    clean_flagged = sum(1 for s in clean if s.study_instance_uid in warned)
     return (
         f"simulator check: {caught} of {injected} injected problems found; "
         f"{clean_flagged} of {len(clean)} clean studies flagged"
