@@ -178,7 +178,9 @@ planning needs: target plus margins, united with whole organs and the image-guid
 <li>Findings merge the prospective assessment of the protocol event and the retrospective one of
 the dose report; numbers are those of the dose report (what was delivered) when it arrived.</li>
 <li>Avoidable DLP = the sum of the proposals' savings: range trimmed to the needed range plus
-tolerance, exposure scaled down to the site reference when above it.</li>
+tolerance (helical over-ranging is unavoidable and not counted), a repeated acquisition or extra
+contrast phase omitted, exposure scaled down to the site's 75th-percentile-type reference level
+(a DRL) when above it, never below the site's planning image-quality floor.</li>
 {notes}
 </ul>
 </body>

@@ -21,7 +21,7 @@ from protocols.library import BUILTIN_SITES
 # What to do about a finding the proposal does not express as a range or exposure change.
 ADVICE: dict[str, str] = {
     "excess_coverage": "trim the range to the needed range",
-    "above_reference_level": "lower CTDIvol to the site reference",
+    "above_reference_level": "review exposure against the reference level",
     "multiphase_contrast": "acquire one contrast phase",
     "thin_reconstruction": "reconstruct at 2-3 mm",
     "kv_not_calibrated": "use the calibrated kV",
