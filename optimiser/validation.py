@@ -275,7 +275,8 @@ class CaseResult:
     clean: bool
     # Expected findings as (code, severity), each with whether it was detected.
     expected: list[tuple[str, str, bool]] = field(default_factory=list)
-    unexpected: list[str] = field(default_factory=list)  # warnings/alerts not expected
+    unexpected: list[str] = field(default_factory=list)  # per acquisition: what was not expected
+    unexpected_findings: int = 0  # warning/alert findings no expectation names
     problems: list[str] = field(default_factory=list)  # missed findings, errors
     acquisitions: int = 0
     flagged_acquisitions: int = 0  # with any warning/alert
@@ -285,7 +286,7 @@ class CaseResult:
         return not self.problems and not self.unexpected
 
 
-def _build(
+def build_inputs(
     case: ClinicalCase, shared_dir: Path
 ) -> list[tuple[ProtocolEvent | DoseReport, dict[str, int]]]:
     """The pipeline input of each case input, with its report's event UID -> position map."""
@@ -325,7 +326,7 @@ def run_case(case: ClinicalCase, shared_dir: Path | None = None) -> CaseResult:
     result = CaseResult(case.id, case.clean)
     wanted: dict[Key, Expectation] = {(e.input, e.acquisition): e for e in case.expect}
     try:
-        items = _build(case, shared_dir or default_shared_dir())
+        items = build_inputs(case, shared_dir or default_shared_dir())
         pipeline = Pipeline()
         assessed: dict[Key, Assessment] = {}
         for k, (item, positions) in enumerate(items):
@@ -370,6 +371,7 @@ def run_case(case: ClinicalCase, shared_dir: Path | None = None) -> CaseResult:
                 f"{where}: expected {_fmt(missing)}, got {_fmt(got)}"
             )
         if extra:
+            result.unexpected_findings += len(extra)
             result.unexpected.append(f"{where}: unexpected {_fmt(extra)}")
         for code in e.info if e is not None else []:
             result.expected.append((code, "info", code in infos))
@@ -409,7 +411,7 @@ class ValidationSummary:
     @property
     def unexpected_total(self) -> int:
         """Warnings/alerts raised that no case expects (clean cases and the others)."""
-        return sum(len(r.unexpected) for r in self.results)
+        return sum(r.unexpected_findings for r in self.results)
 
     @property
     def failures(self) -> list[CaseResult]:
@@ -487,6 +489,7 @@ __all__ = [
     "ClinicalCase",
     "Severity",
     "ValidationSummary",
+    "build_inputs",
     "default_shared_dir",
     "load_case",
     "load_cases",
