@@ -18,8 +18,13 @@ import pytest
 
 from benchmarks.conftest import Bench
 from optimiser.errors import LowdoseError
-from optimiser.validation import DEFAULT_CASES_DIR, ClinicalCase, load_cases, run_cases
-from optimiser.validation import build_inputs
+from optimiser.validation import (
+    DEFAULT_CASES_DIR,
+    ClinicalCase,
+    build_inputs,
+    load_cases,
+    run_cases,
+)
 from tests.paths import SHARED
 
 

@@ -161,8 +161,9 @@ class ClinicalCase(_Model):
     def _consistent(self) -> ClinicalCase:
         for e in self.expect:
             if e.input >= len(self.inputs):
-                raise ValueError(f"expectation names input {e.input}; the case has "
-                                 f"{len(self.inputs)}")
+                raise ValueError(
+                    f"expectation names input {e.input}; the case has {len(self.inputs)}"
+                )
             if self.clean and e.findings:
                 raise ValueError("a clean case expects no warning or alert")
         keys = [(e.input, e.acquisition) for e in self.expect]
@@ -208,9 +209,9 @@ def load_cases(cases_dir: Path) -> list[ClinicalCase]:
 # --- running one case -------------------------------------------------------------------------
 
 
-def _delivered(case_id: str, n_input: int, acqs: Sequence[SimAcquisition]) -> list[
-    DeliveredAcquisition
-]:
+def _delivered(
+    case_id: str, n_input: int, acqs: Sequence[SimAcquisition]
+) -> list[DeliveredAcquisition]:
     out = []
     for i, a in enumerate(acqs):
         out.append(
@@ -349,16 +350,16 @@ def run_case(case: ClinicalCase, shared_dir: Path | None = None) -> CaseResult:
             f"{len(assessed)} acquisition(s) assessed, expected {case.assessments}"
         )
     for key in sorted(set(wanted) - set(assessed)):
-        e = wanted[key]
-        result.expected += [(f.code, f.severity, False) for f in e.findings]
-        result.expected += [(c, "info", False) for c in e.info]
+        lost = wanted[key]
+        result.expected += [(f.code, f.severity, False) for f in lost.findings]
+        result.expected += [(c, "info", False) for c in lost.info]
         result.problems.append(f"input {key[0]} acquisition {key[1]}: not assessed")
     for key in sorted(assessed):
         a = assessed[key]
-        e = wanted.get(key)
+        exp = wanted.get(key)
         got = {(f.code, f.severity) for f in a.findings if f.severity != "info"}
         infos = {f.code for f in a.findings if f.severity == "info"}
-        want = {(f.code, f.severity) for f in e.findings} if e is not None else set()
+        want = {(f.code, f.severity) for f in exp.findings} if exp is not None else set()
         if got:
             result.flagged_acquisitions += 1
         where = f"input {key[0]} acquisition {key[1]}"
@@ -367,13 +368,11 @@ def run_case(case: ClinicalCase, shared_dir: Path | None = None) -> CaseResult:
         missing = want - got
         extra = got - want
         if missing:
-            result.problems.append(
-                f"{where}: expected {_fmt(missing)}, got {_fmt(got)}"
-            )
+            result.problems.append(f"{where}: expected {_fmt(missing)}, got {_fmt(got)}")
         if extra:
             result.unexpected_findings += len(extra)
             result.unexpected.append(f"{where}: unexpected {_fmt(extra)}")
-        for code in e.info if e is not None else []:
+        for code in exp.info if exp is not None else []:
             result.expected.append((code, "info", code in infos))
             if code not in infos:
                 result.problems.append(f"{where}: expected info {code}, not raised at info")
@@ -438,15 +437,12 @@ class ValidationSummary:
             "unexpected_warnings_alerts": self.unexpected_total,
             "passed": self.passed,
             "failures": [
-                {"case": r.case_id, "problems": [*r.problems, *r.unexpected]}
-                for r in self.failures
+                {"case": r.case_id, "problems": [*r.problems, *r.unexpected]} for r in self.failures
             ],
         }
 
 
-def run_cases(
-    cases: Sequence[ClinicalCase], shared_dir: Path | None = None
-) -> ValidationSummary:
+def run_cases(cases: Sequence[ClinicalCase], shared_dir: Path | None = None) -> ValidationSummary:
     return ValidationSummary([run_case(c, shared_dir) for c in cases])
 
 

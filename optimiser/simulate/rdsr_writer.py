@@ -295,9 +295,7 @@ def _acquisition(a: DeliveredAcquisition, ctx: RdsrContext) -> Dataset:
                 []
                 if contrast is None
                 else [
-                    _code_item(
-                        "CONTAINS", _code("408730004", "SCT", "Procedure Context"), contrast
-                    )
+                    _code_item("CONTAINS", _code("408730004", "SCT", "Procedure Context"), contrast)
                 ]
             ),
             _uidref("CONTAINS", _dcm("113769", "Irradiation Event UID"), a.irradiation_event_uid),
