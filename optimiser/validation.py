@@ -491,5 +491,6 @@ __all__ = [
     "load_cases",
     "run_case",
     "run_cases",
+    "simulated_report_bytes",
     "summary_lines",
 ]

@@ -36,6 +36,7 @@ KNOWN_FAILING: dict[str, str] = {
     "clean_head_neck_within_tolerance_40mm": "SPEC9 rule 1",
     "clean_lung_3d_pitch_1_5_with_report": "SPEC9 rule 1",
     "clean_prostate_16slice_with_report": "SPEC9 rule 1",
+    "clean_prostate_derived_needed_range": "SPEC9 rule 1",
     "clean_prostate_nodes_helical_160mm": "SPEC9 rule 1",
     "clean_report_without_protocol_event": "SPEC9 rule 1 (generic site: info only)",
     "diagnostic_intent_purpose_diagnostic": "SPEC9 rule 1",
