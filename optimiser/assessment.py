@@ -8,9 +8,12 @@ generated from them.
 from __future__ import annotations
 
 import hashlib
+from datetime import datetime
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from optimiser.events import ZRange
 
 ASSESSMENT_SCHEMA = "lowdose.assessment/1"
 
@@ -29,8 +32,6 @@ FindingCode = Literal[
     "dose_check_exceeded",
 ]
 FINDING_CODES: tuple[str, ...] = FindingCode.__args__  # type: ignore[attr-defined]
-
-ZRange = tuple[float, float]
 
 
 class _Out(BaseModel):
@@ -68,6 +69,10 @@ class Assessment(_Out):
     site: str
     acquisition_type: str | None = None
     description: str | None = None  # series description or acquisition protocol
+    # Where and when, for the department's own levels per site and scanner model (ICRP 135).
+    scanner_model: str | None = None
+    station_name: str | None = None
+    performed_at: datetime | None = None  # event emitted_at, or the report's start of irradiation
     needed_z_mm: ZRange | None
     needed_basis: str  # given | target_margins | site_default | structure_set
     irradiated_z_mm: ZRange | None
@@ -81,6 +86,13 @@ class Assessment(_Out):
     excess_fraction: float
     effective_dose_msv: float
     excess_effective_dose_msv: float
+    # Helical over-ranging (both ends together) of this acquisition: unavoidable, not excess.
+    overranging_mm: float = 0.0
+    # Avoidable dose: planned range beyond the needed range plus the site tolerance, and the
+    # whole of a surplus acquisition (a repeat or an extra contrast phase).
+    avoidable_excess_length_mm: float = 0.0
+    avoidable_excess_dlp_mgy_cm: float = 0.0
+    avoidable_effective_dose_msv: float = 0.0
     ssde_mgy: float | None = None
     water_equivalent_diameter_mm: float | None = None
     findings: list[Finding] = Field(default_factory=list)

@@ -13,17 +13,16 @@ Sources (../shared/reference/planning-ct.md):
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
 
-from optimiser.events import PlannedAcquisition, Planning
-from optimiser.kernels import SiteTables
+from optimiser.events import ContrastPhase, Phantom, PlannedAcquisition, Planning, ZRange
+from optimiser.kernels import RowResult, SiteTables
 from optimiser.records import CtAcquisition, RoiExtent
 from protocols.library import SiteLibrary, SiteProtocol
-
-ZRange = tuple[float, float]
 
 
 def site_tables(lib: SiteLibrary) -> SiteTables:
@@ -221,13 +220,16 @@ class AcquisitionRow:
     irradiation_event_uid: str | None = None
     acquisition_type: str | None = None
     description: str | None = None
+    scanner_model: str | None = None
+    station_name: str | None = None
+    performed_at: datetime | None = None
     excess_is_lower_bound: bool = False
     reported_dlp_mgy_cm: float | None = None
     mas: float | None = None
     kvp: list[float] = field(default_factory=list)
     slice_thickness_mm: float | None = None
-    contrast: bool | None = None
-    phantom: str | None = None
+    contrast: ContrastPhase | None = None  # None: unknown (a report without Procedure Context)
+    phantom: Phantom | None = None
     diagnostic_intent: str | None = None  # why the study looks diagnostic, when it does
     labelled_planning: bool = True
     dose_checks: list[tuple[str, str]] = field(default_factory=list)  # (kind, text)
@@ -237,28 +239,6 @@ class AcquisitionRow:
     # Rows that can be placed against each other (repeat and multiphase checks).
     comparable_placement: bool = True
     unusable: str | None = None  # why the numbers cannot be modelled (set by the pipeline)
-
-
-@dataclass(frozen=True, slots=True)
-class RowResult:
-    """The kernel's outputs for one row (see optimiser.reference.OUT_COLUMNS)."""
-
-    x_lo: float
-    x_hi: float
-    dlp: float
-    excess_length: float
-    excess_dlp: float
-    effective_dose: float
-    excess_effective_dose: float
-    proposal_lo: float
-    proposal_hi: float
-    proposal_dlp: float
-    proposal_effective_dose: float
-    overrange: float
-
-    @property
-    def excess_fraction(self) -> float:
-        return self.excess_dlp / self.dlp if self.dlp > 0 else 0.0
 
 
 def clip_profile(edges: npt.NDArray[np.float64], lo: float, hi: float) -> npt.NDArray[np.float64]:

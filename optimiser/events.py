@@ -26,6 +26,42 @@ ACQUISITION_TYPES: tuple[AcquisitionType, ...] = (
 )
 
 ZRange = tuple[float, float]
+
+Phantom = Literal["head", "body"]  # CTDI phantom: 16 cm head, 32 cm body (IEC 60601-2-44)
+
+# Contrast phase of one acquisition (issue 9 defect 5; planning-ct.md section 8: several contrast
+# phases over one range are a diagnostic-grade sign). "none" is non-contrast; "with" is
+# contrast-enhanced with the phase unspecified (a dose report's Procedure Context "with contrast"
+# says no more); the named phases are the usual enhanced phases. An unknown phase (a report
+# without Procedure Context) is None where it can occur.
+ContrastPhase = Literal["none", "with", "arterial", "portal_venous", "delayed"]
+CONTRAST_PHASES: tuple[ContrastPhase, ...] = (
+    "none",
+    "with",
+    "arterial",
+    "portal_venous",
+    "delayed",
+)
+ENHANCED_PHASES: frozenset[ContrastPhase] = frozenset(CONTRAST_PHASES[1:])
+_PHASE_NAMES: dict[ContrastPhase, str] = {
+    "none": "non-contrast",
+    "with": "enhanced (phase unspecified)",
+    "arterial": "arterial",
+    "portal_venous": "portal venous",
+    "delayed": "delayed",
+}
+
+
+def is_enhanced(phase: ContrastPhase | None) -> bool:
+    """True for a contrast-enhanced phase; False for non-contrast and for unknown (None)."""
+    return phase in ENHANCED_PHASES
+
+
+def phase_name(phase: ContrastPhase | None) -> str:
+    """The phase as a physicist reads it: 'non-contrast', 'arterial', ..., or 'unknown'."""
+    return "unknown" if phase is None else _PHASE_NAMES[phase]
+
+
 Positive = Annotated[float, Field(gt=0)]
 NonNegative = Annotated[float, Field(ge=0)]
 
@@ -81,13 +117,14 @@ class PlannedAcquisition(_Strict):
     kvp: Positive
     mas: NonNegative
     ctdivol_mgy: NonNegative
-    phantom: Literal["head", "body"] = "body"
+    # Absent: the site library's phantom (head for brain and head & neck; issue 9 defect 6).
+    phantom: Phantom | None = None
     pitch: Positive | None = None
     total_collimation_mm: Positive | None = None
     rotation_time_s: Positive | None = None
     slice_thickness_mm: Positive | None = None
     kernel: str | None = None
-    contrast: Literal["none", "with"] = "none"
+    contrast: ContrastPhase = "none"
     tube_current_modulation: bool = False
     series_description: str | None = None
 

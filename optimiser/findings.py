@@ -9,7 +9,9 @@ signatures). Thresholds come from the site library (``[thresholds]`` and ``[acqu
 from __future__ import annotations
 
 from optimiser.assessment import Finding, FindingCode, Severity
-from optimiser.dose_model import AcquisitionRow, RowResult
+from optimiser.dose_model import AcquisitionRow
+from optimiser.events import ContrastPhase, ZRange, is_enhanced, phase_name
+from optimiser.kernels import RowResult
 
 
 def _finding(
@@ -146,32 +148,46 @@ def unlabelled_planning_scan(row: AcquisitionRow) -> Finding | None:
     )
 
 
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
 def dose_check_exceeded(row: AcquisitionRow) -> Finding | None:
+    """A Dose Check value exceeded (NEMA XR-25; planning-ct.md sections 7 and 9).
+
+    ``row.dose_checks`` holds only the report's exceedances (a forward estimate at or above the
+    configured value, a reason for proceeding, an authorising person): an exceeded alert value
+    is an alert, an exceeded notification value a warning. Configuration alone never reaches
+    here. For a protocol event, a predicted CTDIvol above the AAPM 2011 notification value of
+    the acquisition's phantom (the site's when the event gives none) is a warning.
+    """
     if row.dose_checks:
-        kinds = [k for k, _ in row.dose_checks]
-        severity: Severity = "alert" if "alert" in kinds else "warning"
+        alerts = sum(1 for k, _ in row.dose_checks if k == "alert")
+        notifications = len(row.dose_checks) - alerts
+        severity: Severity = "alert" if alerts else "warning"
         text = "; ".join(t for _, t in row.dose_checks)
         return _finding(
             "dose_check_exceeded",
             severity,
-            f"the scanner's Dose Check recorded {len(kinds)} "
-            f"{'alert' if severity == 'alert' else 'notification'}(s): {text}.",
-            kinds=", ".join(kinds),
+            f"the scanner's Dose Check recorded {_plural(alerts, 'alert')} and "
+            f"{_plural(notifications, 'notification')} exceeded ({text}).",
+            alerts=alerts,
+            notifications=notifications,
         )
     t = row.protocol.thresholds
+    phantom = row.phantom or row.protocol.phantom
     limit = (
-        t.notification_ctdivol_head_mgy
-        if (row.phantom or row.protocol.phantom) == "head"
-        else t.notification_ctdivol_body_mgy
+        t.notification_ctdivol_head_mgy if phantom == "head" else t.notification_ctdivol_body_mgy
     )
     if row.input_kind == "protocol_event" and row.ctdivol_mgy > limit:
         return _finding(
             "dose_check_exceeded",
             "warning",
             f"predicted CTDIvol {row.ctdivol_mgy:.1f} mGy exceeds the {limit:g} mGy "
-            "notification value.",
+            f"{phantom} notification value (AAPM 2011): the console will warn before the scan.",
             ctdivol_mgy=row.ctdivol_mgy,
             notification_ctdivol_mgy=limit,
+            phantom=phantom,
         )
     return None
 
@@ -198,7 +214,28 @@ def _overlap_fraction(a: tuple[float, float], b: tuple[float, float]) -> float:
     return max(0.0, inter) / shorter
 
 
-Previous = tuple[float, float, bool | None]  # (x_lo, x_hi, contrast) of an earlier acquisition
+# A shortfall below this (mm) is rounding (report lengths are DLP / CTDIvol), not anatomy.
+COVER_SLACK_MM = 1.0
+
+
+def _covered(x: tuple[float, float], needed: tuple[float, float], earlier: list[ZRange]) -> bool:
+    """True when the earlier ranges together cover the part of ``x`` inside the needed range
+    (within :data:`COVER_SLACK_MM`): omitting ``x`` then loses no anatomy planning needs. The
+    ranges compared are irradiated ranges on both sides (like with like: each includes its
+    acquisition's over-ranging)."""
+    lo, hi = max(x[0], needed[0]), min(x[1], needed[1])
+    if hi <= lo:
+        return True  # nothing of it lies in the needed range
+    reach = lo
+    for e_lo, e_hi in sorted(earlier):
+        if e_lo > reach + COVER_SLACK_MM:
+            break
+        reach = max(reach, e_hi)
+    return reach >= hi - COVER_SLACK_MM
+
+
+# (x_lo, x_hi, contrast phase) of an earlier acquisition; None: phase unknown.
+Previous = tuple[float, float, ContrastPhase | None]
 
 
 def study_findings(
@@ -208,10 +245,15 @@ def study_findings(
 
     ``previous[i]`` lists the earlier acquisitions of row i's study to compare it with (the
     earlier rows of the same protocol event; for dose reports, the study's earlier reported
-    events, from this batch and from the study state). A later acquisition over a range an
-    earlier one already covered (overlap at least ``repeat_overlap_fraction`` of the shorter)
-    is a repeat when both have the same contrast phase and a multiphase acquisition when the
-    phases differ (planning-ct.md section 8).
+    events, from this batch and from the study state). Over one range (overlap at least
+    ``repeat_overlap_fraction`` of the shorter), the contrast phases are the enhanced
+    acquisitions, each its own phase, plus one if any is non-contrast (planning-ct.md section 8:
+    several contrast phases, or a non-contrast plus contrast pair, are diagnostic-grade signs).
+    A later acquisition that adds a phase beyond ``allowed_contrast_phases`` is
+    ``multiphase_contrast``; two enhanced acquisitions are never a repeat. A later non-contrast
+    acquisition over an earlier non-contrast one (or unknown over unknown) beyond
+    ``allowed_acquisitions_per_range`` is ``repeat_acquisition``. An unknown phase (a report
+    without Procedure Context) is compared with unknown phases only.
     """
     out: dict[int, list[Finding]] = {}
     for i, row in enumerate(rows):
@@ -220,40 +262,55 @@ def study_findings(
         t = row.protocol.thresholds
         rules = row.protocol.acquisition
         xi = (results[i].x_lo, results[i].x_hi)
-        same = 0
-        # Unknown contrast (None: a report without Procedure Context) is not a phase.
-        phases: set[bool] = set() if row.contrast is None else {row.contrast}
-        for lo, hi, contrast in previous[i]:
-            if _overlap_fraction(xi, (lo, hi)) < t.repeat_overlap_fraction:
-                continue
-            if contrast == row.contrast:
-                same += 1
-            if contrast is not None:
-                phases.add(contrast)
+        overlapping = [
+            (lo, hi, c)
+            for lo, hi, c in previous[i]
+            if _overlap_fraction(xi, (lo, hi)) >= t.repeat_overlap_fraction
+        ]
+        over = [c for _, _, c in overlapping]
+        keeps = _covered(xi, row.needed.z_mm, [(lo, hi) for lo, hi, _ in overlapping])
+        omission = (
+            " Omitting it keeps the needed range covered by the earlier acquisition(s)."
+            if keeps
+            else " The earlier acquisition(s) do not cover all of its part of the needed range: "
+            "not proposed for omission."
+        )
+        group = [*over, row.contrast]
+        enhanced = [c for c in group if is_enhanced(c)]
+        plain = "none" in group
+        n_phases = len(enhanced) + (1 if plain else 0)
         found: list[Finding] = []
+        # Only an acquisition that is itself a new phase is the surplus one: an enhanced one, or
+        # the first non-contrast one over the range.
+        adds_phase = is_enhanced(row.contrast) or (row.contrast == "none" and "none" not in over)
+        if adds_phase and n_phases > rules.allowed_contrast_phases:
+            named = ([phase_name("none")] if plain else []) + [phase_name(c) for c in enhanced]
+            found.append(
+                _finding(
+                    "multiphase_contrast",
+                    "warning",
+                    f"{n_phases} contrast phases over one range ({', '.join(named)}), more than "
+                    f"the {rules.allowed_contrast_phases} allowed for {row.site} planning: this "
+                    f"{phase_name(row.contrast)} acquisition is an extra phase.{omission}",
+                    contrast_phases=n_phases,
+                    phases=", ".join(named),
+                    allowed_contrast_phases=rules.allowed_contrast_phases,
+                    omission_keeps_needed_range=keeps,
+                )
+            )
+        same = 0 if is_enhanced(row.contrast) else sum(1 for c in over if c == row.contrast)
         if same + 1 > rules.allowed_acquisitions_per_range:
             found.append(
                 _finding(
                     "repeat_acquisition",
                     "warning",
-                    f"this acquisition repeats {same} earlier acquisition(s) over the same "
-                    f"range with the same contrast phase (allowed per range for {row.site}: "
-                    f"{rules.allowed_acquisitions_per_range}).",
+                    f"this {phase_name(row.contrast)} acquisition repeats {same} earlier "
+                    f"{phase_name(row.contrast)} acquisition(s) over the same range (allowed "
+                    f"per range for {row.site}: {rules.allowed_acquisitions_per_range})."
+                    f"{omission}",
                     earlier_over_same_range=same,
                     allowed_acquisitions_per_range=rules.allowed_acquisitions_per_range,
-                )
-            )
-        n_phases = len(phases)
-        if n_phases > rules.allowed_contrast_phases and row.contrast is not None:
-            found.append(
-                _finding(
-                    "multiphase_contrast",
-                    "warning",
-                    f"{n_phases} contrast phases over one range (with and without contrast), "
-                    f"more than the {rules.allowed_contrast_phases} allowed for {row.site} "
-                    "planning.",
-                    contrast_phases=n_phases,
-                    allowed_contrast_phases=rules.allowed_contrast_phases,
+                    omission_keeps_needed_range=keeps,
                 )
             )
         if found:

@@ -11,7 +11,7 @@ inputs, validate them and allocate outputs. Each kernel has a plain-Python twin 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 import numpy.typing as npt
@@ -499,8 +499,33 @@ def assess_batch(batch: BatchInput, tables: SiteTables, slab_mm: float = DEFAULT
     return out
 
 
-def warm_up() -> None:
-    """Compile every kernel with the production dtypes (before a consumer joins its group)."""
-    from optimiser.pipeline import Pipeline
+@dataclass(frozen=True, slots=True)
+class RowResult:
+    """The kernel's outputs for one row: one field per column of :data:`OUT_COLUMNS`, same order."""
 
-    Pipeline().warm_up()
+    x_lo: float
+    x_hi: float
+    dlp: float
+    excess_length: float
+    excess_dlp: float
+    effective_dose: float
+    excess_effective_dose: float
+    proposal_lo: float
+    proposal_hi: float
+    proposal_dlp: float
+    proposal_effective_dose: float
+    overrange: float
+
+    @property
+    def excess_fraction(self) -> float:
+        return self.excess_dlp / self.dlp if self.dlp > 0 else 0.0
+
+
+# The output layout has one owner: OUT_COLUMNS names the columns, RowResult's fields follow it.
+if tuple(f.name for f in fields(RowResult)) != OUT_COLUMNS:  # pragma: no cover - import guard
+    raise ImportError("RowResult fields must follow OUT_COLUMNS in order")
+
+
+def results_of(out: F64) -> list[RowResult]:
+    """The rows of :func:`assess_batch`'s output as :class:`RowResult` objects."""
+    return [RowResult(*values) for values in out.tolist()]

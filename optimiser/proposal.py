@@ -8,7 +8,8 @@ and 4); the trimmed range keeps the acquisition's own over-ranging (Schilham et 
 from __future__ import annotations
 
 from optimiser.assessment import Proposal
-from optimiser.dose_model import AcquisitionRow, RowResult
+from optimiser.dose_model import AcquisitionRow
+from optimiser.kernels import RowResult
 
 
 def exposure_scale(row: AcquisitionRow) -> float:

@@ -13,8 +13,9 @@ from datetime import datetime
 from typing import Literal
 
 from optimiser.events import AcquisitionType
+from optimiser.events import ContrastPhase as ContrastPhase  # re-exported; home: events
+from optimiser.events import Phantom as Phantom  # re-exported; home: events
 
-Phantom = Literal["head", "body"]
 Intent = Literal["diagnostic", "therapeutic", "guidance"]
 
 
@@ -40,7 +41,13 @@ class SourceParameters:
 
 @dataclass(slots=True)
 class DoseCheckDetails:
-    """Dose Check Alert (113900) or Notification (113908) details, NEMA XR-25 / TID 10015."""
+    """Dose Check Alert (113900) or Notification (113908) details, NEMA XR-25 / TID 10015.
+
+    TID 10015 (PS3.16 2024d; planning-ct.md section 9): "Value Configured" (Yes/No) and the
+    configured value describe the scanner's set-up; the forward estimates, the Reason for
+    Proceeding and the person authorising are present only when a value was exceeded. So a
+    container, or "Configured = Yes" alone, is configuration, not an event.
+    """
 
     kind: Literal["alert", "notification"]
     dlp_configured: bool | None = None
@@ -50,6 +57,52 @@ class DoseCheckDetails:
     dlp_forward_estimate_mgy_cm: float | None = None
     ctdivol_forward_estimate_mgy: float | None = None
     reason_for_proceeding: str | None = None
+    # Person Name (113870) with Person Role in Procedure 113850 "Irradiation Authorizing"
+    # (TID 1020): staff, not patient data; kept for the record, never put in a message.
+    authorizing_persons: list[str] = field(default_factory=list)
+
+    def configured(self) -> list[str]:
+        """The configured values, e.g. ``['CTDIvol 1000 mGy']`` (Configured not No, value given)."""
+        out = []
+        if self.ctdivol_configured is not False and self.ctdivol_value_mgy is not None:
+            out.append(f"CTDIvol {self.ctdivol_value_mgy:g} mGy")
+        if self.dlp_configured is not False and self.dlp_value_mgy_cm is not None:
+            out.append(f"DLP {self.dlp_value_mgy_cm:g} mGy.cm")
+        return out
+
+    def exceedances(self) -> list[str]:
+        """What in this container shows that a configured value was exceeded, one text each:
+        a forward estimate at or above its configured value (or with "Configured = Yes" and the
+        value left out), a reason for proceeding, an authorising person. A forward estimate
+        under "Configured = No", or with neither a value nor "Yes", shows nothing: some writers
+        fill the estimates in regardless."""
+        out = []
+        pairs = (
+            ("CTDIvol", self.ctdivol_configured, self.ctdivol_forward_estimate_mgy,
+             self.ctdivol_value_mgy, "mGy"),
+            ("DLP", self.dlp_configured, self.dlp_forward_estimate_mgy_cm,
+             self.dlp_value_mgy_cm, "mGy.cm"),
+        )  # fmt: skip
+        for quantity, flag, estimate, limit, unit in pairs:
+            if estimate is None or flag is False:
+                continue
+            if limit is not None and estimate >= limit:
+                out.append(
+                    f"{quantity} forward estimate {estimate:g} {unit} >= {self.kind} "
+                    f"value {limit:g} {unit}"
+                )
+            elif limit is None and flag is True:
+                # Configured = Yes and an estimate, but the value itself left out: the estimate
+                # is present only when the value was exceeded (TID 10015).
+                out.append(
+                    f"{quantity} forward estimate {estimate:g} {unit} (the configured "
+                    f"{self.kind} value is not recorded)"
+                )
+        if self.reason_for_proceeding:
+            out.append(f"reason for proceeding: {self.reason_for_proceeding}")
+        if self.authorizing_persons:
+            out.append("authorising person recorded")
+        return out
 
 
 @dataclass(slots=True)
@@ -60,7 +113,9 @@ class CtAcquisition:
     acquisition_type: AcquisitionType | None = None
     acquisition_protocol: str | None = None
     target_region: Code | None = None
-    contrast: bool | None = None  # Procedure Context: True with contrast, False without
+    # Procedure Context: "with" (with contrast: enhanced, phase unspecified), "none" (without),
+    # None (absent: unknown).
+    contrast: ContrastPhase | None = None
     exposure_time_s: float | None = None
     scanning_length_mm: float | None = None
     exposed_range_mm: float | None = None

@@ -13,11 +13,9 @@ import time
 from collections import OrderedDict
 from typing import Protocol
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from optimiser.events import ProtocolEvent
-
-ZRange = tuple[float, float]
+from optimiser.events import ContrastPhase, ProtocolEvent, ZRange
 
 
 class StudyState(BaseModel):
@@ -31,9 +29,23 @@ class StudyState(BaseModel):
     structure_set_roi_types: dict[str, str] = Field(default_factory=dict)
     # Irradiation Event UIDs already assessed: cumulative reports resend them.
     assessed_event_uids: list[str] = Field(default_factory=list)
-    # (x_lo, x_hi, contrast) of reported events already assessed and placed, so that a repeat
-    # in a later (continued) report of the study is recognised.
-    reported_ranges: list[tuple[float, float, bool | None]] = Field(default_factory=list)
+    # (x_lo, x_hi, contrast phase) of reported events already assessed and placed, so that a
+    # repeat or an extra phase in a later (continued) report of the study is recognised.
+    reported_ranges: list[tuple[float, float, ContrastPhase | None]] = Field(default_factory=list)
+
+    @field_validator("reported_ranges", mode="before")
+    @classmethod
+    def _phase_from_bool(cls, value: object) -> object:
+        """Changelog records written before phases were modelled hold a bool: True (with
+        contrast) is enhanced with the phase unspecified, False is non-contrast."""
+        if not isinstance(value, list):
+            return value
+        out: list[object] = []
+        for entry in value:
+            if isinstance(entry, list | tuple) and len(entry) == 3 and isinstance(entry[2], bool):
+                entry = (entry[0], entry[1], "with" if entry[2] else "none")
+            out.append(entry)
+        return out
 
     def to_json(self) -> bytes:
         return self.model_dump_json(by_alias=True).encode()

@@ -110,11 +110,16 @@ def test_thin_reconstruction_and_kv() -> None:
 
 
 def test_dose_check_from_report_or_predicted_ctdivol() -> None:
-    notif = dose_check_exceeded(row(dose_checks=[("notification", "notification (x)")]))
+    # rows carry only the report's exceedances (rows._dose_checks): counted by kind
+    exceeded = "notification: CTDIvol forward estimate 55 mGy >= notification value 50 mGy"
+    notif = dose_check_exceeded(row(dose_checks=[("notification", exceeded)]))
     assert notif is not None and notif.severity == "warning"
-    both = [("notification", "n"), ("alert", "a")]
+    assert "0 alerts and 1 notification exceeded" in notif.message and exceeded in notif.message
+    both = [("notification", "n"), ("alert", "a"), ("alert", "b")]
     alert = dose_check_exceeded(row(dose_checks=both))
     assert alert is not None and alert.severity == "alert"
+    assert "2 alerts and 1 notification" in alert.message
+    assert (alert.evidence["alerts"], alert.evidence["notifications"]) == (2, 1)
     # predicted 60 mGy on a head protocol is below the 80 mGy head notification value
     assert dose_check_exceeded(row(ctdivol_mgy=60.0, phantom="head")) is None
     assert dose_check_exceeded(row(ctdivol_mgy=60.0, phantom="body")) is not None
@@ -126,29 +131,74 @@ def test_clean_acquisition_has_no_findings() -> None:
     assert acquisition_findings(row(slice_thickness_mm=2.5), result(0.0, 200.0)) == []
 
 
-def test_repeat_and_multiphase_across_rows() -> None:
-    rows = [
-        row(contrast=False),
-        row(contrast=False, lo=20.0, hi=180.0),
-        row(contrast=True),
-        row(contrast=None),  # a report without Procedure Context: no phase
-    ]
-    results = [result(0, 200), result(20, 180), result(0, 200), result(0, 200)]
+def _cross(phases: list[Any], ranges: list[tuple[float, float]] | None = None,
+           **kw: Any) -> dict[int, list[Any]]:  # fmt: skip
+    """study_findings over rows in order, each compared with all earlier ones."""
+    ranges = ranges or [(0.0, 200.0)] * len(phases)
+    rows = [row(contrast=p, lo=lo, hi=hi, **kw) for p, (lo, hi) in zip(phases, ranges, strict=True)]
+    results = [result(lo, hi) for lo, hi in ranges]
     previous = [
         [(r.x_lo, r.x_hi, rows[j].contrast) for j, r in enumerate(results[:i])]
         for i in range(len(rows))
     ]
-    out = study_findings(rows, results, previous)
-    assert 0 not in out
-    assert [f.code for f in out[1]] == ["repeat_acquisition"]
-    assert [f.code for f in out[2]] == ["multiphase_contrast"]
+    return study_findings(rows, results, previous)
+
+
+def _codes(out: dict[int, list[Any]]) -> dict[int, list[str]]:
+    return {i: [f.code for f in found] for i, found in out.items()}
+
+
+def test_repeat_and_multiphase_across_rows() -> None:
+    out = _cross(["none", "none", "with", None], [(0, 200), (20, 180), (0, 200), (0, 200)])
+    assert _codes(out) == {1: ["repeat_acquisition"], 2: ["multiphase_contrast"]}
+    # phases = 1 enhanced + 1 (any non-contrast) = 2
     assert out[2][0].evidence["contrast_phases"] == 2
-    # the fourth compares equal to no other contrast state: it is neither
-    assert 3 not in out
     # 4DCT allows two acquisitions over one range
     lung4d = builtin_library().get("lung_4dct")
-    pair = [row(protocol=lung4d, site="lung_4dct", contrast=False) for _ in range(2)]
-    assert study_findings(pair, results[:2], [[], [(0.0, 200.0, False)]]) == {}
+    assert _cross(["none", "none"], protocol=lung4d, site="lung_4dct") == {}
+
+
+@pytest.mark.parametrize(
+    ("phases", "expected"),
+    [
+        # two enhanced phases over one range: multiphase, never a repeat (issue 9 defect 5)
+        (["arterial", "portal_venous"], {1: ["multiphase_contrast"]}),
+        (["with", "with"], {1: ["multiphase_contrast"]}),  # RDSR "with contrast" twice
+        (["portal_venous", "portal_venous"], {1: ["multiphase_contrast"]}),
+        # a non-contrast pair plus contrast (planning-ct.md section 8)
+        (["none", "with"], {1: ["multiphase_contrast"]}),
+        (["with", "none"], {1: ["multiphase_contrast"]}),
+        (["none", "arterial", "portal_venous"],
+         {1: ["multiphase_contrast"], 2: ["multiphase_contrast"]}),
+        # the third repeats the non-contrast acquisition: a repeat, not another phase
+        (["none", "with", "none"], {1: ["multiphase_contrast"], 2: ["repeat_acquisition"]}),
+        (["none", "none"], {1: ["repeat_acquisition"]}),
+        ([None, None], {1: ["repeat_acquisition"]}),  # two of unknown phase
+        # unknown compares with nothing but unknown
+        ([None, "none"], {}),
+        (["with", None], {}),
+        # one phase over the range: the planning norm
+        (["with"], {}),
+        (["none"], {}),
+    ],
+)  # fmt: skip
+def test_contrast_phases_over_one_range(phases: list[Any], expected: dict[int, list[str]]) -> None:
+    assert _codes(_cross(phases)) == expected
+
+
+def test_multiphase_message_names_the_phases() -> None:
+    out = _cross(["none", "arterial", "portal_venous"])
+    f = out[2][0]
+    assert f.severity == "warning"
+    assert f.evidence["contrast_phases"] == 3
+    assert "3 contrast phases" in f.message
+    assert "non-contrast, arterial, portal venous" in f.message
+    assert "this portal venous acquisition" in f.message
+
+
+def test_phases_on_separate_ranges_are_not_counted_together() -> None:
+    # arterial over the chest, portal venous over the pelvis: one phase per range
+    assert _cross(["arterial", "portal_venous"], [(0, 200), (400, 600)]) == {}
 
 
 def test_proposal_scales_exposure_and_counts_savings() -> None:

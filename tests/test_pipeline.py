@@ -161,6 +161,38 @@ def test_each_single_acquisition_finding(pipeline: Pipeline) -> None:
     assert a.proposal.ctdivol_mgy == pytest.approx(17.0)
 
 
+def test_brain_event_without_phantom_uses_the_head_phantom() -> None:
+    # Issue 9 defect 6: no phantom in the event means the site library's (brain: head). 70 mGy
+    # is below the 80 mGy head notification value (AAPM 2011; planning-ct.md section 7), though
+    # above the 50 mGy body one.
+    ev = event(
+        [{"z_start_mm": 0, "z_end_mm": 200, "ctdivol_mgy": 70.0}],
+        site="brain",
+        planning={"needed_z_mm": [0, 200]},
+    )
+    assert ev.acquisitions[0].phantom is None
+    p = Pipeline()
+    [a] = p.process([ev])
+    assert "dose_check_exceeded" not in codes(a)
+    # and its SSDE takes the head fit: TG-293 at D_w = 16 cm gives 0.9122 (optimiser.ssde),
+    # 70 x 0.9122 = 63.9 mGy; the body fit (TG-204) would give 3.704369 exp(-0.03671937 x 16)
+    # = 2.0586, 144.1 mGy.
+    from optimiser.ssde import tg293_head_factor
+
+    q = Pipeline()
+    q.image_sizes[UID] = (160.0, "D_w 160 mm given")
+    [b] = q.process([ev])
+    assert b.ssde_mgy == pytest.approx(70.0 * tg293_head_factor(16.0), rel=1e-4)
+    assert b.ssde_mgy == pytest.approx(63.85, abs=0.01)
+    # 90 mGy is above the head value: still a warning
+    hot = event([{"z_start_mm": 0, "z_end_mm": 200, "ctdivol_mgy": 90.0}], site="brain",
+                event_id="evt-hot")  # fmt: skip
+    [c] = Pipeline().process([hot])
+    assert codes(c)["dose_check_exceeded"] == "warning"
+    f = next(f for f in c.findings if f.code == "dose_check_exceeded")
+    assert "80 mGy head notification value" in f.message and f.evidence["phantom"] == "head"
+
+
 def test_repeat_and_multiphase(pipeline: Pipeline) -> None:
     ev = event(
         [
@@ -367,9 +399,9 @@ def test_repeat_across_continued_reports_of_one_study() -> None:
     p = Pipeline()
     p.process([prostate_helical()])
     # An exam reopened: a second report with a new event over the same z range.
-    first = _report([_spiral("e1", top_z_mm=200.0, bottom_z_mm=0.0, contrast=False)])
+    first = _report([_spiral("e1", top_z_mm=200.0, bottom_z_mm=0.0, contrast="none")])
     second = _report(
-        [_spiral("e2", top_z_mm=190.0, bottom_z_mm=10.0, contrast=False)], sop="1.2.3.4.9"
+        [_spiral("e2", top_z_mm=190.0, bottom_z_mm=10.0, contrast="none")], sop="1.2.3.4.9"
     )
     [a1] = p.process([first])
     [a2] = p.process([second])

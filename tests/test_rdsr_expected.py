@@ -103,7 +103,7 @@ def test_acquisition_details_and_dose_check() -> None:
     assert first.acquisition_protocol == "Abdomen Routine ZC (NR)"
     assert first.target_region is not None
     assert (first.target_region.value, first.target_region.scheme) == ("T-D4000", "SRT")
-    assert first.contrast is False  # P5-0808E SRT: CT without contrast
+    assert first.contrast == "none"  # P5-0808E SRT: CT without contrast
     assert first.exposed_range_mm == 527.0
     assert first.pitch_factor == pytest.approx(0.813)
     assert first.nominal_total_collimation_mm == 40.0

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-import shutil
 import struct
 import subprocess
 import zlib
@@ -19,6 +18,7 @@ from optimiser.errors import ConfigurationError
 from optimiser.report import build_report, render_html, row_cells, summary_cells, write_html
 from optimiser.report.readback import parse_report
 from optimiser.report.svg import nice_ticks
+from tests.realparts import require_tool
 
 
 def _assessment(
@@ -287,17 +287,19 @@ def test_nice_ticks(lo: float, hi: float, expected: list[float]) -> None:
 
 # --- headless Chromium: the report opens and its plots are drawn -------------------------------
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-
 
 def _screenshot(page: Path, png: Path, width: int, height: int) -> None:
-    assert CHROMIUM is not None
     subprocess.run(
         [
-            CHROMIUM,
+            require_tool("chromium", "chromium"),
             "--headless",
             "--no-sandbox",
             "--disable-gpu",
+            # No network: background services would only try (and fail) to reach the internet.
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--no-first-run",
             "--hide-scrollbars",
             f"--user-data-dir={png.parent / 'chromium-profile'}",
             f"--window-size={width},{height}",
@@ -351,10 +353,8 @@ def _png_pixels(data: bytes) -> tuple[int, int, list[bytes]]:
     return width, height, [bytes(r[i : i + 3]) for r in rows for i in range(0, stride, bpp)]
 
 
-@pytest.mark.skipif(
-    CHROMIUM is None, reason="chromium not installed (Debian: apt-get install chromium)"
-)
 def test_report_renders_in_headless_chromium(tmp_path: Path) -> None:
+    require_tool("chromium", "chromium")
     report_page = write_html(_report(), tmp_path / "report.html")
     blank_page = tmp_path / "blank.html"
     blank_page.write_text("<!DOCTYPE html><html><body></body></html>")
@@ -366,10 +366,8 @@ def test_report_renders_in_headless_chromium(tmp_path: Path) -> None:
     assert len(report_png) > 5 * len((tmp_path / "blank.png").read_bytes())
 
 
-@pytest.mark.skipif(
-    CHROMIUM is None, reason="chromium not installed (Debian: apt-get install chromium)"
-)
 def test_chart_pixels_show_points_and_reference_levels(tmp_path: Path) -> None:
+    require_tool("chromium", "chromium")
     report = _report()
     html = render_html(report)
     start = html.index('<svg xmlns="http://www.w3.org/2000/svg" id="ctdivol-vs-reference"')

@@ -150,6 +150,10 @@ DOSE_CHECK_NUMBERS: Final[dict[Concept, tuple[str, str]]] = {
     ("113914", "DCM"): ("ctdivol_forward_estimate_mgy", "mGy"),
 }
 REASON_FOR_PROCEEDING: Final = ("113907", "DCM")
+# TID 1020 (Person Participant) inside TID 10015: who authorised proceeding past a Dose Check.
+PERSON_NAME: Final = ("113870", "DCM")
+PERSON_ROLE_IN_PROCEDURE: Final = ("113875", "DCM")
+IRRADIATION_AUTHORIZING: Final = ("113850", "DCM")
 
 ACQUISITION_TYPES: Final[dict[Concept, AcquisitionType]] = {
     ("116152004", "SCT"): "spiral",

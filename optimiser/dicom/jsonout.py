@@ -40,7 +40,10 @@ def _event(acq: CtAcquisition) -> dict[str, Any]:
         "phantom": acq.phantom,
         "contrast": acq.contrast,
         "ssde_mgy": acq.ssde_mgy,
-        "dose_check": [dc.kind for dc in acq.dose_check],
+        "dose_check": [
+            {"kind": dc.kind, "configured": dc.configured(), "exceeded": dc.exceedances()}
+            for dc in acq.dose_check
+        ],
     }
 
 

@@ -45,6 +45,7 @@ KEEP: Final = frozenset(
         C.MeasurementUnitsCodeSequence,
         C.ConceptNameCodeSequence,
         C.DateTime,
+        C.PersonName,
         C.UID,
         C.TextValue,
         C.ConceptCodeSequence,

@@ -430,7 +430,11 @@ def _walk(
             found = r.code(key, child)
             if found is not None:
                 pair = (found.value, found.scheme)
-                acq.contrast = _yes_no(pair, C.WITH_CONTRAST, C.WITHOUT_CONTRAST)
+                with_contrast = _yes_no(pair, C.WITH_CONTRAST, C.WITHOUT_CONTRAST)
+                # "with contrast" names no phase: enhanced, phase unspecified.
+                acq.contrast = (
+                    None if with_contrast is None else "with" if with_contrast else "none"
+                )
         elif key == C.NUMBER_OF_SOURCES:
             acq.number_of_sources = r.count(key, child)
         elif key == C.FRAME_OF_REFERENCE_UID:
@@ -468,8 +472,14 @@ def _source(r: _Reader, item: Dataset) -> SourceParameters:
 
 
 def _dose_check(r: _Reader, key: C.Concept, item: Dataset) -> DoseCheckDetails:
+    """One TID 10015 container. The person authorising is TID 1020: a Person Name (113870)
+    whose Person Role in Procedure (113875, a HAS PROPERTIES child) is Irradiation Authorizing
+    (113850); some writers put the role beside the name instead of under it, which is read the
+    same way. A name in another role, or an empty name, authorises nothing."""
     details = DoseCheckDetails(kind="alert" if key == C.DOSE_CHECK_ALERT else "notification")
-    for child in _seq(item, C.ContentSequence):
+    content = _seq(item, C.ContentSequence)
+    beside = _role(r, content)
+    for child in content:
         ckey = concept(child)
         if ckey is None:
             continue
@@ -482,5 +492,18 @@ def _dose_check(r: _Reader, key: C.Concept, item: Dataset) -> DoseCheckDetails:
         elif number is not None:
             setattr(details, number[0], r.number(ckey, child, number[1]))
         elif ckey == C.REASON_FOR_PROCEEDING:
-            details.reason_for_proceeding = _s(child, C.TextValue)
+            details.reason_for_proceeding = (_s(child, C.TextValue) or "").strip() or None
+        elif ckey == C.PERSON_NAME:
+            name = (_s(child, C.PersonName) or "").strip(" ^=")
+            role = _role(r, _seq(child, C.ContentSequence)) or beside
+            if name and role == C.IRRADIATION_AUTHORIZING:
+                details.authorizing_persons.append(_s(child, C.PersonName) or name)
     return details
+
+
+def _role(r: _Reader, content: list[Dataset]) -> C.Concept | None:
+    for child in content:
+        if concept(child) == C.PERSON_ROLE_IN_PROCEDURE:
+            found = r.code(C.PERSON_ROLE_IN_PROCEDURE, child)
+            return None if found is None else (found.value, found.scheme)
+    return None

@@ -16,6 +16,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from optimiser.assessment import FINDING_CODES, SEVERITY_RANK, Assessment, Finding, Proposal
+from protocols.library import BUILTIN_SITES
 
 # What to do about a finding the proposal does not express as a range or exposure change.
 ADVICE: dict[str, str] = {
@@ -30,16 +31,6 @@ ADVICE: dict[str, str] = {
     "dose_check_exceeded": "review the Dose Check values",
 }
 
-SITE_ORDER: tuple[str, ...] = (
-    "brain",
-    "head_neck",
-    "breast",
-    "lung_3d",
-    "lung_4dct",
-    "prostate",
-    "prostate_nodes",
-    "generic",
-)
 
 COLUMNS: tuple[str, ...] = (
     "study",
@@ -143,7 +134,7 @@ class Report:
     def sites(self) -> tuple[str, ...]:
         """Sites present, head to feet as in the protocol library, others after them."""
         present = set(r.site for r in self.rows)
-        known = [s for s in SITE_ORDER if s in present]
+        known = [s for s in BUILTIN_SITES if s in present]
         return (*known, *sorted(present - set(known)))
 
 

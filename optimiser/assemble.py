@@ -1,0 +1,180 @@
+"""Assembly: a kernel row and its result become an :class:`~optimiser.assessment.Assessment`
+with its findings and proposal (the last stage of :mod:`optimiser.pipeline`).
+
+The findings and proposal rules and their sources are in :mod:`optimiser.findings` and
+:mod:`optimiser.proposal` (../shared/reference/planning-ct.md sections 1, 3, 4, 7 and 8).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from optimiser.assessment import Assessment, Finding, Proposal, assessment_id
+from optimiser.dose_model import AcquisitionRow
+from optimiser.findings import acquisition_findings
+from optimiser.kernels import RowResult
+from optimiser.proposal import build_proposal, exposure_scale
+
+
+def _r(value: float, digits: int = 4) -> float:
+    return round(float(value), digits)
+
+
+@dataclass(frozen=True, slots=True)
+class Measures:
+    """The numbers of one assessment, rounded for output."""
+
+    needed_z_mm: tuple[float, float] | None
+    irradiated_z_mm: tuple[float, float] | None
+    ctdivol_mgy: float | None
+    dlp_mgy_cm: float
+    scan_length_mm: float = 0.0
+    excess_length_mm: float = 0.0
+    excess_dlp_mgy_cm: float = 0.0
+    excess_fraction: float = 0.0
+    effective_dose_msv: float = 0.0
+    excess_effective_dose_msv: float = 0.0
+    overranging_mm: float = 0.0
+
+
+def _measures(row: AcquisitionRow, res: RowResult) -> Measures:
+    return Measures(
+        needed_z_mm=(_r(row.needed.z_mm[0], 2), _r(row.needed.z_mm[1], 2)),
+        irradiated_z_mm=(_r(res.x_lo, 2), _r(res.x_hi, 2)),
+        ctdivol_mgy=_r(row.ctdivol_mgy),
+        dlp_mgy_cm=_r(res.dlp),
+        scan_length_mm=_r(res.x_hi - res.x_lo, 2),
+        excess_length_mm=_r(res.excess_length, 2),
+        excess_dlp_mgy_cm=_r(res.excess_dlp),
+        excess_fraction=_r(res.excess_fraction),
+        effective_dose_msv=_r(res.effective_dose, 5),
+        excess_effective_dose_msv=_r(res.excess_effective_dose, 5),
+        overranging_mm=_r(res.overrange, 2),
+    )
+
+
+def _build(
+    row: AcquisitionRow,
+    m: Measures,
+    findings: list[Finding],
+    proposal: Proposal | None,
+    notes: list[str],
+) -> Assessment:
+    """The one place an Assessment is constructed: identity from the row, numbers from ``m``."""
+    key = (
+        str(row.acquisition_index)
+        if row.acquisition_index is not None
+        else str(row.irradiation_event_uid)
+    )
+    return Assessment(
+        assessment_id=assessment_id(row.input_kind, row.input_id, key),
+        input_kind=row.input_kind,
+        input_id=row.input_id,
+        study_instance_uid=row.study_instance_uid,
+        accession_number=row.accession_number,
+        acquisition_index=row.acquisition_index,
+        irradiation_event_uid=row.irradiation_event_uid,
+        site=row.site,
+        acquisition_type=row.acquisition_type,
+        description=row.description,
+        scanner_model=row.scanner_model,
+        station_name=row.station_name,
+        performed_at=row.performed_at,
+        needed_z_mm=m.needed_z_mm,
+        needed_basis=row.needed.basis,
+        irradiated_z_mm=m.irradiated_z_mm,
+        placement=row.placement,
+        excess_is_lower_bound=row.excess_is_lower_bound,
+        ctdivol_mgy=m.ctdivol_mgy,
+        dlp_mgy_cm=m.dlp_mgy_cm,
+        scan_length_mm=m.scan_length_mm,
+        excess_length_mm=m.excess_length_mm,
+        excess_dlp_mgy_cm=m.excess_dlp_mgy_cm,
+        excess_fraction=m.excess_fraction,
+        effective_dose_msv=m.effective_dose_msv,
+        excess_effective_dose_msv=m.excess_effective_dose_msv,
+        overranging_mm=m.overranging_mm,
+        ssde_mgy=None if row.ssde_mgy is None else _r(row.ssde_mgy),
+        water_equivalent_diameter_mm=row.water_equivalent_diameter_mm,
+        findings=findings,
+        proposal=proposal,
+        notes=notes,
+    )
+
+
+def assessment(row: AcquisitionRow, res: RowResult, cross: list[Finding]) -> Assessment:
+    """The assessment of one modelled row; ``cross`` holds its study-level findings."""
+    if row.unusable is not None:
+        return unmodelled(row)
+    notes = list(dict.fromkeys(row.notes))
+    reported = row.reported_dlp_mgy_cm
+    if reported is not None and reported > 0 and abs(res.dlp - reported) > 0.01 * reported:
+        notes.append(
+            f"modelled DLP {res.dlp:.1f} mGy.cm differs from the reported "
+            f"{reported:.1f} mGy.cm by more than 1%"
+        )
+    findings = acquisition_findings(row, res)
+    findings.extend(cross)
+    m = _measures(row, res)
+    surplus = [f for f in cross if is_surplus(f)]
+    if surplus:
+        return _surplus(_build(row, m, findings, _omit(row, m, surplus), notes))
+    proposal = build_proposal(row, res, exposure_scale(row))
+    return _build(row, m, findings, proposal, notes)
+
+
+# Study findings that make an acquisition surplus: the later one of a repeat or an extra phase.
+SURPLUS_CODES = frozenset({"repeat_acquisition", "multiphase_contrast"})
+
+
+def is_surplus(finding: Finding) -> bool:
+    """A repeat or an extra contrast phase whose omission keeps the needed range covered
+    (:func:`optimiser.findings.study_findings` says so in the finding's evidence)."""
+    return (
+        finding.code in SURPLUS_CODES
+        and finding.evidence.get("omission_keeps_needed_range") is True
+    )
+
+
+def _omit(row: AcquisitionRow, m: Measures, why: list[Finding]) -> Proposal:
+    """The proposal for a surplus acquisition: omit it, saving all of its DLP and effective
+    dose. ``z_mm`` keeps the acquisition's own range (planned, else irradiated) for reference;
+    mAs, CTDIvol and DLP are 0."""
+    codes = " and ".join(dict.fromkeys(f.code.replace("_", " ") for f in why))
+    own = (row.lo, row.hi) if row.is_planned or m.irradiated_z_mm is None else m.irradiated_z_mm
+    return Proposal(
+        z_mm=(_r(own[0], 2), _r(own[1], 2)),
+        mas=0.0,
+        ctdivol_mgy=0.0,
+        dlp_mgy_cm=0.0,
+        dlp_saving_mgy_cm=m.dlp_mgy_cm,
+        effective_dose_saving_msv=m.effective_dose_msv,
+        changes=[
+            f"omit this acquisition: {codes} over a range the earlier acquisition(s) already "
+            f"cover; its DLP {m.dlp_mgy_cm:.1f} mGy.cm and effective dose "
+            f"{m.effective_dose_msv:.2f} mSv are avoidable"
+        ],
+    )
+
+
+def _surplus(a: Assessment) -> Assessment:
+    """A surplus acquisition is avoidable as a whole (issue 9: repeats and extra phases are
+    avoidable dose): its DLP, effective dose and irradiated length replace the coverage part of
+    the avoidable totals, which they contain, so nothing is counted twice."""
+    return a.model_copy(
+        update={
+            "avoidable_excess_length_mm": a.scan_length_mm,
+            "avoidable_excess_dlp_mgy_cm": a.dlp_mgy_cm,
+            "avoidable_effective_dose_msv": a.effective_dose_msv,
+        }
+    )
+
+
+def unmodelled(row: AcquisitionRow) -> Assessment:
+    """The assessment of a row whose numbers cannot be modelled: the reported DLP only."""
+    reported = row.reported_dlp_mgy_cm
+    dlp = reported if reported is not None and math.isfinite(reported) else 0.0
+    m = Measures(needed_z_mm=None, irradiated_z_mm=None, ctdivol_mgy=None, dlp_mgy_cm=_r(dlp))
+    notes = [*dict.fromkeys(row.notes), f"not modelled: {row.unusable}"]
+    return _build(row, m, [], None, notes)

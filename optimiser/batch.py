@@ -1,0 +1,163 @@
+"""Batch packing: the rows of one pipeline batch into the kernel's struct-of-arrays input, one
+kernel call, and the kernel's output back as one :class:`~optimiser.kernels.RowResult` per
+row (with CTDIvol(z) profiles from CT images where a study has them).
+
+Rows whose numbers cannot be modelled (absurd table positions or CTDIvol) are packed as empty
+zero-length rows, so one bad message never stops a batch; :func:`unusable` says why, and the
+assessment reports it. Sources of the model: :mod:`optimiser.dose_model`,
+:mod:`optimiser.kernels` (../shared/reference/planning-ct.md sections 4 to 6).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+
+import numpy as np
+import numpy.typing as npt
+
+from optimiser.dose_model import AcquisitionRow, row_profiles
+from optimiser.kernels import (
+    MAX_ABS_Z_MM,
+    BatchInput,
+    RowResult,
+    SiteTables,
+    assess_batch,
+    profile_batch,
+    results_of,
+)
+from optimiser.proposal import exposure_scale
+
+F64 = npt.NDArray[np.float64]
+# Study Instance UID -> (image z, per-image CTDIvol or tube current): CTDIvol(z).
+DoseProfiles = dict[str, tuple[F64, F64]]
+
+# CTDIvol beyond this is not a CT exposure (the AAPM alert value is 1000 mGy accumulated).
+MAX_CTDIVOL_MGY = 1.0e5
+
+
+def unusable(row: AcquisitionRow) -> str | None:
+    """Why the row's numbers cannot be modelled (field, value, rule), or None when they can."""
+    for name, value in (
+        ("z range low end", row.lo),
+        ("z range high end", row.hi),
+        ("needed range low end", row.needed.z_mm[0]),
+        ("needed range high end", row.needed.z_mm[1]),
+    ):
+        if not math.isfinite(value) or abs(value) > MAX_ABS_Z_MM:
+            return (
+                f"{name} = {value!r} mm is not a table position (finite, within "
+                f"{MAX_ABS_Z_MM:g} mm); fix the feed's z values"
+            )
+    if not math.isfinite(row.ctdivol_mgy) or not 0 <= row.ctdivol_mgy <= MAX_CTDIVOL_MGY:
+        return (
+            f"CTDIvol = {row.ctdivol_mgy!r} mGy is outside 0..{MAX_CTDIVOL_MGY:g} mGy; "
+            "fix the feed's CTDIvol"
+        )
+    for name, opt in (("total collimation", row.collimation_mm), ("pitch", row.pitch)):
+        if opt is not None and not math.isfinite(opt):
+            return f"{name} = {opt!r} is not finite; send a number or leave it out"
+    return None
+
+
+def pack(rows: list[AcquisitionRow], site_index: dict[str, int]) -> BatchInput:
+    """The kernel input of ``rows`` (``site_index``: site id -> row of the site tables).
+
+    Columns are gathered as lists and converted once: per-element numpy stores cost about a
+    microsecond each, a dozen per row. Unusable rows keep the empty-batch defaults.
+    """
+    n = len(rows)
+    nan = math.nan
+    lo, hi, planned, helical = [0.0] * n, [0.0] * n, [0] * n, [0] * n
+    collimation, pitch = [nan] * n, [nan] * n
+    n_lo, n_hi, ctdivol, scales, tolerance = [0.0] * n, [0.0] * n, [0.0] * n, [1.0] * n, [0.0] * n
+    site = [0] * n
+    for i, row in enumerate(rows):
+        site[i] = site_index[row.site]
+        if row.unusable is not None:
+            continue
+        lo[i] = row.lo
+        hi[i] = row.hi
+        planned[i] = row.is_planned
+        helical[i] = row.helical
+        if row.collimation_mm is not None:
+            collimation[i] = row.collimation_mm
+        if row.pitch is not None:
+            pitch[i] = row.pitch
+        n_lo[i], n_hi[i] = row.needed.z_mm
+        ctdivol[i] = row.ctdivol_mgy
+        scales[i] = exposure_scale(row)
+        tolerance[i] = row.protocol.coverage.tolerance_mm
+    f64, i8 = np.float64, np.int8
+    return BatchInput(
+        lo=np.array(lo, f64),
+        hi=np.array(hi, f64),
+        is_planned=np.array(planned, i8),
+        helical=np.array(helical, i8),
+        collimation_mm=np.array(collimation, f64),
+        pitch=np.array(pitch, f64),
+        n_lo=np.array(n_lo, f64),
+        n_hi=np.array(n_hi, f64),
+        ctdivol_mgy=np.array(ctdivol, f64),
+        scale=np.array(scales, f64),
+        tolerance_mm=np.array(tolerance, f64),
+        site=np.array(site, np.int64),
+    )
+
+
+def run(
+    rows: list[AcquisitionRow],
+    site_index: dict[str, int],
+    tables: SiteTables,
+    dose_profiles: DoseProfiles,
+) -> list[RowResult]:
+    """Assess ``rows`` in one kernel call; one result per row, in order."""
+    batch = pack(rows, site_index)
+    results = results_of(assess_batch(batch, tables))
+    if dose_profiles:
+        _apply_profiles(rows, results, batch.scale, site_index, tables, dose_profiles)
+    return results
+
+
+def _apply_profiles(
+    rows: list[AcquisitionRow],
+    results: list[RowResult],
+    scales: F64,
+    site_index: dict[str, int],
+    tables: SiteTables,
+    dose_profiles: DoseProfiles,
+) -> None:
+    """Where CT images gave CTDIvol(z), integrate it instead of a constant CTDIvol: one
+    profile-kernel call for every such row of the batch (actual and proposed ranges)."""
+    which = [
+        i
+        for i, row in enumerate(rows)
+        if row.study_instance_uid in dose_profiles and row.unusable is None
+    ]
+    if not which:
+        return
+    profiles = []
+    for i in which:
+        z, w = dose_profiles[rows[i].study_instance_uid]
+        profiles.extend(row_profiles(z, w, rows[i].ctdivol_mgy, float(scales[i]), results[i]))
+    n_lo = np.repeat([rows[i].needed.z_mm[0] for i in which], 2)
+    n_hi = np.repeat([rows[i].needed.z_mm[1] for i in which], 2)
+    sites = np.repeat([site_index[rows[i].site] for i in which], 2)
+    out = profile_batch(profiles, n_lo, n_hi, sites, tables)
+    for k, i in enumerate(which):
+        actual, proposed = out[2 * k], out[2 * k + 1]
+        if np.isnan(actual).any() or np.isnan(proposed).any():
+            continue
+        results[i] = replace(
+            results[i],
+            dlp=float(actual[0]),
+            excess_dlp=float(actual[1]),
+            effective_dose=float(actual[2]),
+            excess_effective_dose=float(actual[3]),
+            proposal_dlp=float(proposed[0]),
+            proposal_effective_dose=float(proposed[2]),
+        )
+        rows[i].notes.append(
+            "CTDIvol(z) follows the per-image CTDIvol or tube current of the study's CT "
+            "images (mean kept at the acquisition's CTDIvol)"
+        )

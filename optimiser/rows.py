@@ -1,0 +1,312 @@
+"""Inputs to kernel rows: each protocol event, dose report and structure set becomes the
+:class:`~optimiser.dose_model.AcquisitionRow` objects the batch kernel assesses.
+
+This is the first stage of the pipeline (:mod:`optimiser.pipeline`): it reads and updates the
+per-study state (a dose report is placed against its study's earlier protocol event and
+structure set), resolves the site protocol and the needed range N, and places each acquisition
+on the table axis. The model and its sources are :mod:`optimiser.dose_model`'s
+(../shared/reference/planning-ct.md sections 4 and 5).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from optimiser.dose_model import (
+    AcquisitionRow,
+    Needed,
+    is_helical,
+    match_planned,
+    needed_from_planning,
+    needed_from_structure_set,
+    report_exposure,
+    rois_as_dict,
+)
+from optimiser.events import ProtocolEvent
+from optimiser.records import CtAcquisition, DoseReport, StructureSet
+from optimiser.ssde import ssde_mgy
+from optimiser.state import StudyState, StudyStateStore
+from optimiser.strictness import Problems, Strictness
+from protocols.library import GENERIC_SITE, SiteLibrary, SiteProtocol
+
+# Study Instance UID -> (D_w mm, note) from CT images given alongside (lowdose assess).
+ImageSizes = dict[str, tuple[float, str]]
+
+
+class RowBuilder:
+    """Turns inputs into rows, keeping the study state in ``store`` up to date."""
+
+    def __init__(
+        self,
+        library: SiteLibrary,
+        store: StudyStateStore,
+        strictness: Strictness,
+        image_sizes: ImageSizes,
+    ) -> None:
+        self.library = library
+        self.store = store
+        self.strictness = strictness
+        self.image_sizes = image_sizes
+
+    # --- state and site -----------------------------------------------------------------------
+
+    def state(self, study_uid: str) -> StudyState:
+        state = self.store.get(study_uid)
+        return state if state is not None else StudyState(study_instance_uid=study_uid)
+
+    def _protocol(self, site: str, problems: Problems, notes: list[str]) -> SiteProtocol:
+        protocol, found = self.library.resolve(site)
+        if not found:
+            problems.report(
+                "planning.site", site, "not in the protocol library; the generic site is used"
+            )
+            notes.append(f"site {site!r} is not in the protocol library: generic site used")
+        return protocol
+
+    def _needed(
+        self, state: StudyState, protocol: SiteProtocol, event: ProtocolEvent | None, centre: float
+    ) -> Needed:
+        if state.structure_set_rois:
+            from_rois = needed_from_structure_set(
+                state.structure_set_rois, state.structure_set_roi_types, protocol
+            )
+            if from_rois is not None:
+                return from_rois
+        if event is not None:
+            return needed_from_planning(event.planning, protocol, centre)
+        half = protocol.coverage.default_needed_length_mm / 2.0
+        return Needed(
+            (centre - half, centre + half),
+            "site_default",
+            [
+                f"needed range is the {protocol.site} default length "
+                f"{protocol.coverage.default_needed_length_mm:g} mm (no protocol event)"
+            ],
+        )
+
+    # --- inputs -------------------------------------------------------------------------------
+
+    def event_rows(self, event: ProtocolEvent) -> list[AcquisitionRow]:
+        """One row per planned non-localizer acquisition (the planned range is widened by the
+        modelled over-ranging in the kernel)."""
+        problems = Problems(f"protocol event {event.event_id}", self.strictness)
+        study = event.study
+        state = self.state(study.study_instance_uid)
+        state.protocol_event = event
+        self.store.put(state)
+        notes: list[str] = []
+        protocol = self._protocol(event.planning.site, problems, notes)
+        scans = [a for a in event.acquisitions if a.type != "localizer"]
+        if not scans:
+            return []
+        centre = 0.5 * (min(a.z_range_mm[0] for a in scans) + max(a.z_range_mm[1] for a in scans))
+        needed = self._needed(state, protocol, event, centre)
+        intent = "the study purpose is diagnostic" if study.purpose == "diagnostic" else None
+        size = self.image_sizes.get(study.study_instance_uid)
+        if size is not None:
+            notes.append(size[1])
+        rows = []
+        for acq in scans:
+            lo, hi = acq.z_range_mm
+            # No phantom in the event: the site library's (head for brain; issue 9 defect 6).
+            phantom = acq.phantom or protocol.phantom
+            rows.append(
+                AcquisitionRow(
+                    input_kind="protocol_event",
+                    input_id=event.event_id,
+                    study_instance_uid=study.study_instance_uid,
+                    accession_number=study.accession_number,
+                    site=protocol.site,
+                    protocol=protocol,
+                    needed=needed,
+                    lo=lo,
+                    hi=hi,
+                    is_planned=True,
+                    helical=is_helical(acq.type),
+                    collimation_mm=acq.total_collimation_mm,
+                    pitch=acq.pitch,
+                    ctdivol_mgy=acq.ctdivol_mgy,
+                    placement="planned",
+                    acquisition_index=acq.index,
+                    acquisition_type=acq.type,
+                    description=acq.series_description,
+                    scanner_model=event.scanner.model,
+                    station_name=event.scanner.station_name,
+                    performed_at=event.emitted_at,
+                    mas=acq.mas,
+                    kvp=[acq.kvp],
+                    slice_thickness_mm=acq.slice_thickness_mm,
+                    contrast=acq.contrast,
+                    phantom=phantom,
+                    diagnostic_intent=intent,
+                    labelled_planning=study.labelled_planning,
+                    water_equivalent_diameter_mm=None if size is None else round(size[0], 1),
+                    ssde_mgy=None if size is None else ssde_mgy(acq.ctdivol_mgy, size[0], phantom),
+                    notes=[*notes, *needed.notes, *problems.warnings],
+                )
+            )
+        return rows
+
+    def report_rows(self, report: DoseReport) -> list[AcquisitionRow]:
+        """One row per reported non-localizer irradiation event not assessed before (cumulative
+        reports resend events), placed by the report's z, else by the planned acquisition it
+        matches, else centred on N (then the excess is a lower bound)."""
+        source = report.sop_instance_uid or report.source
+        problems = Problems(f"dose report {report.source}", self.strictness)
+        state = self.state(report.study_instance_uid)
+        event = state.protocol_event
+        notes: list[str] = []
+        if event is not None:
+            protocol = self._protocol(event.planning.site, problems, notes)
+        else:
+            protocol = self.library.sites[GENERIC_SITE]
+            notes.append(
+                "no protocol event for this study: generic site, needed range from its default"
+            )
+        scans = [a for a in report.acquisitions if a.acquisition_type != "localizer"]
+        planned = list(event.acquisitions) if event is not None else []
+        if event is not None:
+            ranges = [a.z_range_mm for a in planned if a.type != "localizer"] or [
+                a.z_range_mm for a in planned
+            ]
+            centre = 0.5 * (min(r[0] for r in ranges) + max(r[1] for r in ranges))
+        else:
+            zs = [
+                0.5 * (a.top_z_mm + a.bottom_z_mm)
+                for a in scans
+                if a.top_z_mm is not None and a.bottom_z_mm is not None
+            ]
+            centre = float(np.mean(zs)) if zs else 0.0
+        needed = self._needed(state, protocol, event, centre)
+        n_centre = 0.5 * (needed.z_mm[0] + needed.z_mm[1])
+        intent: str | None = None
+        if event is not None and event.study.purpose == "diagnostic":
+            intent = "the study purpose is diagnostic"
+        elif report.has_intent == "diagnostic" and event is not None:
+            # Without a protocol event nothing says the study was a planning scan.
+            intent = "the dose report's Has Intent is diagnostic on a planning site"
+        labelled = event.study.labelled_planning if event is not None else True
+        size = self.image_sizes.get(report.study_instance_uid)
+
+        assessed = set(state.assessed_event_uids)
+        order: dict[str | None, int] = {}
+        rows = []
+        for acq in scans:
+            ordinal = order.get(acq.acquisition_type, 0)
+            order[acq.acquisition_type] = ordinal + 1
+            if acq.irradiation_event_uid in assessed:
+                continue
+            row_notes = [*notes, *needed.notes]
+            dose_checks = _dose_checks(acq, row_notes)
+            exposure = report_exposure(acq)
+            row_notes.extend(exposure.notes)
+            half = exposure.length_mm / 2.0
+            lower_bound = False
+            comparable = True
+            if acq.top_z_mm is not None and acq.bottom_z_mm is not None:
+                mid = 0.5 * (acq.top_z_mm + acq.bottom_z_mm)
+                placement = "report_z"
+            else:
+                match = match_planned(acq.acquisition_type, ordinal, exposure.length_mm, planned)
+                if match is not None:
+                    mid = 0.5 * (match.z_range_mm[0] + match.z_range_mm[1])
+                    placement = "protocol_event"
+                else:
+                    mid = n_centre
+                    placement = "aligned_with_needed"
+                    lower_bound = True
+                    comparable = False
+                    row_notes.append(
+                        "the report gives no z positions and no planned acquisition matches: "
+                        "the irradiated range is centred on the needed range, so the excess is "
+                        "a lower bound"
+                    )
+            rows.append(
+                AcquisitionRow(
+                    input_kind="dose_report",
+                    input_id=source,
+                    study_instance_uid=report.study_instance_uid,
+                    accession_number=report.accession_number,
+                    site=protocol.site,
+                    protocol=protocol,
+                    needed=needed,
+                    lo=mid - half,
+                    hi=mid + half,
+                    is_planned=False,
+                    helical=is_helical(acq.acquisition_type),
+                    collimation_mm=acq.nominal_total_collimation_mm,
+                    pitch=acq.pitch_factor,
+                    ctdivol_mgy=exposure.ctdivol_mgy,
+                    placement=placement,
+                    irradiation_event_uid=acq.irradiation_event_uid,
+                    acquisition_type=acq.acquisition_type,
+                    description=acq.acquisition_protocol,
+                    scanner_model=report.model,
+                    station_name=report.station_name,
+                    performed_at=report.start_of_irradiation,
+                    excess_is_lower_bound=lower_bound,
+                    reported_dlp_mgy_cm=acq.dlp_mgy_cm,
+                    mas=_report_mas(acq),
+                    kvp=acq.kvp,
+                    contrast=acq.contrast,
+                    phantom=acq.phantom,
+                    diagnostic_intent=intent,
+                    labelled_planning=labelled,
+                    dose_checks=dose_checks,
+                    water_equivalent_diameter_mm=acq.water_equivalent_diameter_mm
+                    or (None if size is None else round(size[0], 1)),
+                    ssde_mgy=_report_ssde(acq, exposure.ctdivol_mgy, row_notes, size),
+                    notes=[*row_notes, *problems.warnings],
+                    comparable_placement=comparable,
+                )
+            )
+            state.assessed_event_uids.append(acq.irradiation_event_uid)
+            assessed.add(acq.irradiation_event_uid)
+        self.store.put(state)
+        return rows
+
+    def structure_set(self, structure_set: StructureSet) -> None:
+        """Record the ROI extents: later inputs of the study take N from them."""
+        state = self.state(structure_set.study_instance_uid)
+        extents, types = rois_as_dict(structure_set.rois)
+        state.structure_set_rois = extents
+        state.structure_set_roi_types = types
+        self.store.put(state)
+
+
+def _report_mas(acq: CtAcquisition) -> float | None:
+    for s in acq.sources:
+        if s.mean_tube_current_ma is not None and s.exposure_time_per_rotation_s is not None:
+            return s.mean_tube_current_ma * s.exposure_time_per_rotation_s
+    return None
+
+
+def _dose_checks(acq: CtAcquisition, notes: list[str]) -> list[tuple[str, str]]:
+    """The Dose Check containers that record an exceedance, as (kind, what was exceeded); the
+    configured values of the others go to ``notes`` (configuration is not a finding: TID 10015,
+    planning-ct.md section 9)."""
+    out: list[tuple[str, str]] = []
+    configured: list[str] = []
+    for d in acq.dose_check:
+        exceeded = d.exceedances()
+        if exceeded:
+            out.append((d.kind, f"{d.kind}: {', '.join(exceeded)}"))
+        elif d.configured():
+            configured.append(f"{d.kind} {', '.join(d.configured())}")
+    if configured:
+        notes.append(f"scanner Dose Check configured ({'; '.join(configured)}); not exceeded")
+    return out
+
+
+def _report_ssde(
+    acq: CtAcquisition, ctdivol: float, notes: list[str], size: tuple[float, str] | None
+) -> float | None:
+    if acq.water_equivalent_diameter_mm is not None and acq.water_equivalent_diameter_mm > 0:
+        return ssde_mgy(ctdivol, acq.water_equivalent_diameter_mm, acq.phantom or "body")
+    if size is not None:
+        notes.append(size[1])
+        return ssde_mgy(ctdivol, size[0], acq.phantom or "body")
+    if acq.ssde_mgy is not None:
+        notes.append("SSDE as reported by the scanner (no water-equivalent diameter given)")
+        return acq.ssde_mgy
+    return None
