@@ -127,7 +127,7 @@ def test_simulator_check_counts_a_false_alert_and_a_miss() -> None:
 
 @pytest.mark.xfail(
     strict=True,
-    reason="waits for SPEC9 rules 1 (avoidable excess only) and 7 (Dose Check exceedance only): "
+    reason="waits for SPEC9 rule 1 (avoidable excess only): "
     "today every clean simulated study gets a false warning or alert",
 )
 def test_default_day_detects_everything_without_false_alerts(demo_run: tuple[str, Path]) -> None:

@@ -193,6 +193,9 @@ def _draw_plans(
     if "thin_reconstruction" in injected:
         slice_mm = rng.choice((0.5, 0.6, 0.75))
     base_contrast = "multiphase_contrast" not in injected and rng.random() < site.contrast_share
+    # A repeat is of a non-contrast scan: two enhanced acquisitions over one range are extra
+    # contrast phases (multiphase_contrast), never a repeat (issue 9).
+    base_contrast = base_contrast and "repeat_acquisition" not in injected
     label = "4DCT" if site.site == "lung_4dct" else "Helical"
 
     plans = [
