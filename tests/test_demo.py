@@ -14,6 +14,7 @@ from optimiser.cli import demo
 from optimiser.cli.main import main
 from optimiser.report.model import COLUMNS
 from optimiser.report.readback import parse_report
+from optimiser.simulate import simulate_feed
 
 
 @pytest.fixture(scope="module")
@@ -47,18 +48,92 @@ def test_default_day_shows_findings_of_every_kind(demo_run: tuple[str, Path]) ->
     assert seen == set(FINDING_CODES)
 
 
-def test_simulator_check_line(demo_run: tuple[str, Path]) -> None:
-    stdout, _ = demo_run
+LINE = re.compile(
+    r"simulator check: (\d+) of (\d+) injected problems detected \((\d+%|-)\); (\d+) of (\d+) "
+    r"clean studies with a false warning or alert \((\d+%|-)\)"
+)
+
+
+def _check_line(stdout: str) -> re.Match[str]:
     line = next(x for x in stdout.splitlines() if x.startswith("simulator check:"))
-    match = re.fullmatch(
-        r"simulator check: (\d+) of (\d+) injected problems found; (\d+) of (\d+) clean "
-        r"studies flagged",
-        line,
-    )
+    match = LINE.fullmatch(line)
     assert match, line
-    found, injected, clean_flagged, clean = (int(g) for g in match.groups())
-    assert found == injected > 0
-    assert clean_flagged == 0 and clean > 0
+    return match
+
+
+def test_simulator_check_line_is_computed_from_the_day(demo_run: tuple[str, Path]) -> None:
+    """The closing line's figures are those of the day's assessments, recomputed here."""
+    stdout, _ = demo_run
+    studies = simulate_feed(demo.DEFAULT_STUDIES, seed=demo.DEFAULT_SEED)
+    assessments, _ = demo.assess_day(studies, show_progress=False)
+    check = demo.simulator_check(assessments, studies)
+    assert _check_line(stdout).group(0) == check.line()
+    assert check.injected > 0 and check.clean > 0
+    # the figures are counted, not asserted: recount them by hand from the assessments
+    flagged: dict[str, set[str]] = {}
+    for a in assessments:
+        flagged.setdefault(a.study_instance_uid, set()).update(
+            f.code for f in a.findings if f.severity in ("warning", "alert")
+        )
+    clean = [s for s in studies if not s.injected]
+    assert check.clean_flagged == sum(bool(flagged.get(s.study_instance_uid)) for s in clean)
+    assert check.detected == sum(
+        len(s.injected & flagged.get(s.study_instance_uid, set())) for s in studies
+    )
+    if check.missed:
+        assert "not detected at warning or alert:" in stdout
+
+
+def test_simulator_check_counts_a_false_alert_and_a_miss() -> None:
+    from optimiser.assessment import Assessment, Finding
+
+    studies = simulate_feed(6, seed=demo.DEFAULT_SEED)
+    clean = next(s for s in studies if not s.injected)
+    dirty = next(s for s in studies if s.injected)
+    base = {
+        "assessment_id": "a",
+        "input_kind": "protocol_event",
+        "input_id": "e",
+        "site": "breast",
+        "needed_z_mm": None,
+        "needed_basis": "given",
+        "irradiated_z_mm": None,
+        "placement": "planned",
+        "ctdivol_mgy": 1.0,
+        "dlp_mgy_cm": 1.0,
+        "scan_length_mm": 1.0,
+        "excess_length_mm": 0.0,
+        "excess_dlp_mgy_cm": 0.0,
+        "excess_fraction": 0.0,
+        "effective_dose_msv": 0.0,
+        "excess_effective_dose_msv": 0.0,
+    }
+    false_alert = Assessment(
+        study_instance_uid=clean.study_instance_uid,
+        findings=[Finding(code="excess_coverage", severity="alert", message="m")],
+        **base,  # type: ignore[arg-type]
+    )
+    info_only = Assessment(
+        study_instance_uid=dirty.study_instance_uid,
+        findings=[Finding(code=c, severity="info", message="m") for c in dirty.injected],  # type: ignore[arg-type]
+        **base,  # type: ignore[arg-type]
+    )
+    check = demo.simulator_check([false_alert, info_only], [clean, dirty])
+    assert (check.clean, check.clean_flagged) == (1, 1)
+    # info findings do not reach the physicist: the injected problems count as missed
+    assert (check.injected, check.detected) == (len(dirty.injected), 0)
+    assert sorted(check.missed) == sorted(dirty.injected)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="waits for SPEC9 rule 1 (avoidable excess only): "
+    "today every clean simulated study gets a false warning or alert",
+)
+def test_default_day_detects_everything_without_false_alerts(demo_run: tuple[str, Path]) -> None:
+    match = _check_line(demo_run[0])
+    detected, injected, flagged = (int(match.group(i)) for i in (1, 2, 4))
+    assert detected == injected and flagged == 0
 
 
 def _console_rows(stdout: str) -> list[list[str]]:

@@ -48,7 +48,9 @@ def _check_event(got: CtAcquisition, want: DeliveredAcquisition) -> None:
         assert read.ctdivol_forward_estimate_mgy == wrote.ctdivol_forward_estimate_mgy
         assert read.dlp_forward_estimate_mgy_cm == wrote.dlp_forward_estimate_mgy_cm
         assert read.reason_for_proceeding == (wrote.reason_for_proceeding or None)
-        assert read.dlp_configured is True and read.ctdivol_configured is True
+        # "Configured = Yes" exactly when the writer set a value (TID 10015)
+        assert read.dlp_configured is (wrote.dlp_value_mgy_cm is not None)
+        assert read.ctdivol_configured is (wrote.ctdivol_value_mgy is not None)
 
 
 def test_simulated_reports_parse_back_to_the_delivered_values() -> None:

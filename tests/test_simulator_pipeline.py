@@ -1,43 +1,57 @@
-"""The simulator's injected problems are what the optimiser finds (same pipeline as the service,
-in-process): no clean study is flagged and no injected problem is missed."""
+"""The simulator's injected problems are what the optimiser flags (same pipeline as the service,
+in-process): every injected problem is raised at warning or alert, and no clean study (planned on
+N within the tolerance, delivered with its scanner's real over-ranging) gets a warning or an
+alert. The severity rules are issue 9's (SPEC9); this waits for the core changes that carry them.
+"""
 
 from __future__ import annotations
 
 import pytest
 
-from optimiser.cli.demo import assess_day
-from optimiser.report import build_report
+from optimiser.cli.demo import assess_day, simulator_check
 from optimiser.simulate import ProblemRates, simulate_feed
 
+# A consequence a physicist would also flag: an injected excess, repeat or extra phase (or the
+# exposure itself) can take the exam DLP over a reference level, and a typical-value site's
+# 2x level can lie above the Dose Check notification value (brain: 2 x 41 > 80 mGy).
+CONSEQUENCES: dict[str, set[str]] = {
+    "excess_coverage": {"above_reference_level"},
+    "repeat_acquisition": {"above_reference_level"},
+    "multiphase_contrast": {"above_reference_level"},
+    "above_reference_level": {"dose_check_exceeded"},
+}
 
-@pytest.mark.parametrize("seed", [3, 17])
-def test_findings_equal_injected_problems(seed: int) -> None:
+
+def _flagged(seed: int) -> tuple[list[tuple[str, set[str], set[str]]], object]:
     rates = ProblemRates.from_mapping(dict.fromkeys(ProblemRates.codes(), 0.15))
     studies = simulate_feed(40, seed=seed, problem_rates=rates)
     assessments, references = assess_day(studies, batch_size=7, show_progress=False)
-    event_index = {d.irradiation_event_uid: d.index for s in studies for d in s.delivered}
-    report = build_report(assessments, title="t", event_index=event_index)
     assert set(references) == {s.site for s in studies}
     found: dict[str, set[str]] = {s.study_instance_uid: set() for s in studies}
-    flagged: dict[str, set[str]] = {s.study_instance_uid: set() for s in studies}
-    dlp_driven: set[str] = set()  # studies flagged above the reference by exam DLP alone
-    for row in report.rows:
-        found[row.study_instance_uid].update(row.codes)
-        for f in row.findings:
-            if f.severity != "info":  # info is not a flag (a typical value exceeded)
-                flagged[row.study_instance_uid].add(f.code)
-            if f.code == "above_reference_level" and f.evidence.get("quantity") == "dlp_mgy_cm":
-                dlp_driven.add(row.study_instance_uid)
-    dlp_causes = {"excess_coverage", "repeat_acquisition", "multiphase_contrast"}
-    for study in studies:
-        expected = set(study.injected)
-        uid = study.study_instance_uid
-        if expected & dlp_causes and uid in dlp_driven:
-            # extra length or a surplus acquisition can push the exam DLP over the site's
-            # DLP level: a consequence of the injected problem, not a separate one
-            expected.add("above_reference_level")
-        # every injected problem is found (at its own severity; against a typical value
-        # above_reference_level is info), and nothing else is a warning or alert
-        assert expected <= found[uid], (study.site, sorted(study.injected))
-        assert flagged[uid] <= expected, (study.site, sorted(study.injected))
-    assert any(s.injected for s in studies) and any(not s.injected for s in studies)
+    for a in assessments:
+        found[a.study_instance_uid].update(f.code for f in a.findings if f.severity != "info")
+    rows = [(s.site, set(s.injected), found[s.study_instance_uid]) for s in studies]
+    return rows, simulator_check(assessments, studies)
+
+
+@pytest.mark.parametrize("seed", [3, 17])
+def test_every_injected_problem_is_a_warning_or_alert(seed: int) -> None:
+    rows, check = _flagged(seed)
+    for site, injected, found in rows:
+        assert injected <= found, (site, sorted(injected), sorted(found))
+    assert any(injected for _, injected, _ in rows)
+    assert check.detected == check.injected  # type: ignore[attr-defined]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="waits for SPEC9 rule 1 (avoidable excess only): "
+    "clean studies planned on N get excess_coverage warnings for unavoidable over-ranging today",
+)
+@pytest.mark.parametrize("seed", [3, 17])
+def test_clean_studies_raise_no_warning_and_findings_follow_the_injected(seed: int) -> None:
+    rows, _ = _flagged(seed)
+    assert any(not injected for _, injected, _ in rows)
+    for site, injected, found in rows:
+        allowed = set(injected).union(*(CONSEQUENCES.get(c, set()) for c in injected))
+        assert injected <= found <= allowed, (site, sorted(injected), sorted(found))

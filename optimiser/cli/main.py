@@ -26,6 +26,7 @@ COMMANDS: dict[str, str] = {
     "inspect": "optimiser.cli.inspect",
     "assess": "optimiser.cli.assess",
     "protocols": "optimiser.cli.protocols",
+    "validate": "optimiser.cli.validate",
     "run": "streams.cli.run",
     "publish": "streams.cli.publish",
     "broker": "streams.cli.broker",

@@ -5,13 +5,12 @@ Every number here is a simulation input, not an authority. Sources, from
 
 - needed lengths: section 4 (departmental conventions: brain 20-25 cm, head & neck 30-40 cm,
   breast 25-35 cm, lung 30-35 cm, prostate 20-25 cm, prostate and nodes about 30 cm);
-- planning reference CTDIvol: section 3 (Ireland national DRLs for breast 26 mGy and head & neck
-  21 mGy; Weber & Wieslander one-centre medians for brain 41 mGy and prostate 17 mGy; Hubbard et
-  al. 2015 for lung 3D 12 mGy and lung 4DCT 19.6 mGy);
+- planning reference levels: not held here; read from the protocol library
+  (:mod:`protocols.library`, section 3 of the reference sheet), as is the site list;
 - planning-grade parameters: section 8 (120 kV, 2-3 mm reconstructions, one helical acquisition,
   4DCT at low pitch);
-- helical over-ranging: section 4 (Schilham et al., RadioGraphics 2010: 3-6 cm in total on
-  16-slice scanners, more on wider detectors).
+- helical over-ranging: sections 4 and 9 (the "real" over-ranging of each simulated scanner model,
+  see :func:`over_ranging_mm`).
 """
 
 from __future__ import annotations
@@ -19,16 +18,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from optimiser.records import Code
+from protocols.library import BUILTIN_SITES, GENERIC_SITE, ReferenceValue, builtin_library
 
-SITE_IDS: tuple[str, ...] = (
-    "brain",
-    "head_neck",
-    "breast",
-    "lung_3d",
-    "lung_4dct",
-    "prostate",
-    "prostate_nodes",
-)
+# The simulated department plans every named site of the library (not the generic fallback).
+SITE_IDS: tuple[str, ...] = tuple(s for s in BUILTIN_SITES if s != GENERIC_SITE)
 
 # Share of a day's planning list per site (a typical UK CT-sim mix; a simulation input).
 SITE_WEIGHTS: dict[str, float] = {
@@ -64,13 +57,38 @@ class SiteModel:
     needed_length_mm: tuple[float, float]
     # Distance of the superior end of the needed range below the vertex (mm).
     superior_below_vertex_mm: float
-    reference_ctdivol_mgy: float
     clean_ctdivol_share: tuple[float, float]  # clean scans draw CTDIvol as this share of reference
     pitch: tuple[float, float]
     rotation_time_s: float
     target: Structure
     organs: tuple[Structure, ...]
     contrast_share: float = 0.0  # clean single-phase contrast for delineation
+
+    @property
+    def reference(self) -> ReferenceValue:
+        """The site's CTDIvol reference level, from the protocol library (generic when absent)."""
+        lib = builtin_library()
+        ref = lib.get(self.site).reference_ctdivol_mgy
+        return ref if ref is not None else _generic_reference()
+
+    @property
+    def reference_ctdivol_mgy(self) -> float:
+        return self.reference.value
+
+
+def _generic_reference() -> ReferenceValue:
+    ref = builtin_library().get(GENERIC_SITE).reference_ctdivol_mgy
+    if ref is None:  # the library always sets it; a department override could remove it
+        return ReferenceValue(
+            value=17.0, kind="typical", statistic="simulation default", source="none"
+        )
+    return ref
+
+
+def is_typical_value(ref: ReferenceValue) -> bool:
+    """True when a level is a typical value (a median or mean) rather than a 75th-percentile-type
+    DRL (ICRP 135 terms, planning-ct.md section 9), as the library marks it."""
+    return ref.kind == "typical"
 
 
 _HEAD = Code("69536005", "SCT", "Head")
@@ -89,7 +107,6 @@ SITES: dict[str, SiteModel] = {
         phantom="head",
         needed_length_mm=(200.0, 250.0),
         superior_below_vertex_mm=-10.0,
-        reference_ctdivol_mgy=41.0,
         clean_ctdivol_share=(0.6, 0.85),
         pitch=(0.55, 0.8),
         rotation_time_s=1.0,
@@ -103,7 +120,6 @@ SITES: dict[str, SiteModel] = {
         phantom="head",
         needed_length_mm=(300.0, 400.0),
         superior_below_vertex_mm=20.0,
-        reference_ctdivol_mgy=21.0,
         clean_ctdivol_share=(0.55, 0.8),
         pitch=(0.7, 0.9),
         rotation_time_s=1.0,
@@ -122,7 +138,6 @@ SITES: dict[str, SiteModel] = {
         phantom="body",
         needed_length_mm=(250.0, 350.0),
         superior_below_vertex_mm=230.0,
-        reference_ctdivol_mgy=26.0,
         clean_ctdivol_share=(0.35, 0.6),
         pitch=(0.8, 1.0),
         rotation_time_s=0.75,
@@ -139,7 +154,6 @@ SITES: dict[str, SiteModel] = {
         phantom="body",
         needed_length_mm=(300.0, 350.0),
         superior_below_vertex_mm=250.0,
-        reference_ctdivol_mgy=12.0,
         clean_ctdivol_share=(0.55, 0.8),
         pitch=(0.8, 1.0),
         rotation_time_s=0.75,
@@ -156,7 +170,6 @@ SITES: dict[str, SiteModel] = {
         phantom="body",
         needed_length_mm=(300.0, 350.0),
         superior_below_vertex_mm=250.0,
-        reference_ctdivol_mgy=19.6,
         clean_ctdivol_share=(0.6, 0.85),
         pitch=(0.06, 0.1),
         rotation_time_s=0.5,
@@ -173,7 +186,6 @@ SITES: dict[str, SiteModel] = {
         phantom="body",
         needed_length_mm=(200.0, 250.0),
         superior_below_vertex_mm=850.0,
-        reference_ctdivol_mgy=17.0,
         clean_ctdivol_share=(0.55, 0.8),
         pitch=(0.8, 1.0),
         rotation_time_s=0.75,
@@ -190,7 +202,6 @@ SITES: dict[str, SiteModel] = {
         phantom="body",
         needed_length_mm=(280.0, 320.0),
         superior_below_vertex_mm=750.0,
-        reference_ctdivol_mgy=17.0,
         clean_ctdivol_share=(0.55, 0.8),
         pitch=(0.8, 1.0),
         rotation_time_s=0.75,
@@ -213,21 +224,38 @@ class ScannerModel:
     single_collimation_mm: float
     total_collimation_mm: float
     software_version: str
+    # The scanner's "real" over-ranging (both ends): total collimation x (beam_widths +
+    # rotations x pitch); see over_ranging_mm.
+    overrange_beam_widths: float = 1.0
+    overrange_rotations: float = 1.25
 
 
 SCANNERS: tuple[ScannerModel, ...] = (
-    ScannerModel("CTSIM1", "SIEMENS", "SOMATOM Confidence", "73012", 0.6, 19.2, "VB20"),
-    ScannerModel("CTSIM2", "Philips", "Brilliance Big Bore", "8801", 1.5, 24.0, "4.1.2"),
-    ScannerModel("CTSIM3", "GE MEDICAL SYSTEMS", "LightSpeed RT16", "RT16X1", 1.25, 20.0, "07MW"),
+    # Adaptive (dynamic) z-collimation: over-ranging about halved (Schilham et al. 2010;
+    # Christner et al., AJR 2010;194:W49-55).
+    ScannerModel("CTSIM1", "SIEMENS", "SOMATOM Confidence", "73012", 0.6, 19.2, "VB20", 0.5, 0.75),
+    ScannerModel("CTSIM2", "Philips", "Brilliance Big Bore", "8801", 1.5, 24.0, "4.1.2", 1.0, 1.25),
+    ScannerModel(
+        "CTSIM3", "GE MEDICAL SYSTEMS", "LightSpeed RT16", "RT16X1", 1.25, 20.0, "07MW", 1.0, 1.5
+    ),
 )
 
 
-def over_ranging_mm(pitch: float, total_collimation_mm: float) -> float:
-    """Total helical over-ranging (both ends) of one acquisition.
+def over_ranging_mm(pitch: float, scanner: ScannerModel) -> float:
+    """The simulated scanner's real total helical over-ranging (both ends) at ``pitch``, in mm.
 
-    Modelled as one extra table travel per rotation at each end plus half a beam width:
-    ``collimation * (pitch + 1)``. With 16-slice collimations (19-24 mm) at pitch 0.8-1.0 this
-    gives 35-48 mm, inside the 3-6 cm Schilham et al. (RadioGraphics 2010;30:1057-1067) report for
-    16-slice scanners (planning-ct.md section 4); at 4DCT pitches it is about one beam width.
+    ``collimation x (beam_widths + rotations x pitch)``: the beam straddles each end of the
+    planned range, and the reconstruction needs extra table travel (rotations x pitch x
+    collimation). In extra rotations that is ``beam_widths / pitch + rotations``: for the 16-slice
+    models (24 and 20 mm, no dynamic collimation) 2.25-2.5 at pitch 1 and 3.25-3.5 at pitch 0.5,
+    within the 0.93-2.59 (highest pitch) and 1.99-4.04 (lowest pitch) extra rotations van der
+    Molen & Geleijns measured on four 16-slice scanners (Radiology 2007;242:208-216), and 44-54
+    mm in total at pitch 0.8-1.0, inside the 3-6 cm Schilham et al. (RadioGraphics
+    2010;30:1057-1067) give for 16-slice scanners (planning-ct.md sections 4 and 9). The model
+    with adaptive collimation takes about half (Schilham et al.; Christner et al. 2010): 21 mm at
+    pitch 0.8 on 19.2 mm. These are simulation inputs: the scanner's truth the optimiser's own
+    (modelled) over-ranging is checked against, not values the optimiser uses.
     """
-    return total_collimation_mm * (pitch + 1.0)
+    return scanner.total_collimation_mm * (
+        scanner.overrange_beam_widths + scanner.overrange_rotations * pitch
+    )

@@ -1,9 +1,13 @@
 """The protocol-event generator: one planning study per draw, with its delivered acquisitions.
 
 Values are drawn around the figures of ../shared/reference/planning-ct.md (see
-:mod:`optimiser.simulate.department`). A configurable share of studies carries each problem the
-optimiser flags (planning-ct.md sections 1 and 8); the rest are clean. The study records which
-problems were injected so that tests and the demo can check what the optimiser finds.
+:mod:`optimiser.simulate.department`); reference levels, margins and tolerances come from the
+protocol library. A configurable share of studies carries each problem the optimiser flags
+(planning-ct.md sections 1 and 8), each a departure a physicist would flag at warning or alert
+(issue 9's severity rules); the rest are clean: planned on the needed range N (which includes the
+site margins) within the site's tolerance, delivered with the scanner's real over-ranging. The
+study records which problems were injected so that tests and the demo can check what the
+optimiser finds.
 """
 
 from __future__ import annotations
@@ -26,10 +30,12 @@ from optimiser.simulate.department import (
     ScannerModel,
     SiteModel,
     Structure,
+    is_typical_value,
     over_ranging_mm,
 )
 from optimiser.simulate.rates import ProblemRates, draw_injected
 from optimiser.simulate.rdsr_writer import RdsrContext, write_rdsr
+from protocols.library import Coverage, builtin_library
 
 DEFAULT_START = datetime(2026, 1, 5, 8, 0, 0, tzinfo=UTC)
 UID_NAMESPACE = "lowdose-simulator/1"
@@ -67,34 +73,37 @@ def _place(s: Structure, lo: float, hi: float, rng: random.Random) -> tuple[floa
     return (round(max(lo, min(a, b)), 1), round(min(hi, max(a, b)), 1))
 
 
-# AAPM 2011 CTDIvol notification values, adult head and torso (planning-ct.md section 7).
-NOTIFICATION_CTDIVOL_MGY = {"head": 80.0, "body": 50.0}
+# The AAPM 2011 accumulated CTDIvol alert value (planning-ct.md section 7, unverified): what a
+# simulated console has configured beside the library's notification values.
+ACCUMULATED_ALERT_CTDIVOL_MGY = 1000.0
+
+
+def notification_ctdivol_mgy(site: str, phantom: str) -> float:
+    """The CTDIvol notification value the library holds for ``phantom`` (AAPM 2011 defaults)."""
+    t = builtin_library().get(site).thresholds
+    return t.notification_ctdivol_head_mgy if phantom == "head" else t.notification_ctdivol_body_mgy
+
 
 # Pitch of the free-breathing 3D scan that accompanies a 4DCT.
 FREE_BREATHING_PITCH = 0.9
 
-# Half-length of the image-guidance field about the isocentre counted as needed: kept below the
-# protocol library's default field (160 mm) so the optimiser's own needed range contains it.
-IGRT_HALF_FIELD_MM = 70.0
-
 
 def _derived_needed(
-    target: tuple[float, float], organs: Mapping[str, tuple[float, float]], isocentre: float
+    target: tuple[float, float],
+    organs: Mapping[str, tuple[float, float]],
+    isocentre: float,
+    coverage: Coverage,
 ) -> tuple[float, float]:
-    """The part of the needed range a study without ``needed_z_mm`` certainly needs: the union
-    of target, whole organs and the image-guidance field about the isocentre (planning-ct.md
-    section 4), keeping the contiguous block that holds the isocentre."""
-    pieces = sorted(
-        [target, *organs.values(), (isocentre - IGRT_HALF_FIELD_MM, isocentre + IGRT_HALF_FIELD_MM)]
-    )
-    blocks: list[list[float]] = []
-    for lo, hi in pieces:
-        if blocks and lo <= blocks[-1][1]:
-            blocks[-1][1] = max(blocks[-1][1], hi)
-        else:
-            blocks.append([lo, hi])
-    lo, hi = next(b for b in blocks if b[0] <= isocentre <= b[1])
-    return (round(float(lo), 1), round(float(hi), 1))
+    """N of a study that sends no ``needed_z_mm``: one range over the target with the site's
+    margins, the whole organs and the image-guidance field about the isocentre (planning-ct.md
+    section 4; the library's coverage values, as the optimiser derives it)."""
+    half = coverage.image_guidance_field_mm / 2.0
+    pieces = [
+        (target[0] - coverage.margin_inferior_mm, target[1] + coverage.margin_superior_mm),
+        *organs.values(),
+        (isocentre - half, isocentre + half),
+    ]
+    return (round(min(p[0] for p in pieces), 1), round(max(p[1] for p in pieces), 1))
 
 
 def _birth_date(rng: random.Random) -> str:
@@ -133,6 +142,15 @@ class _StudyBuilder:
         return sim_uid(self.seed, self.n, *parts)
 
 
+# Injected excess coverage: the avoidable excess DLP as a share of the acquisition's DLP, drawn
+# well above the 10% warning fraction so that any plausible modelled over-ranging keeps it there.
+EXCESS_FRACTION = (0.15, 0.40)
+# Injected CTDIvol as a multiple of a DRL-type level (warning above 1, alert from 1.5) and of a
+# typical value (a median or mean: a warning only from 2x, issue 9 / planning-ct.md section 9).
+ABOVE_DRL = (1.15, 2.0)
+ABOVE_TYPICAL = (2.1, 2.6)
+
+
 def _draw_plans(
     site: SiteModel,
     scanner: ScannerModel,
@@ -143,24 +161,31 @@ def _draw_plans(
 ) -> list[_Plan]:
     """The non-localizer acquisitions of one study: planning-grade (planning-ct.md section 8)
     unless a problem is injected."""
-    # Clean: the planned range sits inside the needed range by half the over-ranging (and a few
-    # mm), so the irradiated range stays within the needed range plus tolerance.
+    # Clean: planned on N (which holds the margins), each end within half the site's tolerance.
+    tol = builtin_library().get(site.site).coverage.tolerance_mm
     pitch = round(rng.uniform(*site.pitch), 3)
-    half_over = over_ranging_mm(pitch, scanner.total_collimation_mm) * 1.1 / 2.0
-    lo = round(clean_lo + half_over + rng.uniform(3.0, 8.0), 1)
-    hi = round(clean_hi - half_over - rng.uniform(3.0, 8.0), 1)
+    lo = round(clean_lo - rng.uniform(0.0, 0.5 * tol), 1)
+    hi = round(clean_hi + rng.uniform(0.0, 0.5 * tol), 1)
     if "excess_coverage" in injected:
+        # Avoidable length A beyond N + tolerance with A / (planned + A + over-ranging) = f.
+        f = rng.uniform(*EXCESS_FRACTION)
+        over = over_ranging_mm(pitch, scanner)
+        avoidable = f * (clean_hi - clean_lo + over) / (1.0 - f)
         ends = rng.choice(("sup", "inf", "both"))
-        if ends in ("sup", "both"):
-            hi = round(clean_hi + rng.uniform(40.0, 120.0), 1)
-        if ends in ("inf", "both"):
-            lo = round(clean_lo - rng.uniform(40.0, 120.0), 1)
+        share = {"sup": (0.0, 1.0), "inf": (1.0, 0.0), "both": (0.5, 0.5)}[ends]
+        lo = round(clean_lo - tol - share[0] * avoidable, 1) if share[0] else lo
+        hi = round(clean_hi + tol + share[1] * avoidable, 1) if share[1] else hi
 
-    ref = site.reference_ctdivol_mgy
+    level = site.reference
+    ref = level.value
     ctdivol = ref * rng.uniform(*site.clean_ctdivol_share)
     if "above_reference_level" in injected:
-        # Kept under the console's Dose Check notification value, which is its own problem.
-        ctdivol = min(ref * rng.uniform(1.4, 2.0), 0.9 * NOTIFICATION_CTDIVOL_MGY[site.phantom])
+        ctdivol = ref * rng.uniform(*(ABOVE_TYPICAL if is_typical_value(level) else ABOVE_DRL))
+        # Kept under the console's Dose Check notification value (its own problem) where the
+        # level allows it; a typical value of 41 mGy (brain) does not: 2 x 41 > 80.
+        limit = 0.95 * notification_ctdivol_mgy(site.site, site.phantom)
+        if ctdivol > limit >= ref * (2.0 if is_typical_value(level) else 1.0) * 1.05:
+            ctdivol = limit
     kvp = 120.0
     if "kv_not_calibrated" in injected:
         kvp = rng.choice((80.0, 100.0))
@@ -168,6 +193,9 @@ def _draw_plans(
     if "thin_reconstruction" in injected:
         slice_mm = rng.choice((0.5, 0.6, 0.75))
     base_contrast = "multiphase_contrast" not in injected and rng.random() < site.contrast_share
+    # A repeat is of a non-contrast scan: two enhanced acquisitions over one range are extra
+    # contrast phases (multiphase_contrast), never a repeat (issue 9).
+    base_contrast = base_contrast and "repeat_acquisition" not in injected
     label = "4DCT" if site.site == "lung_4dct" else "Helical"
 
     plans = [
@@ -185,24 +213,16 @@ def _draw_plans(
     ]
     if site.site == "lung_4dct":
         # A 4DCT is paired with a free-breathing 3D scan over the same range (the library
-        # allows two acquisitions per range for it); its wider over-ranging is planned in.
+        # allows two acquisitions per range for it).
         pitch_3d = FREE_BREATHING_PITCH
-        inset = (
-            (
-                over_ranging_mm(pitch_3d, scanner.total_collimation_mm)
-                - over_ranging_mm(pitch, scanner.total_collimation_mm)
-            )
-            * 1.1
-            / 2.0
-        )
         ctdivol_3d = SITES["lung_3d"].reference_ctdivol_mgy * rng.uniform(
             *SITES["lung_3d"].clean_ctdivol_share
         )
         plans.append(
             _Plan(
                 "spiral",
-                round(lo + inset, 1),
-                round(hi - inset, 1),
+                lo,
+                hi,
                 kvp,
                 round(ctdivol_3d, 2),
                 pitch_3d,
@@ -258,7 +278,8 @@ def _make_study(
     if send_needed:
         clean_lo, clean_hi = needed_lo, needed_hi
     else:
-        clean_lo, clean_hi = _derived_needed(target, organs, isocentre)
+        coverage = builtin_library().get(site.site).coverage
+        clean_lo, clean_hi = _derived_needed(target, organs, isocentre, coverage)
 
     plans = _draw_plans(site, scanner, injected, clean_lo, clean_hi, rng)
 
@@ -411,28 +432,39 @@ def _deliver(
     check_index = rng.randrange(len(plans))
     accumulated_dlp = out[0].dlp_mgy_cm
     accumulated_ctdivol = 0.0
+    notification = notification_ctdivol_mgy(site.site, site.phantom)
     for i, p in enumerate(plans, start=1):
         planned = event.acquisitions[i]
-        over = over_ranging_mm(p.pitch, scanner.total_collimation_mm) * rng.uniform(0.9, 1.1)
-        top = round(p.hi + over / 2.0, 1)
-        bottom = round(p.lo - over / 2.0, 1)
-        length_mm = top - bottom
-        dlp = round(p.ctdivol * length_mm / 10.0, 2)
+        # Top/Bottom Z of the scanning length are the planned range; the exposed range adds the
+        # scanner's real over-ranging, and the DLP follows it (planning-ct.md section 4).
+        over = over_ranging_mm(p.pitch, scanner) * rng.uniform(0.95, 1.05)
+        exposed_mm = round(p.hi - p.lo + over, 1)
+        dlp = round(p.ctdivol * exposed_mm / 10.0, 2)
         accumulated_dlp += dlp
         accumulated_ctdivol += p.ctdivol
-        rotations = length_mm / (p.pitch * scanner.total_collimation_mm)
+        rotations = exposed_mm / (p.pitch * scanner.total_collimation_mm)
         mean_ma = planned.mas / site.rotation_time_s
-        checks: tuple[DoseCheck, ...] = ()
+        # What real reports routinely carry: the configured values only (no event).
+        checks: tuple[DoseCheck, ...] = (
+            DoseCheck("notification", ctdivol_value_mgy=notification, dlp_value_mgy_cm=None),
+            DoseCheck(
+                "alert", ctdivol_value_mgy=ACCUMULATED_ALERT_CTDIVOL_MGY, dlp_value_mgy_cm=None
+            ),
+        )
         if "dose_check_exceeded" in injected and i - 1 == check_index:
             # Configured values the scan overran: the console warned and the operator proceeded.
+            # A notification is per series (this scan's estimates), an alert accumulated.
             kind = "alert" if rng.random() < 0.5 else "notification"
+            alert = kind == "alert"
             checks = (
                 DoseCheck(
                     kind=kind,
                     ctdivol_value_mgy=round(p.ctdivol * 0.8, 1),
                     dlp_value_mgy_cm=float(round(dlp * 0.8)),
-                    ctdivol_forward_estimate_mgy=round(accumulated_ctdivol, 2),
-                    dlp_forward_estimate_mgy_cm=round(accumulated_dlp, 2),
+                    ctdivol_forward_estimate_mgy=round(
+                        accumulated_ctdivol if alert else p.ctdivol, 2
+                    ),
+                    dlp_forward_estimate_mgy_cm=round(accumulated_dlp if alert else dlp, 2),
                     reason_for_proceeding="Planning protocol; physicist informed",
                 ),
             )
@@ -443,8 +475,8 @@ def _deliver(
                 protocol=f"{site.protocol_name} {p.description}",
                 contrast=p.contrast,
                 irradiation_event_uid=b.uid("event", i),
-                top_z_mm=top,
-                bottom_z_mm=bottom,
+                top_z_mm=p.hi,
+                bottom_z_mm=p.lo,
                 exposure_time_s=round(rotations * site.rotation_time_s, 2),
                 single_collimation_mm=scanner.single_collimation_mm,
                 total_collimation_mm=scanner.total_collimation_mm,
@@ -459,6 +491,7 @@ def _deliver(
                 phantom=site.phantom,
                 dlp_mgy_cm=dlp,
                 dose_checks=checks,
+                exposed_range_mm=exposed_mm,
             )
         )
     return out

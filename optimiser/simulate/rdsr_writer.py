@@ -149,42 +149,76 @@ ACQUISITION_TYPE_CODES: dict[str, Dataset] = {
     "spiral": _code("116152004", "SCT", "Spiral Acquisition"),
     "localizer": _dcm("113805", "Constant Angle Acquisition"),
     "sequenced": _dcm("113804", "Sequenced Acquisition"),
+    "stationary": _dcm("113806", "Stationary Acquisition"),
+}
+
+
+LEGACY_YES = _code("R-0038D", "SRT", "Yes")
+LEGACY_NO = _code("R-00339", "SRT", "No")
+
+# TID 10015 concept codes per container kind: (container, DLP configured, CTDIvol configured,
+# DLP value, CTDIvol value, DLP forward estimate, CTDIvol forward estimate), with meanings.
+_DOSE_CHECK_CODES: dict[str, tuple[tuple[str, str], ...]] = {
+    "alert": (
+        ("113900", "Dose Check Alert Details"),
+        ("113901", "DLP Alert Value Configured"),
+        ("113902", "CTDIvol Alert Value Configured"),
+        ("113903", "DLP Alert Value"),
+        ("113904", "CTDIvol Alert Value"),
+        ("113905", "Accumulated DLP Forward Estimate"),
+        ("113906", "Accumulated CTDIvol Forward Estimate"),
+    ),
+    "notification": (
+        ("113908", "Dose Check Notification Details"),
+        ("113909", "DLP Notification Value Configured"),
+        ("113910", "CTDIvol Notification Value Configured"),
+        ("113911", "DLP Notification Value"),
+        ("113912", "CTDIvol Notification Value"),
+        ("113913", "DLP Forward Estimate"),
+        ("113914", "CTDIvol Forward Estimate"),
+    ),
 }
 
 
 def _dose_check(check: DoseCheck) -> Dataset:
-    """TID 10015 CT Dose Check Details (NEMA XR-25): the values configured and the estimates."""
-    if check.kind == "alert":
-        items = [
-            _code_item("CONTAINS", _dcm("113901", "DLP Alert Value Configured"), YES),
-            _code_item("CONTAINS", _dcm("113902", "CTDIvol Alert Value Configured"), YES),
-            _n("113903", "DLP Alert Value", check.dlp_value_mgy_cm, "mGy.cm"),
-            _n("113904", "CTDIvol Alert Value", check.ctdivol_value_mgy, "mGy"),
-            _n(
-                "113905",
-                "Accumulated DLP Forward Estimate",
-                check.dlp_forward_estimate_mgy_cm,
-                "mGy.cm",
-            ),
-            _n(
-                "113906",
-                "Accumulated CTDIvol Forward Estimate",
-                check.ctdivol_forward_estimate_mgy,
-                "mGy",
-            ),
-            _text("CONTAINS", _dcm("113907", "Reason for Proceeding"), check.reason_for_proceeding),
-        ]
-        return _container("CONTAINS", _dcm("113900", "Dose Check Alert Details"), items)
+    """TID 10015 CT Dose Check Details (NEMA XR-25): the values configured and, only when a value
+    was exceeded, the forward estimates, the reason for proceeding and who authorised it
+    (planning-ct.md section 9)."""
+    codes = _DOSE_CHECK_CODES[check.kind]
+    yes, no = (LEGACY_YES, LEGACY_NO) if check.legacy_codes else (YES, NO)
+    dlp_set = check.dlp_value_mgy_cm is not None
+    ctdivol_set = check.ctdivol_value_mgy is not None
     items = [
-        _code_item("CONTAINS", _dcm("113909", "DLP Notification Value Configured"), YES),
-        _code_item("CONTAINS", _dcm("113910", "CTDIvol Notification Value Configured"), YES),
-        _n("113911", "DLP Notification Value", check.dlp_value_mgy_cm, "mGy.cm"),
-        _n("113912", "CTDIvol Notification Value", check.ctdivol_value_mgy, "mGy"),
-        _n("113913", "DLP Forward Estimate", check.dlp_forward_estimate_mgy_cm, "mGy.cm"),
-        _n("113914", "CTDIvol Forward Estimate", check.ctdivol_forward_estimate_mgy, "mGy"),
-        _text("CONTAINS", _dcm("113907", "Reason for Proceeding"), check.reason_for_proceeding),
+        _code_item("CONTAINS", _dcm(*codes[1]), yes if dlp_set else no),
+        _code_item("CONTAINS", _dcm(*codes[2]), yes if ctdivol_set else no),
     ]
-    return _container("CONTAINS", _dcm("113908", "Dose Check Notification Details"), items)
+    if check.dlp_value_mgy_cm is not None:
+        items.append(_n(*codes[3], check.dlp_value_mgy_cm, "mGy.cm"))
+    if check.ctdivol_value_mgy is not None:
+        items.append(_n(*codes[4], check.ctdivol_value_mgy, "mGy"))
+    if check.dlp_forward_estimate_mgy_cm is not None:
+        items.append(_n(*codes[5], check.dlp_forward_estimate_mgy_cm, "mGy.cm"))
+    if check.ctdivol_forward_estimate_mgy is not None:
+        items.append(_n(*codes[6], check.ctdivol_forward_estimate_mgy, "mGy"))
+    if check.reason_for_proceeding is not None:
+        items.append(
+            _text("CONTAINS", _dcm("113907", "Reason for Proceeding"), check.reason_for_proceeding)
+        )
+    if check.authorized_by is not None:
+        # TID 1020 Person Participant: name, with the role "Irradiation Authorizing".
+        person = _item("CONTAINS", "PNAME", _dcm("113870", "Person Name"))
+        person.PersonName = check.authorized_by
+        person.ContentSequence = DicomSequence(
+            [
+                _code_item(
+                    "HAS PROPERTIES",
+                    _dcm("113875", "Person Role in Procedure"),
+                    _dcm("113850", "Irradiation Authorizing"),
+                )
+            ]
+        )
+        items.append(person)
+    return _container("CONTAINS", _dcm(*codes[0]), items)
 
 
 def _acquisition(a: DeliveredAcquisition, ctx: RdsrContext) -> Dataset:
@@ -201,11 +235,10 @@ def _acquisition(a: DeliveredAcquisition, ctx: RdsrContext) -> Dataset:
             _n("113834", "Exposure Time per Rotation", a.rotation_time_s, "s"),
         ],
     )
-    length = a.scanning_length_mm
     params: list[Dataset] = [
         _n("113824", "Exposure Time", a.exposure_time_s, "s"),
-        _n("113825", "Scanning Length", length, "mm"),
-        _n("113899", "Exposed Range", length, "mm"),
+        _n("113825", "Scanning Length", a.scanning_length_mm, "mm"),
+        _n("113899", "Exposed Range", a.irradiated_length_mm, "mm"),
         _n("113897", "Top Z Location of Scanning Length", a.top_z_mm, "mm"),
         _n("113898", "Bottom Z Location of Scanning Length", a.bottom_z_mm, "mm"),
         _uidref("CONTAINS", _dcm("112227", "Frame of Reference UID"), ctx.frame_of_reference_uid),
@@ -226,11 +259,13 @@ def _acquisition(a: DeliveredAcquisition, ctx: RdsrContext) -> Dataset:
         _n("113838", "DLP", a.dlp_mgy_cm, "mGy.cm"),
         *(_dose_check(c) for c in a.dose_checks),
     ]
-    contrast = (
-        _code("27483000", "SCT", "With contrast")
-        if a.contrast
-        else _code("399331006", "SCT", "Without contrast")
-    )
+    contrast: Dataset | None = None
+    if a.contrast is not None:
+        contrast = (
+            _code("27483000", "SCT", "With contrast")
+            if a.contrast
+            else _code("399331006", "SCT", "Without contrast")
+        )
     device = _code_item(
         "CONTAINS",
         _dcm("113876", "Device Role in Procedure"),
@@ -256,7 +291,13 @@ def _acquisition(a: DeliveredAcquisition, ctx: RdsrContext) -> Dataset:
                 _dcm("113820", "CT Acquisition Type"),
                 ACQUISITION_TYPE_CODES[a.acquisition_type],
             ),
-            _code_item("CONTAINS", _code("408730004", "SCT", "Procedure Context"), contrast),
+            *(
+                []
+                if contrast is None
+                else [
+                    _code_item("CONTAINS", _code("408730004", "SCT", "Procedure Context"), contrast)
+                ]
+            ),
             _uidref("CONTAINS", _dcm("113769", "Irradiation Event UID"), a.irradiation_event_uid),
             _container("CONTAINS", _dcm("113822", "CT Acquisition Parameters"), params),
             _container("CONTAINS", _dcm("113829", "CT Dose"), dose),

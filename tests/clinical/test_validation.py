@@ -1,0 +1,143 @@
+"""The clinical validation gate: every labelled case in tests/clinical/cases, through the pipeline.
+
+One test per case (so a failure names it) and one gate over the whole set: 100% detection and
+no false warning or alert. Cases whose expected behaviour lands with the core changes of issue 9
+(other branches) are listed in ``KNOWN_FAILING`` with the SPEC9 rule they wait for, and marked
+``xfail(strict=True)``: when a merge makes one pass, its test fails until it leaves the list.
+The shared real dose reports are read from ../shared through tests/paths.py, never copied.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from optimiser.validation import (
+    DEFAULT_CASES_DIR,
+    ClinicalCase,
+    load_cases,
+    run_case,
+    run_cases,
+    summary_lines,
+)
+from tests.paths import SHARED
+
+# Case id -> the rule of /work/SPEC9.md (issue 9) the case waits for. Empty this list as the
+# core changes are merged; never weaken a case's expectation to take it off.
+KNOWN_FAILING: dict[str, str] = {
+    # rule 1: avoidable excess only (today unavoidable over-ranging gives warnings/alerts)
+    "above_drl_breast_alert": "SPEC9 rule 1",
+    "above_drl_head_neck_warning": "SPEC9 rule 1",
+    "clean_brain_16slice_24mm": "SPEC9 rule 1",
+    "clean_brain_stereotactic_1mm_64slice": "SPEC9 rule 1",
+    "clean_breast_64slice_with_report": "SPEC9 rule 1",
+    "clean_breast_wide_beam_80mm": "SPEC9 rule 1",
+    "clean_head_neck_within_tolerance_40mm": "SPEC9 rule 1",
+    "clean_lung_3d_pitch_1_5_with_report": "SPEC9 rule 1",
+    "clean_prostate_16slice_with_report": "SPEC9 rule 1",
+    "clean_prostate_derived_needed_range": "SPEC9 rule 1",
+    "clean_prostate_nodes_helical_160mm": "SPEC9 rule 1",
+    "clean_report_without_protocol_event": "SPEC9 rule 1 (generic site: info only)",
+    "diagnostic_intent_purpose_diagnostic": "SPEC9 rule 1",
+    "dose_check_body_60mgy_breast": "SPEC9 rule 1",
+    "dose_check_report_alert_with_reason": "SPEC9 rule 1",
+    "dose_check_report_legacy_yes_notification": "SPEC9 rule 1",
+    "excess_head_neck_small_info": "SPEC9 rule 1",
+    "excess_prostate_superior_warning": "SPEC9 rule 1",
+    "kv_not_calibrated_prostate_100kv": "SPEC9 rule 1",
+    "kv_not_calibrated_report_80kv": "SPEC9 rule 1",
+    "repeat_prostate_two_plain": "SPEC9 rule 1",
+    "repeat_report_unplanned_rescan": "SPEC9 rule 1",
+    "shared_ge_optima": "SPEC9 rule 1 (generic site: info only)",
+    "shared_siemens_flash_tap_bolus": "SPEC9 rule 1 (generic site: info only)",
+    "shared_toshiba_dose_check_exceeded": "SPEC9 rule 1 (generic site: info only)",
+    "thin_reconstruction_brain_0_6mm": "SPEC9 rule 1",
+    "thin_reconstruction_breast_0_75mm": "SPEC9 rule 1",
+    "unlabelled_planning_scan_prostate": "SPEC9 rule 1",
+    # rule 5: DRL vs typical value, exam-level DLP, generic site
+    "above_drl_exam_dlp_head_neck_two_ranges": "SPEC9 rule 5 (exam-level DLP)",
+    "above_typical_prostate_2x_warning": "SPEC9 rules 1, 5 (typical value: warning at 2x)",
+    "clean_brain_70mgy_head_phantom": "SPEC9 rules 1, 5 (typical value: info)",
+    "clean_prostate_above_median_info": "SPEC9 rules 1, 5 (typical value: info)",
+    "excess_report_scanned_beyond_plan_warning": "SPEC9 rules 1, 5 (typical DLP: info)",
+    "multiphase_prostate_report_exam_dlp_info": "SPEC9 rules 1, 5 (exam-level DLP)",
+    "shared_ge_lightspeed_rt16": "SPEC9 rule 5 (generic site, stationary class)",
+    "shared_toshiba_aquilion": "SPEC9 rule 5 (generic site: no CTDIvol reference)",
+    "clean_report_dose_check_configured_only": "SPEC9 rule 1",
+    "dose_check_report_authorising_person": "SPEC9 rule 1",
+    "dose_check_report_notification_exceeded": "SPEC9 rule 1",
+    # rule 10: intent (rules 7, 8 and 9 are merged from main: their cases pass)
+    "multiphase_two_unspecified_enhanced": "SPEC9 rule 1",
+    "clean_brain_70mgy_phantom_absent": "SPEC9 rules 1, 5",
+    "diagnostic_intent_rdsr_only_info": "SPEC9 rules 1, 10",
+}
+
+CASES: list[ClinicalCase] = load_cases(DEFAULT_CASES_DIR)
+SHARED_RDSR = SHARED / "data" / "rdsr"
+
+
+def _needs_shared(case: ClinicalCase) -> bool:
+    return any(i.shared_rdsr is not None for i in case.inputs)
+
+
+def _skip_without_shared() -> None:
+    if not SHARED_RDSR.is_dir():
+        message = f"shared dose reports not found at {SHARED_RDSR} (set LOWDOSE_SHARED_DIR)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"mandatory under CI: {message}")
+        pytest.skip(message)
+
+
+def _param(case: ClinicalCase) -> object:
+    marks = [pytest.mark.realdata] if _needs_shared(case) else []
+    if case.id in KNOWN_FAILING:
+        marks.append(pytest.mark.xfail(strict=True, reason=f"waits for {KNOWN_FAILING[case.id]}"))
+    return pytest.param(case, id=case.id, marks=marks)
+
+
+def test_the_set_is_large_and_covers_every_site_code_and_real_report() -> None:
+    assert len(CASES) >= 40
+    assert len({c.id for c in CASES}) == len(CASES)
+    assert set(KNOWN_FAILING) <= {c.id for c in CASES}, "KNOWN_FAILING names no case"
+    from optimiser.assessment import FINDING_CODES
+    from protocols.library import BUILTIN_SITES, GENERIC_SITE
+
+    expected_codes = {f.code for c in CASES for e in c.expect for f in e.findings}
+    assert expected_codes == set(FINDING_CODES)
+    clean_sites = {
+        str(i.protocol_event["planning"]["site"])  # type: ignore[index]
+        for c in CASES
+        if c.clean
+        for i in c.inputs
+        if i.protocol_event is not None
+    }
+    assert clean_sites == set(BUILTIN_SITES) - {GENERIC_SITE}
+    shared = {i.shared_rdsr for c in CASES for i in c.inputs if i.shared_rdsr is not None}
+    if SHARED_RDSR.is_dir():
+        assert shared == {p.name for p in SHARED_RDSR.glob("*.dcm")}
+    for case in CASES:
+        assert case.rule.startswith("SPEC9 rule") and case.source and case.rationale
+
+
+@pytest.mark.parametrize("case", [_param(c) for c in CASES])
+def test_case(case: ClinicalCase) -> None:
+    if _needs_shared(case):
+        _skip_without_shared()
+    result = run_case(case, SHARED)
+    assert result.passed, "\n".join([*result.problems, *result.unexpected])
+
+
+@pytest.mark.skipif(
+    bool(KNOWN_FAILING),
+    reason=f"{len(KNOWN_FAILING)} case(s) in KNOWN_FAILING wait for the core changes of issue 9 "
+    "(SPEC9 rules 1, 5, 10); the gate runs once the list is empty",
+)
+def test_gate_full_detection_and_no_false_warnings_or_alerts() -> None:
+    _skip_without_shared()
+    summary = run_cases(CASES, SHARED)
+    detected, expected = summary.detected
+    flagged, _ = summary.clean_false
+    assert detected == expected, "\n".join(summary_lines(summary))
+    assert flagged == 0 and summary.unexpected_total == 0, "\n".join(summary_lines(summary))
+    assert summary.passed
