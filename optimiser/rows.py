@@ -14,6 +14,7 @@ import numpy as np
 
 from optimiser.dose_model import (
     AcquisitionRow,
+    Exposure,
     Needed,
     is_helical,
     match_planned,
@@ -199,7 +200,6 @@ class RowBuilder:
             row_notes = [*notes, *needed.notes]
             exposure = report_exposure(acq)
             row_notes.extend(exposure.notes)
-            half = exposure.length_mm / 2.0
             lower_bound = False
             comparable = True
             if acq.top_z_mm is not None and acq.bottom_z_mm is not None:
@@ -220,6 +220,7 @@ class RowBuilder:
                         "the irradiated range is centred on the needed range, so the excess is "
                         "a lower bound"
                     )
+            lo, hi, is_planned, known_over = _report_range(acq, exposure, mid, row_notes)
             rows.append(
                 AcquisitionRow(
                     input_kind="dose_report",
@@ -229,9 +230,9 @@ class RowBuilder:
                     site=protocol.site,
                     protocol=protocol,
                     needed=needed,
-                    lo=mid - half,
-                    hi=mid + half,
-                    is_planned=False,
+                    lo=lo,
+                    hi=hi,
+                    is_planned=is_planned,
                     helical=is_helical(acq.acquisition_type),
                     collimation_mm=acq.nominal_total_collimation_mm,
                     pitch=acq.pitch_factor,
@@ -245,6 +246,7 @@ class RowBuilder:
                     performed_at=report.start_of_irradiation,
                     excess_is_lower_bound=lower_bound,
                     reported_dlp_mgy_cm=acq.dlp_mgy_cm,
+                    known_overrange_mm=known_over,
                     mas=_report_mas(acq),
                     kvp=acq.kvp,
                     contrast=acq.contrast,
@@ -271,6 +273,35 @@ class RowBuilder:
         state.structure_set_rois = extents
         state.structure_set_roi_types = types
         self.store.put(state)
+
+
+def _report_range(
+    acq: CtAcquisition, exposure: Exposure, mid: float, notes: list[str]
+) -> tuple[float, float, bool, float | None]:
+    """(lo, hi, is_planned, known over-ranging) of a reported event placed about ``mid``.
+
+    The planned range is the report's Top/Bottom Z of Scanning Length when given, else its
+    scanning length about ``mid``; the real over-ranging is the irradiated length (DLP /
+    CTDIvol) minus it (planning-ct.md section 9). Without a scanning length only the irradiated
+    range is known: the kernel takes the modelled over-ranging off it (SPEC9 rule 1).
+    """
+    if acq.top_z_mm is not None and acq.bottom_z_mm is not None:
+        lo, hi = sorted((acq.bottom_z_mm, acq.top_z_mm))
+        known: float | None = None
+        if exposure.measured:
+            known = max(0.0, exposure.length_mm - (hi - lo))
+            if exposure.length_mm < hi - lo:
+                notes.append(
+                    f"the irradiated length {exposure.length_mm:.1f} mm (DLP / CTDIvol) is "
+                    f"shorter than the reported scanning range {hi - lo:.1f} mm: over-ranging "
+                    "taken as 0"
+                )
+        return lo, hi, True, known
+    if exposure.planned_length_mm is not None:
+        half = exposure.planned_length_mm / 2.0
+        return mid - half, mid + half, True, exposure.overrange_mm
+    half = exposure.length_mm / 2.0
+    return mid - half, mid + half, False, None
 
 
 def _report_mas(acq: CtAcquisition) -> float | None:

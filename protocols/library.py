@@ -122,13 +122,19 @@ class Thresholds(_Model):
 
 
 class OverRanging(_Model):
-    """Helical over-ranging model (Schilham et al., RadioGraphics 2010;30:1057-1067)."""
+    """Helical over-ranging, both ends together: total collimation W x (``intercept_widths`` +
+    ``rotations_of_feed`` x pitch) x (1 - ``dynamic_collimation_reduction``).
 
-    factor: float = Field(gt=0)
+    Continuous and non-decreasing in collimation and pitch (the coefficients are >= 0); the
+    sources and the fit of the defaults to van der Molen & Geleijns 2007 are in
+    :mod:`optimiser.kernels` (planning-ct.md section 9). ``unknown_total_mm`` is used when the
+    collimation or the pitch is not known.
+    """
+
+    intercept_widths: float = Field(ge=0)
+    rotations_of_feed: float = Field(ge=0)
     unknown_total_mm: float = Field(ge=0)
-    narrow_collimation_mm: float = Field(gt=0)
-    narrow_min_total_mm: float = Field(ge=0)
-    narrow_max_total_mm: float = Field(ge=0)
+    dynamic_collimation_reduction: float = Field(ge=0, lt=1)
     source: str
 
 
