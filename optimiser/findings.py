@@ -78,7 +78,8 @@ def excess_coverage(row: AcquisitionRow, res: RowResult) -> Finding | None:
             **evidence,
         )
     if not avoidable > 0:
-        if not res.excess_length > t.excess_coverage_info_mm:
+        # Within tolerance: only the helical over-ranging is worth a note.
+        if not (res.overrange > 0 and res.excess_length > t.excess_coverage_info_mm):
             return None
         return _finding(
             "excess_coverage",

@@ -199,8 +199,10 @@ def test_overranging_is_monotone_and_continuous_in_collimation_and_pitch() -> No
 
 
 def test_axial_rows_have_no_overranging() -> None:
-    b = _batch([{"lo": 0.0, "hi": 100.0, "n_lo": 0.0, "n_hi": 100.0, "ctdivol_mgy": 5.0,
-                 "is_planned": 1, "helical": 0, "collimation_mm": 160.0, "pitch": 1.0}])  # fmt: skip
+    b = _batch(
+        [{"lo": 0.0, "hi": 100.0, "n_lo": 0.0, "n_hi": 100.0, "ctdivol_mgy": 5.0,
+          "is_planned": 1, "helical": 0, "collimation_mm": 160.0, "pitch": 1.0}]
+    )  # fmt: skip
     out = assess_batch(b, TABLES)[0]
     assert out[COL["overrange"]] == 0.0 and out[COL["dlp"]] == pytest.approx(50.0)
 
@@ -313,3 +315,51 @@ def test_excess_is_monotone_in_the_scan_length(
         assert other[COL["excess_length"]] >= short[COL["excess_length"]] - 1e-9
         assert other[COL["excess_dlp"]] >= short[COL["excess_dlp"]] - 1e-9
         assert other[COL["excess_effective_dose"]] >= short[COL["excess_effective_dose"]] - 1e-9
+
+
+# --- proposal (SPEC9 rule 3, defect 2) ----------------------------------------------------------
+
+collimation = st.sampled_from([math.nan, 5.0, 19.2, 24.0, 38.4, 40.0, 80.0, 160.0])
+pitch = st.sampled_from([math.nan, 0.09, 0.5, 0.8, 1.0, 1.375, 1.5])
+known = st.one_of(st.just(math.nan), st.floats(0.0, 300.0, allow_nan=False))
+
+
+def _proposal_row(
+    lo: float, ln: float, n_lo: float, n_ln: float, planned: int, w: float, p: float,
+    over: float, tol: float, site: int,
+) -> BatchInput:  # fmt: skip
+    return _batch(
+        [{"lo": lo, "hi": lo + ln, "n_lo": n_lo, "n_hi": n_lo + n_ln, "ctdivol_mgy": 12.0,
+          "is_planned": planned, "helical": 1, "collimation_mm": w, "pitch": p,
+          "overrange_mm": over, "site": site, "tolerance_mm": tol, "scale": 0.8}]
+    )  # fmt: skip
+
+
+@PROPS
+@given(z, length, z, length, st.integers(0, 1), collimation, pitch, known,
+       st.floats(0.0, 30.0), st.integers(0, 7))  # fmt: skip
+def test_proposal_contains_n_and_reassesses_clean(
+    lo: float, ln: float, n_lo: float, n_ln: float, planned: int, w: float, p: float,
+    over: float, tol: float, site: int,
+) -> None:  # fmt: skip
+    b = _proposal_row(lo, ln, n_lo, n_ln, planned, w, p, over, tol, site)
+    out = assess_batch(b, TABLES)[0]
+    twin = _twin(b, TABLES)[0]
+    np.testing.assert_allclose(out, twin, rtol=1e-10, atol=1e-9)
+    for res in (out, twin):
+        q_lo, q_hi = res[COL["proposal_lo"]], res[COL["proposal_hi"]]
+        # contains N, passes it by at most the tolerance
+        assert q_lo <= n_lo and q_hi >= n_lo + n_ln
+        assert q_lo >= n_lo - tol and q_hi <= n_lo + n_ln + tol
+    # Re-assessed as a protocol event planned on the proposal with the proposed CTDIvol:
+    # nothing avoidable, so excess_coverage can at most be info.
+    again = _batch(
+        [{"lo": out[COL["proposal_lo"]], "hi": out[COL["proposal_hi"]], "n_lo": n_lo,
+          "n_hi": n_lo + n_ln, "ctdivol_mgy": 12.0 * 0.8, "is_planned": 1, "helical": 1,
+          "collimation_mm": w, "pitch": p, "site": site, "tolerance_mm": tol}]
+    )  # fmt: skip
+    for res in (assess_batch(again, TABLES)[0], _twin(again, TABLES)[0]):
+        assert res[COL["avoidable_length"]] == 0.0
+        assert res[COL["avoidable_dlp"]] == 0.0
+        assert res[COL["proposal_lo"]] == out[COL["proposal_lo"]]
+        assert res[COL["proposal_hi"]] == out[COL["proposal_hi"]]
