@@ -23,6 +23,11 @@ def _finding(
     return Finding(code=code, severity=severity, message=message, evidence=evidence)
 
 
+# Table positions are set and reported to about a millimetre: a planned range passing N plus the
+# tolerance by half a millimetre or less (e.g. a proposal's ends rounded to 0.01 mm) is on it.
+PLANNING_PRECISION_MM = 0.5
+
+
 def needed_is_guess(row: AcquisitionRow) -> bool:
     """N is a guess: the irradiated range was centred on it (no z, no matching plan), or it is
     the generic site's default length (no protocol event, or an unknown site without a
@@ -65,7 +70,7 @@ def excess_coverage(row: AcquisitionRow, res: RowResult) -> Finding | None:
         "alert_fraction": t.excess_coverage_alert_fraction,
     }
     if needed_is_guess(row):
-        if not (avoidable > 0 or res.excess_length > t.excess_coverage_info_mm):
+        if not (avoidable > PLANNING_PRECISION_MM or res.excess_length > t.excess_coverage_info_mm):
             return None
         return _finding(
             "excess_coverage",
@@ -77,7 +82,7 @@ def excess_coverage(row: AcquisitionRow, res: RowResult) -> Finding | None:
             "Give the protocol event or structure set to assess the coverage.",
             **evidence,
         )
-    if not avoidable > 0:
+    if not avoidable > PLANNING_PRECISION_MM:
         # Within tolerance: only the helical over-ranging is worth a note.
         if not (res.overrange > 0 and res.excess_length > t.excess_coverage_info_mm):
             return None
