@@ -72,14 +72,20 @@ def excess_coverage(row: AcquisitionRow, res: RowResult) -> Finding | None:
     if needed_is_guess(row):
         if not (avoidable > PLANNING_PRECISION_MM or res.excess_length > t.excess_coverage_info_mm):
             return None
+        why = (
+            "the report gives no z positions and no planned acquisition matches, so its range "
+            "was centred on the needed range"
+            if row.excess_is_lower_bound
+            else f"the needed range is the {row.site} site's default "
+            f"{row.needed.z_mm[1] - row.needed.z_mm[0]:.0f} mm (no protocol event or target)"
+        )
         return _finding(
             "excess_coverage",
             "info",
-            f"the needed range is not known (the {row.site} default length "
-            f"{row.needed.z_mm[1] - row.needed.z_mm[0]:.0f} mm, or a range centred on it): "
-            f"{avoidable:.0f} mm of the planned range lie beyond it plus {tol:g} mm, and "
-            f"{res.excess_length:.0f} mm of the irradiated range outside it; {over_text}. "
-            "Give the protocol event or structure set to assess the coverage.",
+            f"coverage not judged: {why}. {avoidable:.0f} mm of the planned range lie beyond "
+            f"that range plus {tol:g} mm and {res.excess_length:.0f} mm of the irradiated "
+            f"range outside it; {over_text}. Give the protocol event or structure set to "
+            "assess the coverage.",
             **evidence,
         )
     if not avoidable > PLANNING_PRECISION_MM:

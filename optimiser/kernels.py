@@ -256,6 +256,9 @@ def _assess_batch(
     slab: float,
     out: F64,
 ) -> None:
+    """One row of ``out`` (columns: :class:`RowResult`) per acquisition. The inputs are the
+    fields of :class:`BatchInput` in its order (documented there) followed by the per-site
+    :class:`SiteTables` arrays and the slab width in mm; :func:`assess_batch` validates them."""
     for i in range(lo.shape[0]):
         if (
             np.isnan(lo[i])

@@ -151,7 +151,9 @@ class RowBuilder:
     def report_rows(self, report: DoseReport) -> list[AcquisitionRow]:
         """One row per reported non-localizer irradiation event not assessed before (cumulative
         reports resend events), placed by the report's z, else by the planned acquisition it
-        matches, else centred on N (then the excess is a lower bound)."""
+        matches, else centred on N (then the excess is a lower bound). The planned range is
+        the Top/Bottom Z of Scanning Length, else the scanning length so placed, with the real
+        over-ranging DLP / CTDIvol minus it (:func:`_report_range`)."""
         source = report.sop_instance_uid or report.source
         problems = Problems(f"dose report {report.source}", self.strictness)
         state = self.state(report.study_instance_uid)

@@ -518,3 +518,15 @@ def test_reassessed_proposal_raises_no_coverage_warning(
     assert codes(second).get("excess_coverage") in (None, "info")
     # the proposal's ends are rounded to 0.01 mm in the output: at most that much beyond
     assert second.avoidable_excess_length_mm <= 0.01
+
+
+def test_report_without_event_claims_no_avoidable_excess() -> None:
+    # No protocol event: N is the generic default, a guess. Planned 500 mm (scanning length)
+    # over a 300 mm default N: the finding is info, and no avoidable dose is claimed.
+    [a] = Pipeline().process([_report([_spiral("e1", dlp=840.0, scanning_length_mm=500.0)])])
+    assert a.site == "generic"
+    assert a.overranging_mm == pytest.approx(25.0)
+    assert codes(a)["excess_coverage"] == "info"
+    assert a.avoidable_excess_dlp_mgy_cm == 0.0 and a.avoidable_excess_length_mm == 0.0
+    f = next(f for f in a.findings if f.code == "excess_coverage")
+    assert "coverage not judged" in f.message and "at least" not in f.message
