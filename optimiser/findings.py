@@ -53,7 +53,7 @@ def excess_coverage(row: AcquisitionRow, res: RowResult) -> Finding | None:
     over_text = (
         f"helical over-ranging adds {res.overrange:.0f} mm ({over_dlp:.1f} mGy.cm), unavoidable "
         "with this collimation and pitch"
-        if res.overrange > 0
+        if res.overrange > PLANNING_PRECISION_MM
         else "no helical over-ranging"
     )
     evidence: dict[str, float | int | str | bool | None] = {
@@ -90,7 +90,9 @@ def excess_coverage(row: AcquisitionRow, res: RowResult) -> Finding | None:
         )
     if not avoidable > PLANNING_PRECISION_MM:
         # Within tolerance: only the helical over-ranging is worth a note.
-        if not (res.overrange > 0 and res.excess_length > t.excess_coverage_info_mm):
+        if not (
+            res.overrange > PLANNING_PRECISION_MM and res.excess_length > t.excess_coverage_info_mm
+        ):
             return None
         return _finding(
             "excess_coverage",
