@@ -240,6 +240,7 @@ def _assess_batch(
     collimation: F64,
     pitch: F64,
     overrange_known: F64,
+    reduction: F64,
     n_lo: F64,
     n_hi: F64,
     ctdivol: F64,
@@ -281,7 +282,7 @@ def _assess_batch(
                 overranging[s, 0],
                 overranging[s, 1],
                 overranging[s, 2],
-                overranging[s, 3],
+                overranging[s, 3] if np.isnan(reduction[i]) else reduction[i],
             )
         over = max(over, 0.0)
         if is_planned[i] != 0:
@@ -346,7 +347,8 @@ class BatchInput:
     - ``helical`` (0/1): over-ranging applies; ``collimation_mm`` (total nominal collimation)
       and ``pitch``: NaN when unknown (the site's unknown over-ranging is then used).
     - ``overrange_mm``: a known total over-ranging (e.g. a dose report's DLP / CTDIvol minus its
-      scanning length), NaN to use the model.
+      scanning length), NaN to use the model; ``dynamic_reduction``: the scanner's
+      dynamic-collimation reduction of the modelled over-ranging, NaN for the site's.
     - ``n_lo``, ``n_hi``: the needed range N (margins included); ``tolerance_mm``: how far a
       planned range may pass N before the excess is avoidable.
     - ``ctdivol_mgy``; ``scale``: the proposal's factor on CTDIvol; ``site``: the row of the
@@ -360,6 +362,7 @@ class BatchInput:
     collimation_mm: F64
     pitch: F64
     overrange_mm: F64
+    dynamic_reduction: F64
     n_lo: F64
     n_hi: F64
     ctdivol_mgy: F64
@@ -372,7 +375,7 @@ class BatchInput:
         f, nan = np.zeros, np.full(n, np.nan)
         return cls(
             f(n), f(n), f(n, np.int8), f(n, np.int8), nan.copy(), nan.copy(), nan.copy(),
-            f(n), f(n), f(n), np.ones(n), f(n), f(n, np.int64),
+            nan.copy(), f(n), f(n), f(n), np.ones(n), f(n), f(n, np.int64),
         )  # fmt: skip
 
     def __len__(self) -> int:
@@ -430,6 +433,9 @@ def assess_batch(batch: BatchInput, tables: SiteTables, slab_mm: float = DEFAULT
         )
     if not slab_mm > 0:
         raise InputError(f"slab_mm = {slab_mm!r}: must be > 0 (1 cm slabs: 10)")
+    reduction = f64_array("dynamic_reduction", batch.dynamic_reduction, n)
+    if np.any(reduction < 0.0) or np.any(reduction >= 1.0):
+        raise InputError("batch dynamic_reduction must be NaN or a fraction 0 <= r < 1")
     out = np.empty((n, N_OUT), dtype=np.float64)
     _assess_batch(
         lo,
@@ -439,6 +445,7 @@ def assess_batch(batch: BatchInput, tables: SiteTables, slab_mm: float = DEFAULT
         f64_array("collimation_mm", batch.collimation_mm, n),
         f64_array("pitch", batch.pitch, n),
         f64_array("overrange_mm", batch.overrange_mm, n),
+        f64_array("dynamic_reduction", batch.dynamic_reduction, n),
         n_lo,
         n_hi,
         f64_array("ctdivol_mgy", batch.ctdivol_mgy, n),

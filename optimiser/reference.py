@@ -154,6 +154,7 @@ def assess_one(
     collimation_mm: float,
     pitch: float,
     known_overrange_mm: float,
+    dynamic_reduction: float,
     n_lo: float,
     n_hi: float,
     ctdivol: float,
@@ -167,7 +168,7 @@ def assess_one(
 
     ``overranging`` = the site's :data:`optimiser.kernels.OVERRANGING_PARAMS`; ``tables`` = the
     site's (inside_frac, inside_k, above_end, above_k, below_end, below_k);
-    ``known_overrange_mm`` NaN means: use the model.
+    ``known_overrange_mm`` NaN means: use the model; ``dynamic_reduction`` NaN: the site's.
     """
     required = (lo, hi, n_lo, n_hi, ctdivol, scale, tolerance_mm)
     if any(math.isnan(v) for v in required):
@@ -175,7 +176,9 @@ def assess_one(
     _, _, above_end, above_k, below_end, below_k = tables
     over = known_overrange_mm
     if math.isnan(over):
-        over = overrange_mm(collimation_mm, pitch, helical, *overranging)
+        a, b, unknown, site_reduction = overranging
+        reduction = site_reduction if math.isnan(dynamic_reduction) else dynamic_reduction
+        over = overrange_mm(collimation_mm, pitch, helical, a, b, unknown, reduction)
     over = max(over, 0.0)
     if is_planned:
         # The planned range P is given; X is P widened by half the over-ranging at each end.
@@ -247,6 +250,7 @@ def assess_batch_twin(
                 float(batch.collimation_mm[i]),
                 float(batch.pitch[i]),
                 float(batch.overrange_mm[i]),
+                float(batch.dynamic_reduction[i]),
                 n_lo,
                 n_hi,
                 float(batch.ctdivol_mgy[i]),

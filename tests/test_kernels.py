@@ -105,6 +105,7 @@ def test_twin_agrees_on_seeded_random_batches() -> None:
     b.collimation_mm[:] = rng.choice([math.nan, 10.0, 20.0, 40.0, 80.0, 160.0], n)
     b.pitch[:] = rng.choice([math.nan, 0.09, 0.5, 0.9, 1.0, 1.5], n)
     b.overrange_mm[:] = rng.choice([math.nan, math.nan, 0.0, 35.0, 120.0], n)
+    b.dynamic_reduction[:] = rng.choice([math.nan, math.nan, 0.0, 0.3, 0.5], n)
     b.ctdivol_mgy[:] = rng.uniform(0, 80, n)
     b.scale[:] = rng.uniform(0.2, 1.0, n)
     b.tolerance_mm[:] = rng.uniform(0, 30, n)

@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from optimiser.assessment import Assessment
-from optimiser.errors import InputError, MalformedItemError
+from optimiser.errors import ConfigurationError, InputError, MalformedItemError
 from optimiser.events import ProtocolEvent
 from optimiser.pipeline import Pipeline
 from optimiser.records import CtAcquisition, DoseCheckDetails, DoseReport, RoiExtent, StructureSet
@@ -530,3 +530,29 @@ def test_report_without_event_claims_no_avoidable_excess() -> None:
     assert a.avoidable_excess_dlp_mgy_cm == 0.0 and a.avoidable_excess_length_mm == 0.0
     f = next(f for f in a.findings if f.code == "excess_coverage")
     assert "coverage not judged" in f.message and "at least" not in f.message
+
+
+def test_dynamic_collimation_per_scanner_model(tmp_path: Any) -> None:
+    # A department override: its SOMATOM Definition Flash removes 40% of the over-ranging
+    # (Christner et al. 2010: 27-46% on short scans). 24 mm, pitch 1: 49.68 x 0.6 = 29.808 mm
+    # on that scanner; other scanners keep the site default (no reduction).
+    from protocols.library import load_library
+
+    (tmp_path / "_defaults.toml").write_text(
+        '[overranging.dynamic_collimation_by_model]\n"SOMATOM  definition flash" = 0.4\n'
+    )
+    p = Pipeline(library=load_library(tmp_path))
+    flash = ProtocolEvent.model_validate(
+        {**prostate_helical().model_dump(mode="json", by_alias=True),
+         "scanner": {"station_name": "CTSIM1", "model": "SOMATOM Definition Flash"}}
+    )  # fmt: skip
+    [a] = p.process([flash])
+    assert a.overranging_mm == pytest.approx(29.808, abs=0.005)  # output rounded to 0.01 mm
+    [b] = p.process([event([{"z_start_mm": 250, "z_end_mm": -50, "pitch": 1.0,
+                            "total_collimation_mm": 24.0}], event_id="evt-2")])  # fmt: skip
+    assert b.overranging_mm == pytest.approx(49.68)
+    with pytest.raises(ConfigurationError, match="dynamic_collimation_by_model"):
+        (tmp_path / "_defaults.toml").write_text(
+            '[overranging.dynamic_collimation_by_model]\n"X" = 1.5\n'
+        )
+        load_library(tmp_path)
