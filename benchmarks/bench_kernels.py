@@ -47,6 +47,8 @@ def simulated_batch(n: int, seed: int = 4) -> BatchInput:
     b.helical[:] = rng.random(n) < 0.9
     b.collimation_mm[:] = rng.choice([np.nan, 19.2, 24.0, 40.0, 80.0], n)
     b.pitch[:] = rng.choice([0.6, 0.9, 1.0, 1.2], n)
+    # report rows with a scanning length carry their real over-ranging
+    b.overrange_mm[:] = np.where(rng.random(n) < 0.2, rng.uniform(20, 80, n), np.nan)
     b.ctdivol_mgy[:] = rng.uniform(5, 40, n)
     b.scale[:] = np.minimum(1.0, 17.0 / b.ctdivol_mgy)
     b.tolerance_mm[:] = 10.0
@@ -56,36 +58,7 @@ def simulated_batch(n: int, seed: int = 4) -> BatchInput:
 
 def twin_batch(b: BatchInput, tables: SiteTables) -> np.ndarray:
     """The plain-Python twin over a batch: one ``assess_one`` call per acquisition."""
-    rows = []
-    for i in range(len(b)):
-        s = int(b.site[i])
-        site_rows = (
-            tables.inside_frac[s].tolist(),
-            tables.inside_k[s].tolist(),
-            tables.above_end[s].tolist(),
-            tables.above_k[s].tolist(),
-            tables.below_end[s].tolist(),
-            tables.below_k[s].tolist(),
-        )
-        rows.append(
-            reference.assess_one(
-                float(b.lo[i]),
-                float(b.hi[i]),
-                bool(b.is_planned[i]),
-                bool(b.helical[i]),
-                float(b.collimation_mm[i]),
-                float(b.pitch[i]),
-                float(b.n_lo[i]),
-                float(b.n_hi[i]),
-                float(b.ctdivol_mgy[i]),
-                float(b.scale[i]),
-                float(b.tolerance_mm[i]),
-                tables.overranging[s].tolist(),
-                site_rows,
-                10.0,
-            )
-        )
-    return np.array(rows)
+    return np.array(reference.assess_batch_twin(b, tables, 10.0))
 
 
 def _quick(request: pytest.FixtureRequest) -> bool:

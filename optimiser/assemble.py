@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from optimiser.assessment import Assessment, Finding, Proposal, assessment_id
 from optimiser.dose_model import AcquisitionRow
-from optimiser.findings import acquisition_findings
+from optimiser.findings import acquisition_findings, needed_is_guess
 from optimiser.kernels import RowResult
 from optimiser.proposal import build_proposal, exposure_scale
 
@@ -36,9 +36,16 @@ class Measures:
     effective_dose_msv: float = 0.0
     excess_effective_dose_msv: float = 0.0
     overranging_mm: float = 0.0
+    avoidable_excess_length_mm: float = 0.0
+    avoidable_excess_dlp_mgy_cm: float = 0.0
+    avoidable_effective_dose_msv: float = 0.0
 
 
 def _measures(row: AcquisitionRow, res: RowResult) -> Measures:
+    """The numbers of one modelled row. Avoidable dose, coverage part: the planned range beyond
+    the needed range plus the site tolerance (the kernel's avoidable columns; over-ranging is
+    never avoidable by planning, SPEC9 rules 1 and 4). None is claimed when N is a guess."""
+    guess = needed_is_guess(row)
     return Measures(
         needed_z_mm=(_r(row.needed.z_mm[0], 2), _r(row.needed.z_mm[1], 2)),
         irradiated_z_mm=(_r(res.x_lo, 2), _r(res.x_hi, 2)),
@@ -51,6 +58,9 @@ def _measures(row: AcquisitionRow, res: RowResult) -> Measures:
         effective_dose_msv=_r(res.effective_dose, 5),
         excess_effective_dose_msv=_r(res.excess_effective_dose, 5),
         overranging_mm=_r(res.overrange, 2),
+        avoidable_excess_length_mm=0.0 if guess else _r(res.avoidable_length, 2),
+        avoidable_excess_dlp_mgy_cm=0.0 if guess else _r(res.avoidable_dlp),
+        avoidable_effective_dose_msv=0.0 if guess else _r(res.avoidable_effective_dose, 5),
     )
 
 
@@ -95,6 +105,9 @@ def _build(
         effective_dose_msv=m.effective_dose_msv,
         excess_effective_dose_msv=m.excess_effective_dose_msv,
         overranging_mm=m.overranging_mm,
+        avoidable_excess_length_mm=m.avoidable_excess_length_mm,
+        avoidable_excess_dlp_mgy_cm=m.avoidable_excess_dlp_mgy_cm,
+        avoidable_effective_dose_msv=m.avoidable_effective_dose_msv,
         ssde_mgy=None if row.ssde_mgy is None else _r(row.ssde_mgy),
         water_equivalent_diameter_mm=row.water_equivalent_diameter_mm,
         findings=findings,

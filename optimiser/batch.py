@@ -23,9 +23,9 @@ from optimiser.kernels import (
     RowResult,
     SiteTables,
     assess_batch,
-    profile_batch,
     results_of,
 )
+from optimiser.profile_kernel import profile_batch
 from optimiser.proposal import exposure_scale
 
 F64 = npt.NDArray[np.float64]
@@ -69,7 +69,7 @@ def pack(rows: list[AcquisitionRow], site_index: dict[str, int]) -> BatchInput:
     n = len(rows)
     nan = math.nan
     lo, hi, planned, helical = [0.0] * n, [0.0] * n, [0] * n, [0] * n
-    collimation, pitch = [nan] * n, [nan] * n
+    collimation, pitch, overrange, reduction = [nan] * n, [nan] * n, [nan] * n, [nan] * n
     n_lo, n_hi, ctdivol, scales, tolerance = [0.0] * n, [0.0] * n, [0.0] * n, [1.0] * n, [0.0] * n
     site = [0] * n
     for i, row in enumerate(rows):
@@ -84,6 +84,9 @@ def pack(rows: list[AcquisitionRow], site_index: dict[str, int]) -> BatchInput:
             collimation[i] = row.collimation_mm
         if row.pitch is not None:
             pitch[i] = row.pitch
+        if row.known_overrange_mm is not None:
+            overrange[i] = row.known_overrange_mm
+        reduction[i] = row.protocol.overranging.reduction_for(row.scanner_model)
         n_lo[i], n_hi[i] = row.needed.z_mm
         ctdivol[i] = row.ctdivol_mgy
         scales[i] = exposure_scale(row)
@@ -96,6 +99,8 @@ def pack(rows: list[AcquisitionRow], site_index: dict[str, int]) -> BatchInput:
         helical=np.array(helical, i8),
         collimation_mm=np.array(collimation, f64),
         pitch=np.array(pitch, f64),
+        overrange_mm=np.array(overrange, f64),
+        dynamic_reduction=np.array(reduction, f64),
         n_lo=np.array(n_lo, f64),
         n_hi=np.array(n_hi, f64),
         ctdivol_mgy=np.array(ctdivol, f64),

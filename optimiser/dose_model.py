@@ -20,7 +20,7 @@ import numpy as np
 import numpy.typing as npt
 
 from optimiser.events import ContrastPhase, Phantom, PlannedAcquisition, Planning, ZRange
-from optimiser.kernels import RowResult, SiteTables
+from optimiser.kernels import OVERRANGING_PARAMS, RowResult, SiteTables
 from optimiser.records import CtAcquisition, RoiExtent
 from protocols.library import SiteLibrary, SiteProtocol
 
@@ -29,16 +29,7 @@ def site_tables(lib: SiteLibrary) -> SiteTables:
     """The library's per-site arrays in the kernel's layout (row = ``lib.site_index``)."""
     bands = lib.band_tables()
     over = np.array(
-        [
-            [
-                s.overranging.factor,
-                s.overranging.unknown_total_mm,
-                s.overranging.narrow_collimation_mm,
-                s.overranging.narrow_min_total_mm,
-                s.overranging.narrow_max_total_mm,
-            ]
-            for s in lib.sites.values()
-        ],
+        [[getattr(s.overranging, name) for name in OVERRANGING_PARAMS] for s in lib.sites.values()],
         dtype=np.float64,
     )
     return SiteTables(
@@ -148,34 +139,68 @@ def is_helical(acquisition_type: str | None) -> bool:
 
 @dataclass(slots=True)
 class Exposure:
-    """What a dose report says about one irradiation event, made consistent."""
+    """What a dose report says about one irradiation event, made consistent.
+
+    ``length_mm`` is the irradiated length; ``planned_length_mm`` the scanning length when the
+    report gives one (at most the irradiated length when that was measured); ``overrange_mm``
+    the real over-ranging, irradiated minus scanning length, when both were reported (None: use
+    the model).
+    """
 
     ctdivol_mgy: float
     dlp_mgy_cm: float
     length_mm: float
     notes: list[str] = field(default_factory=list)
+    planned_length_mm: float | None = None
+    overrange_mm: float | None = None
+    measured: bool = False  # the irradiated length is DLP / CTDIvol or the exposed range
 
 
 def report_exposure(acq: CtAcquisition) -> Exposure:
     """Irradiated length of a reported event: DLP / CTDIvol when both are there (this includes
-    over-ranging), else the exposed range, else the scanning length (planning-ct.md section 4)."""
+    over-ranging), else the exposed range, else the scanning length (planning-ct.md section 4).
+
+    When the irradiated length was measured (DLP / CTDIvol or the exposed range) and the report
+    gives the Scanning Length, their difference is the real over-ranging (section 9). A scanning
+    length above the irradiated one (some vendors report the table travel, or a DLP without the
+    over-ranged ends) gives over-ranging 0 and a planned length equal to the irradiated one.
+    """
     notes: list[str] = []
     ctdi = acq.mean_ctdivol_mgy
     dlp = acq.dlp_mgy_cm
+    scan = acq.scanning_length_mm if acq.scanning_length_mm and acq.scanning_length_mm > 0 else None
     if ctdi is not None and ctdi > 0 and dlp is not None and dlp > 0:
-        return Exposure(ctdi, dlp, dlp / ctdi * 10.0)
-    length = acq.exposed_range_mm or acq.scanning_length_mm
-    if length is None and acq.top_z_mm is not None and acq.bottom_z_mm is not None:
-        length = abs(acq.top_z_mm - acq.bottom_z_mm)
-    length = float(length or 0.0)
-    if dlp is not None and dlp > 0 and length > 0:
-        notes.append("no CTDIvol in the report: CTDIvol = DLP / irradiated length")
-        return Exposure(dlp / (length / 10.0), dlp, length, notes)
-    if ctdi is not None and ctdi > 0:
-        notes.append("no DLP in the report: DLP = CTDIvol x reported length")
-        return Exposure(ctdi, ctdi * length / 10.0, length, notes)
-    notes.append("the report gives no CTDIvol and no DLP for this event: dose taken as zero")
-    return Exposure(0.0, 0.0, length, notes)
+        out = Exposure(ctdi, dlp, dlp / ctdi * 10.0)
+        measured = True
+    else:
+        measured = bool(acq.exposed_range_mm)
+        length = acq.exposed_range_mm or acq.scanning_length_mm
+        if length is None and acq.top_z_mm is not None and acq.bottom_z_mm is not None:
+            length = abs(acq.top_z_mm - acq.bottom_z_mm)
+        length = float(length or 0.0)
+        if dlp is not None and dlp > 0 and length > 0:
+            notes.append("no CTDIvol in the report: CTDIvol = DLP / irradiated length")
+            out = Exposure(dlp / (length / 10.0), dlp, length, notes)
+        elif ctdi is not None and ctdi > 0:
+            notes.append("no DLP in the report: DLP = CTDIvol x reported length")
+            out = Exposure(ctdi, ctdi * length / 10.0, length, notes)
+        else:
+            notes.append(
+                "the report gives no CTDIvol and no DLP for this event: dose taken as zero"
+            )
+            out = Exposure(0.0, 0.0, length, notes)
+    out.measured = measured
+    if scan is not None:
+        out.planned_length_mm = scan
+        if measured:
+            if scan > out.length_mm:
+                out.notes.append(
+                    f"the scanning length {scan:.1f} mm exceeds the irradiated length "
+                    f"{out.length_mm:.1f} mm (DLP / CTDIvol): over-ranging taken as 0"
+                )
+                out.planned_length_mm = out.length_mm
+            out.overrange_mm = out.length_mm - out.planned_length_mm
+    return out
 
 
 def match_planned(
@@ -225,6 +250,8 @@ class AcquisitionRow:
     performed_at: datetime | None = None
     excess_is_lower_bound: bool = False
     reported_dlp_mgy_cm: float | None = None
+    # Real total over-ranging of a reported event (irradiated minus planned); None: the model.
+    known_overrange_mm: float | None = None
     mas: float | None = None
     kvp: list[float] = field(default_factory=list)
     slice_thickness_mm: float | None = None
@@ -261,7 +288,7 @@ def row_profiles(
     """The (actual, proposed) CTDIvol(z) profiles of one acquisition from per-image weights:
     the actual one spans X with a length-weighted mean of ``ctdivol_mgy`` (so the DLP is the
     reported one); the proposal keeps the shape over its own range, scaled by ``scale``."""
-    from optimiser.kernels import profile_from_images
+    from optimiser.profile_kernel import profile_from_images
 
     edges, rel = profile_from_images(z_mm, weight, 1.0)
     x_edges = clip_profile(edges, res.x_lo, res.x_hi)
@@ -270,6 +297,4 @@ def row_profiles(
     values = rel * (ctdivol_mgy * length / mass) if mass > 0 else np.full_like(rel, ctdivol_mgy)
     half = 0.5 * res.overrange
     p_lo, p_hi = res.proposal_lo - half, res.proposal_hi + half
-    if res.proposal_lo >= res.x_lo - half and res.proposal_hi <= res.x_hi + half:
-        p_lo, p_hi = max(res.x_lo, p_lo), min(res.x_hi, p_hi)
     return [(x_edges, values), (clip_profile(edges, p_lo, p_hi), values * scale)]

@@ -33,30 +33,98 @@ def _capped(row: AcquisitionRow, severity: Severity) -> Severity:
     return "info" if row.site == GENERIC_SITE else severity
 
 
+# Table positions are set and reported to about a millimetre: a planned range passing N plus the
+# tolerance by half a millimetre or less (e.g. a proposal's ends rounded to 0.01 mm) is on it.
+PLANNING_PRECISION_MM = 0.5
+
+
+def needed_is_guess(row: AcquisitionRow) -> bool:
+    """N is a guess: the irradiated range was centred on it (no z, no matching plan), or it is
+    the generic site's default length (no protocol event, or an unknown site without a
+    target). Findings on a guessed N are info only (SPEC9 rule 1)."""
+    return row.excess_is_lower_bound or (
+        row.needed.basis == "site_default" and row.site == GENERIC_SITE
+    )
+
+
 def excess_coverage(row: AcquisitionRow, res: RowResult) -> Finding | None:
+    """Coverage beyond the needed range N (planning-ct.md section 4; SPEC9 rule 1).
+
+    Severity follows the *avoidable* excess only: the planned range beyond N +- the site's
+    tolerance, as a fraction of the acquisition's DLP (site thresholds). Helical over-ranging
+    outside N is unavoidable with the scanner's collimation and pitch: reported as info with its
+    own number, never a warning. When N is a guess, info only and no excess claimed as a bound.
+    """
     t = row.protocol.thresholds
-    if not res.excess_length > t.excess_coverage_info_mm:
-        return None
-    fraction = res.excess_fraction
+    tol = row.protocol.coverage.tolerance_mm
+    avoidable = res.avoidable_length
+    over_dlp = row.ctdivol_mgy * res.overrange / 10.0
+    needed = f"the {row.needed.z_mm[1] - row.needed.z_mm[0]:.0f} mm needed for {row.site} planning"
+    over_text = (
+        f"helical over-ranging adds {res.overrange:.0f} mm ({over_dlp:.1f} mGy.cm), unavoidable "
+        "with this collimation and pitch"
+        if res.overrange > PLANNING_PRECISION_MM
+        else "no helical over-ranging"
+    )
+    evidence: dict[str, float | int | str | bool | None] = {
+        "avoidable_excess_length_mm": round(avoidable, 3),
+        "avoidable_excess_dlp_mgy_cm": round(res.avoidable_dlp, 3),
+        "avoidable_fraction": round(res.avoidable_fraction, 4),
+        "excess_length_mm": round(res.excess_length, 3),
+        "excess_dlp_mgy_cm": round(res.excess_dlp, 3),
+        "overranging_mm": round(res.overrange, 3),
+        "overranging_dlp_mgy_cm": round(over_dlp, 3),
+        "tolerance_mm": tol,
+        "needed_is_guess": needed_is_guess(row),
+        "warning_fraction": t.excess_coverage_warning_fraction,
+        "alert_fraction": t.excess_coverage_alert_fraction,
+    }
+    if needed_is_guess(row):
+        if not (avoidable > PLANNING_PRECISION_MM or res.excess_length > t.excess_coverage_info_mm):
+            return None
+        why = (
+            "the report gives no z positions and no planned acquisition matches, so its range "
+            "was centred on the needed range"
+            if row.excess_is_lower_bound
+            else f"the needed range is the {row.site} site's default "
+            f"{row.needed.z_mm[1] - row.needed.z_mm[0]:.0f} mm (no protocol event or target)"
+        )
+        return _finding(
+            "excess_coverage",
+            "info",
+            f"coverage not judged: {why}. {avoidable:.0f} mm of the planned range lie beyond "
+            f"that range plus {tol:g} mm and {res.excess_length:.0f} mm of the irradiated "
+            f"range outside it; {over_text}. Give the protocol event or structure set to "
+            "assess the coverage.",
+            **evidence,
+        )
+    if not avoidable > PLANNING_PRECISION_MM:
+        # Within tolerance: only the helical over-ranging is worth a note.
+        if not (
+            res.overrange > PLANNING_PRECISION_MM and res.excess_length > t.excess_coverage_info_mm
+        ):
+            return None
+        return _finding(
+            "excess_coverage",
+            "info",
+            f"the planned range lies within {needed} plus {tol:g} mm; {over_text}: "
+            f"{res.excess_length:.0f} mm irradiated outside the needed range "
+            f"({res.excess_dlp:.1f} mGy.cm), none of it avoidable by planning.",
+            **evidence,
+        )
+    fraction = res.avoidable_fraction
     severity: Severity = "info"
     if fraction >= t.excess_coverage_alert_fraction:
         severity = "alert"
     elif fraction >= t.excess_coverage_warning_fraction:
         severity = "warning"
-    bound = "at least " if row.excess_is_lower_bound else ""
     return _finding(
         "excess_coverage",
         severity,
-        f"{res.excess_length:.0f} mm of the {res.x_hi - res.x_lo:.0f} mm irradiated lie outside "
-        f"the {row.needed.z_mm[1] - row.needed.z_mm[0]:.0f} mm needed for {row.site} planning: "
-        f"{bound}{res.excess_dlp:.1f} mGy.cm ({fraction:.0%} of the DLP) and "
-        f"{res.excess_effective_dose:.2f} mSv in excess.",
-        excess_length_mm=round(res.excess_length, 3),
-        excess_dlp_mgy_cm=round(res.excess_dlp, 3),
-        excess_fraction=round(fraction, 4),
-        excess_is_lower_bound=row.excess_is_lower_bound,
-        warning_fraction=t.excess_coverage_warning_fraction,
-        alert_fraction=t.excess_coverage_alert_fraction,
+        f"{avoidable:.0f} mm of the planned range lie beyond {needed} plus {tol:g} mm: "
+        f"{res.avoidable_dlp:.1f} mGy.cm ({fraction:.0%} of the DLP) and "
+        f"{res.avoidable_effective_dose:.2f} mSv avoidable; separately, {over_text}.",
+        **evidence,
     )
 
 

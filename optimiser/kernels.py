@@ -1,16 +1,46 @@
-"""numba batch kernels of the dose model: one call per batch over struct-of-arrays inputs.
+"""numba batch kernel of the dose model: one call per batch over struct-of-arrays inputs.
 
-The TG-220 water-equivalent area kernel lives in :mod:`optimiser.tg220`.
+This module owns the kernel's output layout: :class:`RowResult` lists the output columns in
+order, :data:`OUT_COLUMNS` and the column constants (``X_LO``, ``AVOIDABLE_DLP``, ...) are
+derived from it, the kernel body writes through the constants and the plain-Python twin
+(:mod:`optimiser.reference`) imports them. The CTDIvol(z) profile kernel lives in
+:mod:`optimiser.profile_kernel`, the TG-220 water-equivalent area kernel in :mod:`optimiser.tg220`.
 
-Private ``_kernels`` take only arrays and scalars; the public wrappers make contiguous, typed
-inputs, validate them and allocate outputs. Each kernel has a plain-Python twin in
-:mod:`optimiser.reference` (same formulas, see its docstring for the sources in
-../shared/reference/planning-ct.md sections 4 to 6); tests compare the two.
+Private ``_kernels`` take only arrays and scalars; the public wrapper makes contiguous, typed
+inputs, validates them and allocates the output. Tests compare every kernel with its twin.
+
+Model (../shared/reference/planning-ct.md sections 4, 5 and 9):
+
+- Helical over-ranging, both ends together (section 9; van der Molen & Geleijns, Radiology
+  2007;242:208-216; Schilham et al., RadioGraphics 2010;30:1057-1067; Tzedakis et al., Med Phys
+  2005;32:1621-1629): the table feed per rotation is pitch x total collimation W, and the extra
+  rotations n_rot fall with pitch, so over-ranging = n_rot(p) x p x W. With
+  n_rot(p) = b + a / p this is ``W x (a + b x p)``: continuous, zero at W = 0, and
+  non-decreasing in W and in p for a, b >= 0 (van der Molen: "overrange length correlated
+  positively with collimation and pitch"; Tzedakis: z-overscanning grows with collimation and
+  pitch). Library defaults a = 0.94, b = 1.13 fit the middle of van der Molen's four 16-slice
+  scanners: 1.99-4.04 extra rotations (middle 3.02) at the lowest pitch, 0.93-2.59 (middle
+  1.76) at the highest, taking those pitches as 0.5 and 1.5 (the abstract does not give them:
+  an assumption). Check: 24 mm at pitch 1.0 gives 50 mm and 20 mm at pitch 1.375 gives 50 mm,
+  inside the 3.2-5.8 cm van der Molen measured for chest protocols and Schilham's 3-6 cm on
+  16-slice scanners. Dynamic (adaptive) z-collimation removes part of it: a department sets
+  ``dynamic_collimation_reduction`` (Christner et al., AJR 2010;194:W49-W55: 27-46% of the
+  incident radiation of a 20 mm scan, 3-8% of a 500 mm scan; Schilham: up to about 50% of the
+  over-ranging). Unknown W or pitch: the site's ``unknown_total_mm``. Axial: zero.
+- A row's planned range P and irradiated range X: for a planned row (``is_planned``) P is
+  lo..hi and X = P widened by half the over-ranging at each end; otherwise lo..hi is X and P is
+  X narrowed by half the over-ranging (clipped to X's length). A known over-ranging
+  (``overrange_mm`` not NaN: a dose report's DLP / CTDIvol minus its scanning length) replaces
+  the model.
+- DLP = CTDIvol x |X| (cm); excess = X outside the needed range N; avoidable excess = P outside
+  [N_lo - tolerance, N_hi + tolerance] (SPEC9 rule 1); effective dose = CTDIvol x the integral
+  of k over 1 cm slabs (region bands anchored to N's edges, section 5).
+- Proposal (SPEC9 rule 3): P' = [min(max(P_lo, N_lo - tol), N_lo), max(min(P_hi, N_hi + tol),
+  N_hi)] always contains N; it keeps the acquisition's over-ranging and scales CTDIvol.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, fields
 
 import numpy as np
@@ -18,7 +48,6 @@ import numpy.typing as npt
 from numba import njit
 
 from optimiser.errors import InputError
-from optimiser.reference import N_OUT, OUT_COLUMNS
 
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
@@ -28,7 +57,73 @@ I8 = npt.NDArray[np.int8]
 MAX_ABS_Z_MM = 1.0e6
 DEFAULT_SLAB_MM = 10.0
 
-COL = {name: i for i, name in enumerate(OUT_COLUMNS)}
+
+@dataclass(frozen=True, slots=True)
+class RowResult:
+    """The kernel's outputs for one row. The field order IS the output layout: column k of
+    :func:`assess_batch`'s array is the k-th field (lengths in mm, DLP in mGy.cm, E in mSv)."""
+
+    x_lo: float  # irradiated range X
+    x_hi: float
+    dlp: float
+    excess_length: float  # X outside N (over-ranging included)
+    excess_dlp: float
+    effective_dose: float
+    excess_effective_dose: float
+    planned_lo: float  # planned range P
+    planned_hi: float
+    avoidable_length: float  # P outside N +- tolerance
+    avoidable_dlp: float
+    avoidable_effective_dose: float
+    overrange: float  # total over-ranging used (both ends)
+    proposal_lo: float  # proposed planned range P' (contains N)
+    proposal_hi: float
+    proposal_dlp: float
+    proposal_effective_dose: float
+
+    @property
+    def excess_fraction(self) -> float:
+        return self.excess_dlp / self.dlp if self.dlp > 0 else 0.0
+
+    @property
+    def avoidable_fraction(self) -> float:
+        return self.avoidable_dlp / self.dlp if self.dlp > 0 else 0.0
+
+
+OUT_COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(RowResult))
+N_OUT = len(OUT_COLUMNS)
+COL: dict[str, int] = {name: i for i, name in enumerate(OUT_COLUMNS)}
+# Named column indices (module constants: numba freezes them into the kernel at compile time).
+X_LO = COL["x_lo"]
+X_HI = COL["x_hi"]
+DLP = COL["dlp"]
+EXCESS_LENGTH = COL["excess_length"]
+EXCESS_DLP = COL["excess_dlp"]
+EFFECTIVE_DOSE = COL["effective_dose"]
+EXCESS_EFFECTIVE_DOSE = COL["excess_effective_dose"]
+PLANNED_LO = COL["planned_lo"]
+PLANNED_HI = COL["planned_hi"]
+AVOIDABLE_LENGTH = COL["avoidable_length"]
+AVOIDABLE_DLP = COL["avoidable_dlp"]
+AVOIDABLE_EFFECTIVE_DOSE = COL["avoidable_effective_dose"]
+OVERRANGE = COL["overrange"]
+PROPOSAL_LO = COL["proposal_lo"]
+PROPOSAL_HI = COL["proposal_hi"]
+PROPOSAL_DLP = COL["proposal_dlp"]
+PROPOSAL_EFFECTIVE_DOSE = COL["proposal_effective_dose"]
+
+# Columns of SiteTables.overranging (per site), in this order.
+OVERRANGING_PARAMS: tuple[str, ...] = (
+    "intercept_widths",
+    "rotations_of_feed",
+    "unknown_total_mm",
+    "dynamic_collimation_reduction",
+)
+
+
+def results_of(out: F64) -> list[RowResult]:
+    """The rows of :func:`assess_batch`'s output as :class:`RowResult` objects."""
+    return [RowResult(*values) for values in out.tolist()]
 
 
 @njit(cache=True, nogil=True)
@@ -36,20 +131,16 @@ def _overrange(
     collimation: float,
     pitch: float,
     helical: bool,
-    factor: float,
+    intercept: float,
+    rotations: float,
     unknown_total: float,
-    narrow_collimation: float,
-    narrow_min: float,
-    narrow_max: float,
+    reduction: float,
 ) -> float:
     if not helical:
         return 0.0
     if np.isnan(collimation) or np.isnan(pitch):
         return unknown_total
-    total = factor * pitch * collimation
-    if collimation <= narrow_collimation:
-        total = min(max(total, narrow_min), narrow_max)
-    return total
+    return max(collimation, 0.0) * (intercept + rotations * max(pitch, 0.0)) * (1.0 - reduction)
 
 
 @njit(cache=True, nogil=True)
@@ -86,6 +177,31 @@ def _walk(
 
 
 @njit(cache=True, nogil=True)
+def _beyond(
+    lo: float,
+    hi: float,
+    n_lo: float,
+    n_hi: float,
+    gap: float,
+    s: int,
+    above_end: F64,
+    above_k: F64,
+    below_end: F64,
+    below_k: F64,
+    slab: float,
+) -> float:
+    # Integral of k over the part of [lo, hi] more than ``gap`` beyond N (bands from N's edges).
+    total = 0.0
+    a = max(lo, n_hi + gap)
+    if hi > a:
+        total += _walk(a - n_hi, hi - n_hi, above_end, above_k, s, 1.0, slab)
+    b = min(hi, n_lo - gap)
+    if b > lo:
+        total += _walk(n_lo - b, n_lo - lo, below_end, below_k, s, 1.0, slab)
+    return total
+
+
+@njit(cache=True, nogil=True)
 def _range_dose(
     lo: float,
     hi: float,
@@ -100,13 +216,7 @@ def _range_dose(
     below_k: F64,
     slab: float,
 ) -> tuple[float, float]:
-    outside = 0.0
-    a = max(lo, n_hi)
-    if hi > a:
-        outside += _walk(a - n_hi, hi - n_hi, above_end, above_k, s, 1.0, slab)
-    b = min(hi, n_lo)
-    if b > lo:
-        outside += _walk(n_lo - b, n_lo - lo, below_end, below_k, s, 1.0, slab)
+    outside = _beyond(lo, hi, n_lo, n_hi, 0.0, s, above_end, above_k, below_end, below_k, slab)
     inside = 0.0
     a = max(lo, n_lo)
     b = min(hi, n_hi)
@@ -117,6 +227,11 @@ def _range_dose(
 
 
 @njit(cache=True, nogil=True)
+def _outside_length(lo: float, hi: float, n_lo: float, n_hi: float) -> float:
+    return (hi - lo) - max(0.0, min(hi, n_hi) - max(lo, n_lo))
+
+
+@njit(cache=True, nogil=True)
 def _assess_batch(
     lo: F64,
     hi: F64,
@@ -124,6 +239,8 @@ def _assess_batch(
     helical: I8,
     collimation: F64,
     pitch: F64,
+    overrange_known: F64,
+    reduction: F64,
     n_lo: F64,
     n_hi: F64,
     ctdivol: F64,
@@ -140,6 +257,9 @@ def _assess_batch(
     slab: float,
     out: F64,
 ) -> None:
+    """One row of ``out`` (columns: :class:`RowResult`) per acquisition. The inputs are the
+    fields of :class:`BatchInput` in its order (documented there) followed by the per-site
+    :class:`SiteTables` arrays and the slab width in mm; :func:`assess_batch` validates them."""
     for i in range(lo.shape[0]):
         if (
             np.isnan(lo[i])
@@ -153,253 +273,86 @@ def _assess_batch(
             out[i, :] = np.nan
             continue
         s = site[i]
-        over = _overrange(
-            collimation[i],
-            pitch[i],
-            helical[i] != 0,
-            overranging[s, 0],
-            overranging[s, 1],
-            overranging[s, 2],
-            overranging[s, 3],
-            overranging[s, 4],
-        )
-        half = 0.5 * over
-        planned = is_planned[i] != 0
-        if planned:
-            x_lo = lo[i] - half
-            x_hi = hi[i] + half
+        over = overrange_known[i]
+        if np.isnan(over):
+            over = _overrange(
+                collimation[i],
+                pitch[i],
+                helical[i] != 0,
+                overranging[s, 0],
+                overranging[s, 1],
+                overranging[s, 2],
+                overranging[s, 3] if np.isnan(reduction[i]) else reduction[i],
+            )
+        over = max(over, 0.0)
+        if is_planned[i] != 0:
+            half = 0.5 * over
+            p_lo = lo[i]
+            p_hi = hi[i]
+            x_lo = p_lo - half
+            x_hi = p_hi + half
         else:
+            over = min(over, hi[i] - lo[i])
+            half = 0.5 * over
             x_lo = lo[i]
             x_hi = hi[i]
+            p_lo = x_lo + half
+            p_hi = x_hi - half
         nl = n_lo[i]
         nh = n_hi[i]
+        tol = tolerance[i]
         c = ctdivol[i]
-        inside_len = max(0.0, min(x_hi, nh) - max(x_lo, nl))
-        excess_len = (x_hi - x_lo) - inside_len
+        excess_len = _outside_length(x_lo, x_hi, nl, nh)
         out_k, in_k = _range_dose(
             x_lo, x_hi, nl, nh, s, inside_frac, inside_k, above_end, above_k, below_end, below_k,
             slab,
         )  # fmt: skip
-        out[i, 0] = x_lo
-        out[i, 1] = x_hi
-        out[i, 2] = c * (x_hi - x_lo) / 10.0
-        out[i, 3] = excess_len
-        out[i, 4] = c * excess_len / 10.0
-        out[i, 5] = c * (out_k + in_k) / 10.0
-        out[i, 6] = c * out_k / 10.0
+        avoid_len = _outside_length(p_lo, p_hi, nl - tol, nh + tol)
+        avoid_k = _beyond(p_lo, p_hi, nl, nh, tol, s, above_end, above_k, below_end, below_k, slab)
+        out[i, X_LO] = x_lo
+        out[i, X_HI] = x_hi
+        out[i, DLP] = c * (x_hi - x_lo) / 10.0
+        out[i, EXCESS_LENGTH] = excess_len
+        out[i, EXCESS_DLP] = c * excess_len / 10.0
+        out[i, EFFECTIVE_DOSE] = c * (out_k + in_k) / 10.0
+        out[i, EXCESS_EFFECTIVE_DOSE] = c * out_k / 10.0
+        out[i, PLANNED_LO] = p_lo
+        out[i, PLANNED_HI] = p_hi
+        out[i, AVOIDABLE_LENGTH] = avoid_len
+        out[i, AVOIDABLE_DLP] = c * avoid_len / 10.0
+        out[i, AVOIDABLE_EFFECTIVE_DOSE] = c * avoid_k / 10.0
+        out[i, OVERRANGE] = over
 
-        if planned:
-            base_lo = lo[i]
-            base_hi = hi[i]
-        else:
-            base_lo = x_lo + half
-            base_hi = x_hi - half
-            if base_hi < base_lo:
-                base_lo = 0.5 * (x_lo + x_hi)
-                base_hi = base_lo
-        want_lo = nl - tolerance[i]
-        want_hi = nh + tolerance[i]
-        p_lo = max(base_lo, want_lo)
-        p_hi = min(base_hi, want_hi)
-        if p_hi >= p_lo:
-            px_lo = max(x_lo, p_lo - half)
-            px_hi = min(x_hi, p_hi + half)
-        else:
-            p_lo = want_lo
-            p_hi = want_hi
-            px_lo = p_lo - half
-            px_hi = p_hi + half
+        # Proposal: the planned range within N +- tolerance but never inside N.
+        q_lo = min(max(p_lo, nl - tol), nl)
+        q_hi = max(min(p_hi, nh + tol), nh)
         pc = c * scale[i]
-        p_out_k, p_in_k = _range_dose(
-            px_lo, px_hi, nl, nh, s, inside_frac, inside_k, above_end, above_k, below_end,
-            below_k, slab,
+        q_out_k, q_in_k = _range_dose(
+            q_lo - half, q_hi + half, nl, nh, s, inside_frac, inside_k, above_end, above_k,
+            below_end, below_k, slab,
         )  # fmt: skip
-        out[i, 7] = p_lo
-        out[i, 8] = p_hi
-        out[i, 9] = pc * (px_hi - px_lo) / 10.0
-        out[i, 10] = pc * (p_out_k + p_in_k) / 10.0
-        out[i, 11] = over
-
-
-@njit(cache=True, nogil=True)
-def _band_integral(
-    d_from: float, d_to: float, ends: F64, ks: F64, s: int, end_scale: float
-) -> float:
-    # Exact integral of k over [d_from, d_to] (distances from the anchor).
-    total = 0.0
-    if not d_to > d_from:
-        return total
-    last = ends.shape[1] - 1
-    start = 0.0
-    for j in range(last + 1):
-        stop = np.inf if j == last else ends[s, j] * end_scale
-        a = max(d_from, start)
-        b = min(d_to, stop)
-        if b > a:
-            total += (b - a) * ks[s, j]
-        start = stop
-        if start >= d_to:
-            break
-    return total
-
-
-@njit(cache=True, nogil=True)
-def _profile_batch(
-    offsets: I64,
-    slab_lo: F64,
-    slab_hi: F64,
-    ctdivol: F64,
-    n_lo: F64,
-    n_hi: F64,
-    site: I64,
-    inside_frac: F64,
-    inside_k: F64,
-    above_end: F64,
-    above_k: F64,
-    below_end: F64,
-    below_k: F64,
-    out: F64,
-) -> None:
-    for a in range(offsets.shape[0] - 1):
-        nl = n_lo[a]
-        nh = n_hi[a]
-        s = site[a]
-        length = nh - nl
-        dlp = 0.0
-        excess_dlp = 0.0
-        eff = 0.0
-        excess_eff = 0.0
-        excess_len = 0.0
-        bad = np.isnan(nl) or np.isnan(nh)
-        for i in range(offsets[a], offsets[a + 1]):
-            lo = slab_lo[i]
-            hi = slab_hi[i]
-            c = ctdivol[i]
-            if np.isnan(lo) or np.isnan(hi) or np.isnan(c):
-                bad = True
-                break
-            if not hi > lo:
-                continue
-            dlp += c * (hi - lo) / 10.0
-            above = _band_integral(max(lo, nh) - nh, hi - nh, above_end, above_k, s, 1.0)
-            below = _band_integral(nl - min(hi, nl), nl - lo, below_end, below_k, s, 1.0)
-            out_len = max(0.0, hi - max(lo, nh)) + max(0.0, min(hi, nl) - lo)
-            inside = 0.0
-            ia = max(lo, nl)
-            ib = min(hi, nh)
-            if ib > ia and length > 0.0:
-                inside = _band_integral(nh - ib, nh - ia, inside_frac, inside_k, s, length)
-            excess_len += out_len
-            excess_dlp += c * out_len / 10.0
-            excess_eff += c * (above + below) / 10.0
-            eff += c * (above + below + inside) / 10.0
-        if bad:
-            out[a, :] = np.nan
-        else:
-            out[a, 0] = dlp
-            out[a, 1] = excess_dlp
-            out[a, 2] = eff
-            out[a, 3] = excess_eff
-            out[a, 4] = excess_len
-
-
-PROFILE_COLUMNS = ("dlp", "excess_dlp", "effective_dose", "excess_effective_dose", "excess_length")
-
-
-def profile_batch(
-    profiles: Sequence[tuple[npt.ArrayLike, npt.ArrayLike]],
-    n_lo: npt.ArrayLike,
-    n_hi: npt.ArrayLike,
-    site: npt.ArrayLike,
-    tables: SiteTables,
-) -> F64:
-    """Dose of acquisitions whose CTDIvol varies along z (model step 3 with a known profile).
-
-    Each profile is (z edges, n + 1 ascending values in mm; CTDIvol of each of the n slabs).
-    Returns an (acquisitions, 5) array in :data:`PROFILE_COLUMNS` order; one kernel call.
-    """
-    n = len(profiles)
-    counts = np.zeros(n + 1, np.int64)
-    los: list[F64] = []
-    his: list[F64] = []
-    cs: list[F64] = []
-    for i, (edges_like, values_like) in enumerate(profiles):
-        edges = np.asarray(edges_like, dtype=np.float64)
-        values = np.asarray(values_like, dtype=np.float64)
-        if edges.ndim != 1 or values.shape != (max(edges.shape[0] - 1, 0),):
-            raise InputError(
-                f"dose profile {i}: {edges.shape[0]} z edges and {values.shape} CTDIvol values; "
-                "give n + 1 slab edges for n slab values"
-            )
-        if np.any(np.diff(edges) < 0):
-            raise InputError(f"dose profile {i}: z edges must ascend (sort the images by z)")
-        los.append(edges[:-1])
-        his.append(edges[1:])
-        cs.append(values)
-        counts[i + 1] = values.shape[0]
-    offsets = np.cumsum(counts)
-    flat = [np.ascontiguousarray(np.concatenate(x) if x else np.zeros(0)) for x in (los, his, cs)]
-    lo_n = _f64("n_lo", n_lo, n)
-    hi_n = _f64("n_hi", n_hi, n)
-    site_arr = np.ascontiguousarray(site, dtype=np.int64)
-    if site_arr.shape != (n,) or (
-        n and (site_arr.min() < 0 or site_arr.max() >= len(tables.overranging))
-    ):
-        raise InputError(
-            f"profile site indices must be {n} values in 0..{len(tables.overranging) - 1}"
-        )
-    out = np.empty((n, len(PROFILE_COLUMNS)), np.float64)
-    _profile_batch(
-        offsets,
-        flat[0],
-        flat[1],
-        flat[2],
-        np.minimum(lo_n, hi_n),
-        np.maximum(lo_n, hi_n),
-        site_arr,
-        tables.inside_frac,
-        tables.inside_k,
-        tables.above_end,
-        tables.above_k,
-        tables.below_end,
-        tables.below_k,
-        out,
-    )
-    return out
-
-
-def profile_from_images(
-    z_mm: npt.ArrayLike, weight: npt.ArrayLike, ctdivol_mean_mgy: float
-) -> tuple[F64, F64]:
-    """Slab edges and CTDIvol(z) from image positions and a per-image weight (the image's
-    CTDIvol (0018,9345) or X-Ray Tube Current (0018,1151)), scaled so that the length-weighted
-    mean equals ``ctdivol_mean_mgy``: the profile keeps the reported DLP (planning-ct.md
-    section 2, CTDIvol per image under tube-current modulation)."""
-    z = np.asarray(z_mm, dtype=np.float64)
-    w = np.asarray(weight, dtype=np.float64)
-    order = np.argsort(z)
-    z = z[order]
-    w = w[order]
-    if z.shape[0] < 2 or w.shape != z.shape:
-        raise InputError(
-            f"dose profile from {z.shape[0]} image positions and {w.shape[0]} weights: "
-            "need at least two images, one weight each"
-        )
-    mid = 0.5 * (z[1:] + z[:-1])
-    edges = np.concatenate(([z[0] - (mid[0] - z[0])], mid, [z[-1] + (z[-1] - mid[-1])]))
-    widths = np.diff(edges)
-    mean_w = float(np.sum(w * widths) / np.sum(widths))
-    if not mean_w > 0:
-        raise InputError("dose profile weights are all zero: no tube current or CTDIvol")
-    return edges, w * (ctdivol_mean_mgy / mean_w)
+        out[i, PROPOSAL_LO] = q_lo
+        out[i, PROPOSAL_HI] = q_hi
+        out[i, PROPOSAL_DLP] = pc * (q_hi - q_lo + over) / 10.0
+        out[i, PROPOSAL_EFFECTIVE_DOSE] = pc * (q_out_k + q_in_k) / 10.0
 
 
 @dataclass(slots=True)
 class BatchInput:
-    """Struct-of-arrays input of :func:`assess_batch`: one element per acquisition.
+    """Struct-of-arrays input of :func:`assess_batch` (the typed batch of ``_assess_batch``):
+    one element per acquisition, all arrays of the same length.
 
-    ``lo``/``hi`` is the planned range when ``is_planned`` (over-ranging is added), else the
-    irradiated range itself. NaN collimation or pitch means unknown.
+    - ``lo``, ``hi`` (mm, table z): the planned range when ``is_planned`` is 1 (over-ranging is
+      added about it), else the irradiated range itself (over-ranging is taken off it).
+    - ``helical`` (0/1): over-ranging applies; ``collimation_mm`` (total nominal collimation)
+      and ``pitch``: NaN when unknown (the site's unknown over-ranging is then used).
+    - ``overrange_mm``: a known total over-ranging (e.g. a dose report's DLP / CTDIvol minus its
+      scanning length), NaN to use the model; ``dynamic_reduction``: the scanner's
+      dynamic-collimation reduction of the modelled over-ranging, NaN for the site's.
+    - ``n_lo``, ``n_hi``: the needed range N (margins included); ``tolerance_mm``: how far a
+      planned range may pass N before the excess is avoidable.
+    - ``ctdivol_mgy``; ``scale``: the proposal's factor on CTDIvol; ``site``: the row of the
+      site tables (:class:`SiteTables`).
     """
 
     lo: F64
@@ -408,6 +361,8 @@ class BatchInput:
     helical: I8
     collimation_mm: F64
     pitch: F64
+    overrange_mm: F64
+    dynamic_reduction: F64
     n_lo: F64
     n_hi: F64
     ctdivol_mgy: F64
@@ -417,10 +372,10 @@ class BatchInput:
 
     @classmethod
     def empty(cls, n: int) -> BatchInput:
-        f = np.zeros
+        f, nan = np.zeros, np.full(n, np.nan)
         return cls(
-            f(n), f(n), f(n, np.int8), f(n, np.int8), np.full(n, np.nan), np.full(n, np.nan),
-            f(n), f(n), f(n), np.ones(n), f(n), f(n, np.int64),
+            f(n), f(n), f(n, np.int8), f(n, np.int8), nan.copy(), nan.copy(), nan.copy(),
+            nan.copy(), f(n), f(n), f(n), np.ones(n), f(n), f(n, np.int64),
         )  # fmt: skip
 
     def __len__(self) -> int:
@@ -431,7 +386,7 @@ class BatchInput:
 class SiteTables:
     """Per-site tables (rows indexed by ``BatchInput.site``)."""
 
-    overranging: F64  # (sites, 5): factor, unknown total, narrow collimation, narrow min, max
+    overranging: F64  # (sites, 4): the OVERRANGING_PARAMS of each site
     inside_frac: F64
     inside_k: F64
     above_end: F64
@@ -440,7 +395,8 @@ class SiteTables:
     below_k: F64
 
 
-def _f64(name: str, value: npt.ArrayLike, n: int) -> F64:
+def f64_array(name: str, value: npt.ArrayLike, n: int) -> F64:
+    """``value`` as a contiguous float64 array of shape (n,), else an InputError naming it."""
     arr = np.ascontiguousarray(value, dtype=np.float64)
     if arr.shape != (n,):
         raise InputError(f"batch array {name} has shape {arr.shape}, expected ({n},)")
@@ -448,16 +404,16 @@ def _f64(name: str, value: npt.ArrayLike, n: int) -> F64:
 
 
 def assess_batch(batch: BatchInput, tables: SiteTables, slab_mm: float = DEFAULT_SLAB_MM) -> F64:
-    """Run the batch kernel: returns an (n, len(OUT_COLUMNS)) float64 array.
+    """Run the batch kernel: returns an (n, N_OUT) float64 array, columns as :class:`RowResult`.
 
     Ranges given high end first are reordered; NaN inputs give a NaN row.
     """
     n = len(batch)
-    lo = _f64("lo", batch.lo, n)
-    hi = _f64("hi", batch.hi, n)
+    lo = f64_array("lo", batch.lo, n)
+    hi = f64_array("hi", batch.hi, n)
     lo, hi = np.minimum(lo, hi), np.maximum(lo, hi)
-    n_lo = _f64("n_lo", batch.n_lo, n)
-    n_hi = _f64("n_hi", batch.n_hi, n)
+    n_lo = f64_array("n_lo", batch.n_lo, n)
+    n_hi = f64_array("n_hi", batch.n_hi, n)
     n_lo, n_hi = np.minimum(n_lo, n_hi), np.maximum(n_lo, n_hi)
     with np.errstate(invalid="ignore"):
         if n and (
@@ -470,21 +426,31 @@ def assess_batch(batch: BatchInput, tables: SiteTables, slab_mm: float = DEFAULT
     site = np.ascontiguousarray(batch.site, dtype=np.int64)
     if n and (site.min() < 0 or site.max() >= tables.overranging.shape[0]):
         raise InputError(f"batch site index out of range 0..{tables.overranging.shape[0] - 1}")
+    if tables.overranging.ndim != 2 or tables.overranging.shape[1] != len(OVERRANGING_PARAMS):
+        raise InputError(
+            f"site tables overranging has shape {tables.overranging.shape}: expected (sites, "
+            f"{len(OVERRANGING_PARAMS)}) columns {', '.join(OVERRANGING_PARAMS)}"
+        )
     if not slab_mm > 0:
         raise InputError(f"slab_mm = {slab_mm!r}: must be > 0 (1 cm slabs: 10)")
+    reduction = f64_array("dynamic_reduction", batch.dynamic_reduction, n)
+    if np.any(reduction < 0.0) or np.any(reduction >= 1.0):
+        raise InputError("batch dynamic_reduction must be NaN or a fraction 0 <= r < 1")
     out = np.empty((n, N_OUT), dtype=np.float64)
     _assess_batch(
         lo,
         hi,
         np.ascontiguousarray(batch.is_planned, dtype=np.int8),
         np.ascontiguousarray(batch.helical, dtype=np.int8),
-        _f64("collimation_mm", batch.collimation_mm, n),
-        _f64("pitch", batch.pitch, n),
+        f64_array("collimation_mm", batch.collimation_mm, n),
+        f64_array("pitch", batch.pitch, n),
+        f64_array("overrange_mm", batch.overrange_mm, n),
+        f64_array("dynamic_reduction", batch.dynamic_reduction, n),
         n_lo,
         n_hi,
-        _f64("ctdivol_mgy", batch.ctdivol_mgy, n),
-        _f64("scale", batch.scale, n),
-        _f64("tolerance_mm", batch.tolerance_mm, n),
+        f64_array("ctdivol_mgy", batch.ctdivol_mgy, n),
+        f64_array("scale", batch.scale, n),
+        f64_array("tolerance_mm", batch.tolerance_mm, n),
         site,
         np.ascontiguousarray(tables.overranging, dtype=np.float64),
         np.ascontiguousarray(tables.inside_frac, dtype=np.float64),
@@ -497,35 +463,3 @@ def assess_batch(batch: BatchInput, tables: SiteTables, slab_mm: float = DEFAULT
         out,
     )
     return out
-
-
-@dataclass(frozen=True, slots=True)
-class RowResult:
-    """The kernel's outputs for one row: one field per column of :data:`OUT_COLUMNS`, same order."""
-
-    x_lo: float
-    x_hi: float
-    dlp: float
-    excess_length: float
-    excess_dlp: float
-    effective_dose: float
-    excess_effective_dose: float
-    proposal_lo: float
-    proposal_hi: float
-    proposal_dlp: float
-    proposal_effective_dose: float
-    overrange: float
-
-    @property
-    def excess_fraction(self) -> float:
-        return self.excess_dlp / self.dlp if self.dlp > 0 else 0.0
-
-
-# The output layout has one owner: OUT_COLUMNS names the columns, RowResult's fields follow it.
-if tuple(f.name for f in fields(RowResult)) != OUT_COLUMNS:  # pragma: no cover - import guard
-    raise ImportError("RowResult fields must follow OUT_COLUMNS in order")
-
-
-def results_of(out: F64) -> list[RowResult]:
-    """The rows of :func:`assess_batch`'s output as :class:`RowResult` objects."""
-    return [RowResult(*values) for values in out.tolist()]

@@ -25,7 +25,8 @@ from optimiser.dose_model import AcquisitionRow, site_tables
 from optimiser.errors import InputError
 from optimiser.events import ProtocolEvent
 from optimiser.findings import Previous, exam_dlp_finding, study_findings
-from optimiser.kernels import BatchInput, RowResult, assess_batch, profile_batch
+from optimiser.kernels import BatchInput, RowResult, assess_batch
+from optimiser.profile_kernel import profile_batch
 from optimiser.records import DoseReport, StructureSet
 from optimiser.rows import RowBuilder
 from optimiser.ssde import ImageSize

@@ -2,7 +2,8 @@
 
 Model step 6 of issue 4; the saving is what the acquisition would not have delivered. Reference
 levels and tolerances come from the site library (../shared/reference/planning-ct.md sections 3,
-4 and 9); the trimmed range keeps the acquisition's own over-ranging (Schilham et al. 2010).
+4 and 9); the proposed range always contains the needed range N and passes it by at most the
+tolerance (SPEC9 rule 3), keeping the acquisition's own over-ranging (Schilham et al. 2010).
 A reference level is an investigation level, not a goal (ICRP Publication 135): exposure is
 scaled down only to a 75th-percentile-type level (a DRL), never to a median or mean, and never
 below the site's planning image-quality floor (``[image_quality] min_ctdivol_mgy``).
@@ -55,16 +56,31 @@ def _typical_review(row: AcquisitionRow) -> str | None:
     )
 
 
+def _range_change(row: AcquisitionRow, res: RowResult) -> str | None:
+    """The range part of the proposal: the planned range within the needed range N plus the
+    site tolerance, never inside N (SPEC9 rule 3); None when the planned range already is."""
+    n_lo, n_hi = row.needed.z_mm
+    tol = row.protocol.coverage.tolerance_mm
+    lo, hi = res.proposal_lo, res.proposal_hi
+    if abs(lo - res.planned_lo) <= 0.5 and abs(hi - res.planned_hi) <= 0.5:
+        return None
+    text = (
+        f"range {lo:.0f} to {hi:.0f} mm (planned {res.planned_lo:.0f} to {res.planned_hi:.0f} "
+        f"mm): covers the needed range {n_lo:.0f} to {n_hi:.0f} mm and passes it by at most "
+        f"{tol:g} mm"
+    )
+    covered = max(0.0, min(res.planned_hi, n_hi) - max(res.planned_lo, n_lo))
+    missed = (n_hi - n_lo) - covered
+    if missed > 0.5:
+        text += f"; the planned range left {missed:.0f} mm of the needed range out"
+    return text
+
+
 def build_proposal(row: AcquisitionRow, res: RowResult, scale: float) -> Proposal:
     changes: list[str] = []
-    planned_lo = row.lo if row.is_planned else res.x_lo + 0.5 * res.overrange
-    planned_hi = row.hi if row.is_planned else res.x_hi - 0.5 * res.overrange
-    if abs(res.proposal_lo - planned_lo) > 0.5 or abs(res.proposal_hi - planned_hi) > 0.5:
-        changes.append(
-            f"range {res.proposal_lo:.0f} to {res.proposal_hi:.0f} mm: the needed range "
-            f"{row.needed.z_mm[0]:.0f} to {row.needed.z_mm[1]:.0f} mm plus "
-            f"{row.protocol.coverage.tolerance_mm:g} mm tolerance"
-        )
+    range_change = _range_change(row, res)
+    if range_change is not None:
+        changes.append(range_change)
     ctdivol = row.ctdivol_mgy * scale
     if scale < 1.0:
         drl = row.protocol.drl("ctdivol_mgy")

@@ -5,11 +5,14 @@ the model line by line. Tests compare every kernel with its twin on seeded input
 benchmarks time the twins as the baseline.
 
 Formulas (../shared/reference/planning-ct.md):
-- irradiated range X = planned range widened by half the helical over-ranging at each end;
-  over-ranging = factor x pitch x total collimation, bounded to the 3-6 cm total published for
-  16-slice scanners when the collimation is that narrow (Schilham et al., RadioGraphics 2010;
-  30:1057-1067, section 4);
+- irradiated range X = planned range P widened by half the helical over-ranging at each end
+  (or, when only X is known, P = X narrowed by it); over-ranging = total collimation x
+  (a + b x pitch) x (1 - dynamic collimation reduction), continuous and non-decreasing in
+  collimation and pitch (sources and values in :mod:`optimiser.kernels`; section 9); a known
+  over-ranging (from a dose report) replaces the model;
 - DLP = CTDIvol x |X| (mGy.cm, |X| in cm); excess = the part of X outside the needed range N;
+  avoidable excess = the part of P outside N +- tolerance; proposal P' = [min(max(P_lo,
+  N_lo - tol), N_lo), max(min(P_hi, N_hi + tol), N_hi)] (SPEC9 rules 1 and 3);
 - effective dose = sum over 1 cm slabs of CTDIvol x the integral of k over the slab (a slab
   crossing a region boundary is split there),
   regions banded from the edges of N (section 5, Huda et al., Radiology 2008;248:995-1003);
@@ -23,42 +26,27 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-OUT_COLUMNS: tuple[str, ...] = (
-    "x_lo",
-    "x_hi",
-    "dlp",
-    "excess_length",
-    "excess_dlp",
-    "effective_dose",
-    "excess_effective_dose",
-    "proposal_lo",
-    "proposal_hi",
-    "proposal_dlp",
-    "proposal_effective_dose",
-    "overrange",
-)
-N_OUT = len(OUT_COLUMNS)
+from optimiser.kernels import N_OUT, OUT_COLUMNS, BatchInput, SiteTables
 
 
 def overrange_mm(
     collimation_mm: float,
     pitch: float,
     helical: bool,
-    factor: float,
+    intercept_widths: float,
+    rotations_of_feed: float,
     unknown_total_mm: float,
-    narrow_collimation_mm: float,
-    narrow_min_mm: float,
-    narrow_max_mm: float,
+    dynamic_collimation_reduction: float,
 ) -> float:
-    """Total helical over-ranging (both ends together) of one acquisition."""
+    """Total helical over-ranging (both ends together) of one acquisition:
+    W x (a + b x pitch) x (1 - dynamic reduction); see :mod:`optimiser.kernels` for the
+    sources and values."""
     if not helical:
         return 0.0
     if math.isnan(collimation_mm) or math.isnan(pitch):
         return unknown_total_mm
-    total = factor * pitch * collimation_mm
-    if collimation_mm <= narrow_collimation_mm:
-        total = min(max(total, narrow_min_mm), narrow_max_mm)
-    return total
+    feed_widths = intercept_widths + rotations_of_feed * max(pitch, 0.0)
+    return max(collimation_mm, 0.0) * feed_widths * (1.0 - dynamic_collimation_reduction)
 
 
 def band_integral(lo: float, hi: float, ends: Sequence[float], ks: Sequence[float]) -> float:
@@ -93,6 +81,32 @@ def walk_slabs(
     return total
 
 
+def beyond_dose(
+    lo: float,
+    hi: float,
+    n_lo: float,
+    n_hi: float,
+    gap_mm: float,
+    above_end: Sequence[float],
+    above_k: Sequence[float],
+    below_end: Sequence[float],
+    below_k: Sequence[float],
+    slab_mm: float,
+) -> float:
+    """Integral of k (mm) over the part of [lo, hi] lying more than ``gap_mm`` beyond N; the
+    bands are still counted from N's edges."""
+    total = 0.0
+    # Above N: distances from the superior edge.
+    a, b = max(lo, n_hi + gap_mm), hi
+    if b > a:
+        total += walk_slabs(a - n_hi, b - n_hi, above_end, above_k, slab_mm)
+    # Below N: distances from the inferior edge.
+    a, b = lo, min(hi, n_lo - gap_mm)
+    if b > a:
+        total += walk_slabs(n_lo - b, n_lo - a, below_end, below_k, slab_mm)
+    return total
+
+
 def range_dose(
     lo: float,
     hi: float,
@@ -107,15 +121,7 @@ def range_dose(
     slab_mm: float,
 ) -> tuple[float, float]:
     """(integral of k over the part of [lo, hi] outside N, over the part inside N), in mm."""
-    outside = 0.0
-    # Above N: distances from the superior edge.
-    a, b = max(lo, n_hi), hi
-    if b > a:
-        outside += walk_slabs(a - n_hi, b - n_hi, above_end, above_k, slab_mm)
-    # Below N: distances from the inferior edge.
-    a, b = lo, min(hi, n_lo)
-    if b > a:
-        outside += walk_slabs(n_lo - b, n_lo - a, below_end, below_k, slab_mm)
+    outside = beyond_dose(lo, hi, n_lo, n_hi, 0.0, above_end, above_k, below_end, below_k, slab_mm)
     inside = 0.0
     a, b = max(lo, n_lo), min(hi, n_hi)
     length = n_hi - n_lo
@@ -125,6 +131,21 @@ def range_dose(
     return outside, inside
 
 
+def outside_length(lo: float, hi: float, n_lo: float, n_hi: float) -> float:
+    """Length of [lo, hi] outside [n_lo, n_hi]."""
+    return (hi - lo) - max(0.0, min(hi, n_hi) - max(lo, n_lo))
+
+
+SiteRows = tuple[
+    Sequence[float],
+    Sequence[float],
+    Sequence[float],
+    Sequence[float],
+    Sequence[float],
+    Sequence[float],
+]
+
+
 def assess_one(
     lo: float,
     hi: float,
@@ -132,75 +153,115 @@ def assess_one(
     helical: bool,
     collimation_mm: float,
     pitch: float,
+    known_overrange_mm: float,
+    dynamic_reduction: float,
     n_lo: float,
     n_hi: float,
     ctdivol: float,
     scale: float,
     tolerance_mm: float,
     overranging: Sequence[float],
-    tables: tuple[
-        Sequence[float],
-        Sequence[float],
-        Sequence[float],
-        Sequence[float],
-        Sequence[float],
-        Sequence[float],
-    ],
+    tables: SiteRows,
     slab_mm: float,
 ) -> list[float]:
-    """All outputs of one acquisition, in :data:`OUT_COLUMNS` order.
+    """All outputs of one acquisition, in :data:`optimiser.kernels.OUT_COLUMNS` order.
 
-    ``overranging`` = (factor, unknown total, narrow collimation, narrow min, narrow max);
-    ``tables`` = the site's (inside_frac, inside_k, above_end, above_k, below_end, below_k).
+    ``overranging`` = the site's :data:`optimiser.kernels.OVERRANGING_PARAMS`; ``tables`` = the
+    site's (inside_frac, inside_k, above_end, above_k, below_end, below_k);
+    ``known_overrange_mm`` NaN means: use the model; ``dynamic_reduction`` NaN: the site's.
     """
-    # Collimation and pitch may be NaN (unknown): over-ranging then takes its default.
     required = (lo, hi, n_lo, n_hi, ctdivol, scale, tolerance_mm)
     if any(math.isnan(v) for v in required):
         return [math.nan] * N_OUT
-    over = overrange_mm(collimation_mm, pitch, helical, *overranging)
-    half = 0.5 * over
-    x_lo, x_hi = (lo - half, hi + half) if is_planned else (lo, hi)
-    length = x_hi - x_lo
-    inside_len = max(0.0, min(x_hi, n_hi) - max(x_lo, n_lo))
-    excess_len = length - inside_len
-    out_k, in_k = range_dose(x_lo, x_hi, n_lo, n_hi, *tables, slab_mm)
-    dlp = ctdivol * length / 10.0
-    excess_dlp = ctdivol * excess_len / 10.0
-    eff = ctdivol * (out_k + in_k) / 10.0
-    excess_eff = ctdivol * out_k / 10.0
-
-    # Proposal: the planned range trimmed to N plus tolerance, same over-ranging, CTDIvol scaled.
+    _, _, above_end, above_k, below_end, below_k = tables
+    over = known_overrange_mm
+    if math.isnan(over):
+        a, b, unknown, site_reduction = overranging
+        reduction = site_reduction if math.isnan(dynamic_reduction) else dynamic_reduction
+        over = overrange_mm(collimation_mm, pitch, helical, a, b, unknown, reduction)
+    over = max(over, 0.0)
     if is_planned:
-        base_lo, base_hi = lo, hi
+        # The planned range P is given; X is P widened by half the over-ranging at each end.
+        p_lo, p_hi = lo, hi
+        x_lo, x_hi = lo - over / 2, hi + over / 2
     else:
-        base_lo, base_hi = x_lo + half, x_hi - half
-        if base_hi < base_lo:
-            base_lo = base_hi = 0.5 * (x_lo + x_hi)
-    want_lo, want_hi = n_lo - tolerance_mm, n_hi + tolerance_mm
-    p_lo, p_hi = max(base_lo, want_lo), min(base_hi, want_hi)
-    if p_hi >= p_lo:
-        px_lo, px_hi = max(x_lo, p_lo - half), min(x_hi, p_hi + half)
-    else:
-        p_lo, p_hi = want_lo, want_hi
-        px_lo, px_hi = p_lo - half, p_hi + half
-    p_ctdivol = ctdivol * scale
-    p_out_k, p_in_k = range_dose(px_lo, px_hi, n_lo, n_hi, *tables, slab_mm)
-    p_dlp = p_ctdivol * (px_hi - px_lo) / 10.0
-    p_eff = p_ctdivol * (p_out_k + p_in_k) / 10.0
-    return [
-        x_lo,
-        x_hi,
-        dlp,
-        excess_len,
-        excess_dlp,
-        eff,
-        excess_eff,
-        p_lo,
-        p_hi,
-        p_dlp,
-        p_eff,
-        over,
-    ]
+        # X is given (a dose report without a scanning length): P = X less the over-ranging.
+        over = min(over, hi - lo)
+        x_lo, x_hi = lo, hi
+        p_lo, p_hi = lo + over / 2, hi - over / 2
+    half = over / 2
+    excess_len = outside_length(x_lo, x_hi, n_lo, n_hi)
+    out_k, in_k = range_dose(x_lo, x_hi, n_lo, n_hi, *tables, slab_mm)
+    avoid_len = outside_length(p_lo, p_hi, n_lo - tolerance_mm, n_hi + tolerance_mm)
+    avoid_k = beyond_dose(
+        p_lo, p_hi, n_lo, n_hi, tolerance_mm, above_end, above_k, below_end, below_k, slab_mm
+    )
+
+    # Proposal: P within N +- tolerance, never inside N; same over-ranging, CTDIvol scaled.
+    q_lo = min(max(p_lo, n_lo - tolerance_mm), n_lo)
+    q_hi = max(min(p_hi, n_hi + tolerance_mm), n_hi)
+    q_ctdivol = ctdivol * scale
+    q_out_k, q_in_k = range_dose(q_lo - half, q_hi + half, n_lo, n_hi, *tables, slab_mm)
+    values = {
+        "x_lo": x_lo,
+        "x_hi": x_hi,
+        "dlp": ctdivol * (x_hi - x_lo) / 10.0,
+        "excess_length": excess_len,
+        "excess_dlp": ctdivol * excess_len / 10.0,
+        "effective_dose": ctdivol * (out_k + in_k) / 10.0,
+        "excess_effective_dose": ctdivol * out_k / 10.0,
+        "planned_lo": p_lo,
+        "planned_hi": p_hi,
+        "avoidable_length": avoid_len,
+        "avoidable_dlp": ctdivol * avoid_len / 10.0,
+        "avoidable_effective_dose": ctdivol * avoid_k / 10.0,
+        "overrange": over,
+        "proposal_lo": q_lo,
+        "proposal_hi": q_hi,
+        "proposal_dlp": q_ctdivol * (q_hi - q_lo + over) / 10.0,
+        "proposal_effective_dose": q_ctdivol * (q_out_k + q_in_k) / 10.0,
+    }
+    return [values[name] for name in OUT_COLUMNS]
+
+
+def assess_batch_twin(
+    batch: BatchInput, tables: SiteTables, slab_mm: float = 10.0
+) -> list[list[float]]:
+    """:func:`assess_one` over a batch, with the kernel wrapper's reordering of reversed ends."""
+    rows = []
+    for i in range(len(batch)):
+        s = int(batch.site[i])
+        lo, hi = float(batch.lo[i]), float(batch.hi[i])
+        if not (math.isnan(lo) or math.isnan(hi)):
+            lo, hi = min(lo, hi), max(lo, hi)
+        n_lo, n_hi = float(batch.n_lo[i]), float(batch.n_hi[i])
+        if not (math.isnan(n_lo) or math.isnan(n_hi)):
+            n_lo, n_hi = min(n_lo, n_hi), max(n_lo, n_hi)
+        site_rows = tuple(
+            getattr(tables, name)[s].tolist()
+            for name in ("inside_frac", "inside_k", "above_end", "above_k", "below_end", "below_k")
+        )
+        rows.append(
+            assess_one(
+                lo,
+                hi,
+                bool(batch.is_planned[i]),
+                bool(batch.helical[i]),
+                float(batch.collimation_mm[i]),
+                float(batch.pitch[i]),
+                float(batch.overrange_mm[i]),
+                float(batch.dynamic_reduction[i]),
+                n_lo,
+                n_hi,
+                float(batch.ctdivol_mgy[i]),
+                float(batch.scale[i]),
+                float(batch.tolerance_mm[i]),
+                tables.overranging[s].tolist(),
+                site_rows,
+                slab_mm,
+            )
+        )
+    return rows
 
 
 def water_equivalent_area(
@@ -258,14 +319,7 @@ def profile_dose(
     ctdivol: Sequence[float],
     n_lo: float,
     n_hi: float,
-    tables: tuple[
-        Sequence[float],
-        Sequence[float],
-        Sequence[float],
-        Sequence[float],
-        Sequence[float],
-        Sequence[float],
-    ],
+    tables: SiteRows,
 ) -> list[float]:
     """(DLP, excess DLP, effective dose, excess effective dose, excess length) of one
     acquisition whose CTDIvol varies along z: slab i spans [slab_lo[i], slab_hi[i]] at

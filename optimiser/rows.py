@@ -16,6 +16,7 @@ import numpy as np
 
 from optimiser.dose_model import (
     AcquisitionRow,
+    Exposure,
     Needed,
     is_helical,
     match_planned,
@@ -158,7 +159,9 @@ class RowBuilder:
     def report_rows(self, report: DoseReport) -> list[AcquisitionRow]:
         """One row per reported non-localizer irradiation event not assessed before (cumulative
         reports resend events), placed by the report's z, else by the planned acquisition it
-        matches, else centred on N (then the excess is a lower bound)."""
+        matches, else centred on N (then the excess is a lower bound). The planned range is
+        the Top/Bottom Z of Scanning Length, else the scanning length so placed, with the real
+        over-ranging DLP / CTDIvol minus it (:func:`_report_range`)."""
         source = report.sop_instance_uid or report.source
         problems = Problems(f"dose report {report.source}", self.strictness)
         state = self.state(report.study_instance_uid)
@@ -209,7 +212,6 @@ class RowBuilder:
             dose_checks = _dose_checks(acq, row_notes)
             exposure = report_exposure(acq)
             row_notes.extend(exposure.notes)
-            half = exposure.length_mm / 2.0
             lower_bound = False
             comparable = True
             if acq.top_z_mm is not None and acq.bottom_z_mm is not None:
@@ -230,6 +232,7 @@ class RowBuilder:
                         "the irradiated range is centred on the needed range, so the excess is "
                         "a lower bound"
                     )
+            lo, hi, is_planned, known_over = _report_range(acq, exposure, mid, row_notes)
             rows.append(
                 AcquisitionRow(
                     input_kind="dose_report",
@@ -239,9 +242,9 @@ class RowBuilder:
                     site=protocol.site,
                     protocol=protocol,
                     needed=needed,
-                    lo=mid - half,
-                    hi=mid + half,
-                    is_planned=False,
+                    lo=lo,
+                    hi=hi,
+                    is_planned=is_planned,
                     helical=is_helical(acq.acquisition_type),
                     collimation_mm=acq.nominal_total_collimation_mm,
                     pitch=acq.pitch_factor,
@@ -255,6 +258,7 @@ class RowBuilder:
                     performed_at=report.start_of_irradiation,
                     excess_is_lower_bound=lower_bound,
                     reported_dlp_mgy_cm=acq.dlp_mgy_cm,
+                    known_overrange_mm=known_over,
                     mas=_report_mas(acq),
                     kvp=acq.kvp,
                     contrast=acq.contrast,
@@ -317,6 +321,35 @@ def _report_intent(purpose: str | None, has_intent: bool, name: str | None) -> _
     if has_intent:
         return _Intent("the dose report's Has Intent is diagnostic", False)
     return _event_intent("", name)
+
+
+def _report_range(
+    acq: CtAcquisition, exposure: Exposure, mid: float, notes: list[str]
+) -> tuple[float, float, bool, float | None]:
+    """(lo, hi, is_planned, known over-ranging) of a reported event placed about ``mid``.
+
+    The planned range is the report's Top/Bottom Z of Scanning Length when given, else its
+    scanning length about ``mid``; the real over-ranging is the irradiated length (DLP /
+    CTDIvol) minus it (planning-ct.md section 9). Without a scanning length only the irradiated
+    range is known: the kernel takes the modelled over-ranging off it (SPEC9 rule 1).
+    """
+    if acq.top_z_mm is not None and acq.bottom_z_mm is not None:
+        lo, hi = sorted((acq.bottom_z_mm, acq.top_z_mm))
+        known: float | None = None
+        if exposure.measured:
+            known = max(0.0, exposure.length_mm - (hi - lo))
+            if exposure.length_mm < hi - lo:
+                notes.append(
+                    f"the irradiated length {exposure.length_mm:.1f} mm (DLP / CTDIvol) is "
+                    f"shorter than the reported scanning range {hi - lo:.1f} mm: over-ranging "
+                    "taken as 0"
+                )
+        return lo, hi, True, known
+    if exposure.planned_length_mm is not None:
+        half = exposure.planned_length_mm / 2.0
+        return mid - half, mid + half, True, exposure.overrange_mm
+    half = exposure.length_mm / 2.0
+    return mid - half, mid + half, False, None
 
 
 def _report_mas(acq: CtAcquisition) -> float | None:

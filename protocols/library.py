@@ -209,14 +209,43 @@ class Thresholds(_Model):
 
 
 class OverRanging(_Model):
-    """Helical over-ranging model (Schilham et al., RadioGraphics 2010;30:1057-1067)."""
+    """Helical over-ranging, both ends together: total collimation W x (``intercept_widths`` +
+    ``rotations_of_feed`` x pitch) x (1 - ``dynamic_collimation_reduction``).
 
-    factor: float = Field(gt=0)
+    Continuous and non-decreasing in collimation and pitch (the coefficients are >= 0); the
+    sources and the fit of the defaults to van der Molen & Geleijns 2007 are in
+    :mod:`optimiser.kernels` (planning-ct.md section 9). ``unknown_total_mm`` is used when the
+    collimation or the pitch is not known.
+    """
+
+    intercept_widths: float = Field(ge=0)
+    rotations_of_feed: float = Field(ge=0)
     unknown_total_mm: float = Field(ge=0)
-    narrow_collimation_mm: float = Field(gt=0)
-    narrow_min_total_mm: float = Field(ge=0)
-    narrow_max_total_mm: float = Field(ge=0)
+    dynamic_collimation_reduction: float = Field(ge=0, lt=1)
+    # Per scanner model (Manufacturer's Model Name, case and spacing ignored): the reduction of
+    # that scanner's dynamic collimation, overriding ``dynamic_collimation_reduction``.
+    dynamic_collimation_by_model: dict[str, float] = Field(default_factory=dict)
     source: str
+
+    @model_validator(mode="after")
+    def _reductions_are_fractions(self) -> OverRanging:
+        for model, value in self.dynamic_collimation_by_model.items():
+            if not 0.0 <= value < 1.0:
+                raise ValueError(
+                    f"overranging.dynamic_collimation_by_model[{model!r}] = {value!r}: a fraction "
+                    "of the over-ranging removed, 0 <= value < 1 (Christner et al. 2010: about "
+                    "0.3-0.5)"
+                )
+        return self
+
+    def reduction_for(self, scanner_model: str | None) -> float:
+        """The dynamic-collimation reduction of ``scanner_model`` (the site's when not listed)."""
+        if scanner_model and self.dynamic_collimation_by_model:
+            key = " ".join(scanner_model.split()).casefold()
+            for model, value in self.dynamic_collimation_by_model.items():
+                if " ".join(model.split()).casefold() == key:
+                    return value
+        return self.dynamic_collimation_reduction
 
 
 class SiteProtocol(_Model):

@@ -75,8 +75,8 @@ def test_assess_protocol_event_json(tmp_path: Path, capsys: pytest.CaptureFixtur
         )
         assert a["ssde_mgy"] is None  # no size known for a protocol event
     # 240..-180 planned over needed -150..180: 60 mm above and 30 mm below plus over-ranging
-    # 1.5 x 1.0 x 40 = 60 mm (30 mm each end): excess 90 + 60 = 150 mm -> 4 x 15.0 = 60 mGy.cm
-    assert doc[0]["excess_dlp_mgy_cm"] == pytest.approx(60.0)
+    # 40 x (0.94 + 1.13 x 1.0) = 82.8 mm: excess 90 + 82.8 = 172.8 mm -> 4 x 17.28 = 69.12 mGy.cm
+    assert doc[0]["excess_dlp_mgy_cm"] == pytest.approx(69.12)
     assert "multiphase_contrast" in {f["code"] for f in doc[1]["findings"]}
 
 

@@ -76,6 +76,26 @@ def test_report_exposure_rules() -> None:
     assert (e.ctdivol_mgy, e.dlp_mgy_cm) == (0.0, 0.0) and e.notes
 
 
+def test_report_exposure_real_overranging_from_the_scanning_length() -> None:
+    # DLP / CTDIvol = 560 / 16 = 350 mm irradiated, scanning length 300 mm: 50 mm over-ranging.
+    e = report_exposure(
+        CtAcquisition("a", mean_ctdivol_mgy=16.0, dlp_mgy_cm=560.0, scanning_length_mm=300.0)
+    )
+    assert (e.length_mm, e.planned_length_mm, e.overrange_mm) == (350.0, 300.0, 50.0)
+    # Scanning length longer than DLP / CTDIvol: over-ranging 0, planned = irradiated.
+    e = report_exposure(
+        CtAcquisition("b", mean_ctdivol_mgy=16.0, dlp_mgy_cm=480.0, scanning_length_mm=320.0)
+    )
+    assert (e.length_mm, e.planned_length_mm, e.overrange_mm) == (300.0, 300.0, 0.0)
+    assert any("exceeds the irradiated length" in n for n in e.notes)
+    # Only a scanning length: it is the planned length, over-ranging left to the model.
+    e = report_exposure(CtAcquisition("c", mean_ctdivol_mgy=10.0, scanning_length_mm=150.0))
+    assert (e.planned_length_mm, e.overrange_mm, e.measured) == (150.0, None, False)
+    # No scanning length: nothing planned is known.
+    e = report_exposure(CtAcquisition("d", mean_ctdivol_mgy=16.0, dlp_mgy_cm=480.0))
+    assert (e.planned_length_mm, e.overrange_mm, e.measured) == (None, None, True)
+
+
 def _planned(index: int, kind: str, lo: float, hi: float) -> PlannedAcquisition:
     return PlannedAcquisition.model_validate(
         {"index": index, "type": kind, "z_start_mm": lo, "z_end_mm": hi, "kvp": 120, "mas": 1,

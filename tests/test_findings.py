@@ -48,14 +48,21 @@ def row(**kw: Any) -> AcquisitionRow:
 
 
 def result(x_lo: float, x_hi: float, n: tuple[float, float] = (0.0, 200.0), c: float = 10.0,
-           overrange: float = 0.0) -> RowResult:  # fmt: skip
-    """Kernel outputs worked by hand for a constant CTDIvol, effective dose left at zero."""
+           overrange: float = 0.0, tol: float = 10.0) -> RowResult:  # fmt: skip
+    """Kernel outputs worked by hand for a constant CTDIvol, effective dose left at zero: X is
+    x_lo..x_hi, the planned range X less half the over-ranging at each end."""
     length = x_hi - x_lo
     inside = max(0.0, min(x_hi, n[1]) - max(x_lo, n[0]))
     excess = length - inside
+    p_lo, p_hi = x_lo + overrange / 2, x_hi - overrange / 2
+    avoid = (p_hi - p_lo) - max(0.0, min(p_hi, n[1] + tol) - max(p_lo, n[0] - tol))
+    q_lo, q_hi = min(max(p_lo, n[0] - tol), n[0]), max(min(p_hi, n[1] + tol), n[1])
     return RowResult(
-        x_lo, x_hi, c * length / 10, excess, c * excess / 10, 0.0, 0.0,
-        max(x_lo, n[0] - 10), min(x_hi, n[1] + 10), c * inside / 10, 0.0, overrange,
+        x_lo=x_lo, x_hi=x_hi, dlp=c * length / 10, excess_length=excess,
+        excess_dlp=c * excess / 10, effective_dose=0.0, excess_effective_dose=0.0,
+        planned_lo=p_lo, planned_hi=p_hi, avoidable_length=avoid, avoidable_dlp=c * avoid / 10,
+        avoidable_effective_dose=0.0, overrange=overrange, proposal_lo=q_lo, proposal_hi=q_hi,
+        proposal_dlp=c * (q_hi - q_lo + overrange) / 10, proposal_effective_dose=0.0,
     )  # fmt: skip
 
 
@@ -64,27 +71,48 @@ def test_every_code_is_a_contract_code() -> None:
 
 
 @pytest.mark.parametrize(
-    ("x", "severity"),
+    ("x", "over", "severity"),
     [
-        ((0.0, 205.0), None),  # 5 mm excess: below the 10 mm info threshold
-        ((0.0, 215.0), "info"),  # 15 / 215 = 7% < 10%
-        ((0.0, 240.0), "warning"),  # 40 / 240 = 16.7%: >= 10%, < 25%
-        ((-50.0, 250.0), "alert"),  # 100 / 300 = 33%: >= 25%
+        # N = 0..200, tolerance 10 mm; severity follows the avoidable excess only.
+        ((0.0, 205.0), 0.0, None),  # inside N + tolerance, no over-ranging: silent
+        ((-10.0, 210.0), 0.0, None),  # planned exactly on N +- tolerance: silent
+        # on N +- tolerance with 60 mm helical over-ranging: 80 mm excess, 0 avoidable: info
+        ((-40.0, 240.0), 60.0, "info"),
+        ((0.0, 215.0), 0.0, "info"),  # 5 mm avoidable: 5 / 215 = 2% < 10%
+        ((0.0, 240.0), 0.0, "warning"),  # 30 mm avoidable: 30 / 240 = 12.5%
+        ((-50.0, 250.0), 0.0, "alert"),  # 80 mm avoidable: 80 / 300 = 26.7% >= 25%
+        # same plan plus 50 mm over-ranging: 80 / 350 = 22.9%, a warning (not the total
+        # 150 mm excess, 43%, the old alert)
+        ((-75.0, 275.0), 50.0, "warning"),
     ],
 )
-def test_excess_coverage_severity(x: tuple[float, float], severity: str | None) -> None:
-    f = excess_coverage(row(), result(*x))
+def test_excess_coverage_severity(
+    x: tuple[float, float], over: float, severity: str | None
+) -> None:
+    f = excess_coverage(row(), result(*x, overrange=over))
     assert (f.severity if f else None) == severity
     if f is not None:
         assert f.evidence["excess_length_mm"] == pytest.approx(x[1] - x[0] - 200.0)
+        assert f.evidence["overranging_mm"] == over
 
 
-def test_excess_coverage_message_has_the_numbers_and_the_bound() -> None:
-    # 100 mm outside N at 10 mGy: 10 x 10.0 = 100 mGy.cm, 100 / 300 = 33%
-    f = excess_coverage(row(excess_is_lower_bound=True), result(-50.0, 250.0))
+def test_excess_coverage_message_separates_avoidable_and_overranging() -> None:
+    # planned -50..250 (X -75..275, 50 mm over-ranging) at 10 mGy: 80 mm avoidable = 80 mGy.cm
+    # of 350 mGy.cm (23%); over-ranging 50 mm = 50 mGy.cm, unavoidable.
+    f = excess_coverage(row(), result(-75.0, 275.0, overrange=50.0))
     assert f is not None
-    assert "100 mm of the 300 mm" in f.message
-    assert "at least 100.0 mGy.cm (33% of the DLP)" in f.message
+    assert "80 mm of the planned range lie beyond the 200 mm needed" in f.message
+    assert "80.0 mGy.cm (23% of the DLP)" in f.message
+    assert "over-ranging adds 50 mm (50.0 mGy.cm), unavoidable" in f.message
+
+
+def test_excess_coverage_on_a_guessed_n_is_info_without_a_bound() -> None:
+    for guessed in (row(excess_is_lower_bound=True),
+                    row(site="generic", needed=Needed((0.0, 200.0), "site_default"))):  # fmt: skip
+        f = excess_coverage(guessed, result(-50.0, 250.0))
+        assert f is not None and f.severity == "info"
+        assert "at least" not in f.message and "in excess" not in f.message
+        assert f.evidence["needed_is_guess"] is True
 
 
 def test_above_reference_against_a_typical_value_is_info_until_twice_it() -> None:

@@ -12,14 +12,8 @@ from hypothesis import strategies as st
 from optimiser import reference
 from optimiser.dose_model import site_tables
 from optimiser.errors import InputError
-from optimiser.kernels import (
-    COL,
-    PROFILE_COLUMNS,
-    BatchInput,
-    assess_batch,
-    profile_batch,
-    profile_from_images,
-)
+from optimiser.kernels import COL, BatchInput, assess_batch
+from optimiser.profile_kernel import PROFILE_COLUMNS, profile_batch, profile_from_images
 from protocols.library import builtin_library
 
 LIB = builtin_library()

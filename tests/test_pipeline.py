@@ -6,9 +6,11 @@ import json
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from optimiser.assessment import Assessment
-from optimiser.errors import InputError, MalformedItemError
+from optimiser.errors import ConfigurationError, InputError, MalformedItemError
 from optimiser.events import ProtocolEvent
 from optimiser.pipeline import Pipeline
 from optimiser.records import CtAcquisition, DoseCheckDetails, DoseReport, RoiExtent, StructureSet
@@ -21,7 +23,7 @@ UID = "1.2.826.0.1.3680043.9.7777.1"
 
 # k (ICRP 103 column, planning-ct.md section 5): abdomen 0.0153, pelvis 0.0129; legs 0.0008 is
 # the library's labelled default.
-K_ABDOMEN, K_PELVIS, K_LEGS = 0.0153, 0.0129, 0.0008
+K_ABDOMEN, K_PELVIS = 0.0153, 0.0129
 
 
 def event(
@@ -72,49 +74,76 @@ def pipeline() -> Pipeline:
 
 def test_prostate_helical_hand_worked(pipeline: Pipeline) -> None:
     # Needed 0..200 mm, planned -50..250 mm (300 mm), CTDIvol 16 mGy, pitch 1, 24 mm collimation.
-    # Over-ranging = 1.5 x 1.0 x 24 = 36 mm in total, 18 mm each end: X = -68..268 mm, 336 mm.
-    # DLP = 16 mGy x 33.6 cm = 537.6 mGy.cm.
-    # Excess = 68 mm above + 68 mm below = 136 mm -> 16 x 13.6 = 217.6 mGy.cm; without
-    # over-ranging it would be 16 x 10 = 160, with the 6 cm maximum 16 x 16 = 256 mGy.cm.
-    # Excess E: above N (abdomen) 16 x 6.8 x 0.0153 = 1.66464 mSv; below N (legs)
-    # 16 x 6.8 x 0.0008 = 0.08704 mSv; total 1.75168 mSv. Inside N (pelvis):
-    # 16 x 20 x 0.0129 = 4.128 mSv, so E = 5.87968 mSv.
+    # Over-ranging = 24 x (0.94 + 1.13 x 1.0) = 49.68 mm in total (van der Molen fit), 24.84 mm
+    # each end: X = -74.84..274.84 mm, 349.68 mm. DLP = 16 mGy x 34.968 cm = 559.488 mGy.cm.
+    # Excess (X outside N) = 2 x 74.84 = 149.68 mm -> 16 x 14.968 = 239.488 mGy.cm.
+    # Excess E: above N (abdomen) 16 x 7.484 x 0.0153 = 1.8320832 mSv; below N (the pelvis
+    # band below a pelvic N, testes: SPEC9 rule 12) 16 x 7.484 x 0.0129 = 1.5446976 mSv.
+    # Inside N (pelvis): 16 x 20 x 0.0129 = 4.128 mSv, so E = 7.5047808 mSv.
     [a] = pipeline.process([prostate_helical()])
     assert a.acquisition_index == 1
-    assert a.irradiated_z_mm == (-68.0, 268.0)
-    assert a.dlp_mgy_cm == pytest.approx(537.6)
-    assert a.excess_length_mm == pytest.approx(136.0)
-    assert a.excess_dlp_mgy_cm == pytest.approx(217.6)
-    assert 160.0 <= a.excess_dlp_mgy_cm <= 256.0
+    assert a.irradiated_z_mm == (-74.84, 274.84)
+    assert a.overranging_mm == pytest.approx(49.68)
+    assert a.dlp_mgy_cm == pytest.approx(559.488)
+    assert a.excess_length_mm == pytest.approx(149.68)
+    assert a.excess_dlp_mgy_cm == pytest.approx(239.488)
     assert a.excess_effective_dose_msv == pytest.approx(
-        16 * 6.8 * K_ABDOMEN + 16 * 6.8 * K_LEGS, rel=1e-4
+        16 * 7.484 * K_ABDOMEN + 16 * 7.484 * K_PELVIS, rel=1e-4
     )
-    assert a.effective_dose_msv == pytest.approx(1.75168 + 16 * 20 * K_PELVIS, rel=1e-4)
-    # 217.6 / 537.6 = 0.405 >= the 0.25 alert fraction.
-    assert codes(a) == {"excess_coverage": "alert"}
-    assert a.excess_fraction == pytest.approx(217.6 / 537.6, abs=1e-4)
-    # Proposal: planned range trimmed to N +- 10 mm = -10..210, X' = -28..228 (256 mm):
-    # 16 x 25.6 = 409.6 mGy.cm, saving 537.6 - 409.6 = 128.0 mGy.cm. E' = 4.128 + 16 x 2.8 x
-    # (0.0153 + 0.0008) = 4.84928 mSv, saving 5.87968 - 4.84928 = 1.0304 mSv.
+    assert a.effective_dose_msv == pytest.approx(7.5047808, rel=1e-4)
+    # Avoidable: the planned range beyond N +- 10 mm = 40 mm each end, 80 mm -> 128 mGy.cm,
+    # 128 / 559.488 = 22.9%: a warning (>= 0.10, < 0.25). The total excess (43%) would have
+    # been an alert: over-ranging is not avoidable by planning (defect 4).
+    assert a.avoidable_excess_length_mm == pytest.approx(80.0)
+    assert a.avoidable_excess_dlp_mgy_cm == pytest.approx(128.0)
+    assert a.avoidable_effective_dose_msv == pytest.approx(16 * 4 * (K_ABDOMEN + K_PELVIS))
+    assert codes(a) == {"excess_coverage": "warning"}
+    assert a.excess_fraction == pytest.approx(239.488 / 559.488, abs=1e-4)
+    # Proposal: planned range trimmed to N +- 10 mm = -10..210, X' = -34.84..234.84 (269.68 mm):
+    # 16 x 26.968 = 431.488 mGy.cm, saving 128.0 mGy.cm. E' = 4.128 + 16 x 3.484 x (0.0153 +
+    # 0.0129) = 5.6999808 mSv, saving 1.8048 mSv (= the avoidable E).
     assert a.proposal is not None
     assert a.proposal.z_mm == (-10.0, 210.0)
     assert a.proposal.dlp_saving_mgy_cm == pytest.approx(128.0)
-    assert a.proposal.effective_dose_saving_msv == pytest.approx(1.0304, rel=1e-4)
+    assert a.proposal.effective_dose_saving_msv == pytest.approx(1.8048, rel=1e-4)
     assert a.proposal.mas == 200.0  # CTDIvol 16 is below the 17 mGy prostate reference
+    assert "range -10 to 210 mm (planned -50 to 250 mm)" in a.proposal.changes[0]
 
 
 @pytest.mark.parametrize(
-    ("pitch", "collimation", "excess"),
+    ("pitch", "collimation", "over"),
     [
-        (0.5, 24.0, 208.0),  # 1.5 x 0.5 x 24 = 18 mm, raised to 30 mm: 16 x 13.0 = 208
-        (2.0, 24.0, 256.0),  # 1.5 x 2.0 x 24 = 72 mm, capped at 60 mm: 16 x 16.0 = 256
+        (0.5, 24.0, 36.12),  # 24 x (0.94 + 0.565)
+        (1.0, 24.0, 49.68),
+        (1.5, 24.0, 63.24),  # 24 x (0.94 + 1.695)
+        (1.0, 24.1, 49.887),  # no step at 24 mm (defect 3)
+        (0.09, 19.2, 20.0006),  # 4DCT: 19.2 x (0.94 + 0.1017)
+        (1.0, 80.0, 165.6),  # wide beam without dynamic collimation
     ],
 )
-def test_overranging_keeps_excess_within_published_bounds(
-    pipeline: Pipeline, pitch: float, collimation: float, excess: float
+def test_overranging_follows_the_model_and_never_the_severity(
+    pipeline: Pipeline, pitch: float, collimation: float, over: float
 ) -> None:
     [a] = pipeline.process([prostate_helical(pitch, collimation)])
-    assert a.excess_dlp_mgy_cm == pytest.approx(excess)
+    assert a.overranging_mm == pytest.approx(over, abs=0.01)
+    # 100 mm planned beyond N, whatever the over-ranging: the excess grows, the avoidable not
+    assert a.excess_length_mm == pytest.approx(100.0 + over, abs=0.01)
+    assert a.avoidable_excess_length_mm == pytest.approx(80.0)
+
+
+def test_a_scan_planned_on_n_is_silent_on_every_geometry(pipeline: Pipeline) -> None:
+    # Defect 4: planned on N +- tolerance from 16-slice 24 mm to a 160 mm wide beam, pitch 0.09
+    # to 1.5: over-ranging is info at most, never a warning or an alert.
+    for collimation in (24.0, 38.4, 40.0, 80.0, 160.0):
+        for pitch in (0.09, 0.5, 1.0, 1.5):
+            ev = event(
+                [{"z_start_mm": 210, "z_end_mm": -10, "pitch": pitch,
+                  "total_collimation_mm": collimation, "slice_thickness_mm": 2.5}]
+            )  # fmt: skip
+            [a] = pipeline.process([ev])
+            assert a.avoidable_excess_dlp_mgy_cm == 0.0
+            assert codes(a).get("excess_coverage") in (None, "info"), (collimation, pitch)
+            assert a.proposal is not None and a.proposal.dlp_saving_mgy_cm == 0.0
 
 
 def test_needed_range_from_target_margins_organs_and_igrt(pipeline: Pipeline) -> None:
@@ -367,16 +396,20 @@ def test_dose_profile_from_images_shifts_dose_to_the_high_current_end() -> None:
     # = 16 x 300 / 375 x (2, 1, 1) = 25.6, 12.8, 12.8 mGy; DLP = 25.6 x 7.5 + 12.8 x 10 +
     # 12.8 x 12.5 = 192 + 128 + 160 = 480 mGy.cm, as reported.
     # Excess: -50..0 at 25.6 = 128 and 200..250 at 12.8 = 64 -> 192 mGy.cm (flat: 160);
-    # excess E = 128 x 0.0008 (legs) + 64 x 0.0153 (abdomen) = 0.1024 + 0.9792 = 1.0816 mSv.
+    # excess E = 128 x 0.0129 (the pelvis band below a pelvic N) + 64 x 0.0153 (abdomen) =
+    # 1.6512 + 0.9792 = 2.6304 mSv.
     rep = _report([_spiral("e1", top_z_mm=200.0, bottom_z_mm=0.0)])
     [a] = p.process([rep])
     assert a.dlp_mgy_cm == pytest.approx(480.0)
     assert a.excess_dlp_mgy_cm == pytest.approx(192.0)
-    assert a.excess_effective_dose_msv == pytest.approx(1.0816, abs=1e-4)
-    # Proposal: N +- 10 = -10..210 plus half the default 45 mm over-ranging each end:
-    # -32.5..232.5; DLP = 25.6 x 5.75 + 12.8 x 10 + 12.8 x 10.75 = 412.8, saving 67.2.
+    assert a.excess_effective_dose_msv == pytest.approx(2.6304, abs=1e-4)
+    # The report's scanning range 0..200 is the planned range: the 100 mm beyond it is the real
+    # over-ranging (300 - 200). Planned exactly on N: nothing to trim, nothing saved.
+    assert a.overranging_mm == pytest.approx(100.0)
+    assert a.avoidable_excess_length_mm == 0.0
     assert a.proposal is not None
-    assert a.proposal.dlp_saving_mgy_cm == pytest.approx(67.2)
+    assert a.proposal.z_mm == (0.0, 200.0)
+    assert a.proposal.dlp_saving_mgy_cm == pytest.approx(0.0)
     assert a.water_equivalent_diameter_mm == 300.0
     assert any("CTDIvol(z)" in n for n in a.notes)
 
@@ -391,7 +424,7 @@ def test_absurd_values_do_not_stop_the_batch() -> None:
     assert out[0].irradiated_z_mm is None and out[0].proposal is None
     assert any("z range high end = 1e+300 mm" in n for n in out[0].notes)
     assert any("CTDIvol = inf" in n for n in out[1].notes)
-    assert out[2].excess_dlp_mgy_cm == pytest.approx(217.6)  # as in the hand-worked case
+    assert out[2].excess_dlp_mgy_cm == pytest.approx(239.488)  # as in the hand-worked case
     json.loads(out[0].to_json())  # serialisable: no NaN or infinity in the output
 
 
@@ -415,8 +448,143 @@ def test_repeat_across_continued_reports_of_one_study() -> None:
 
 
 def test_warm_up_compiles_every_kernel(pipeline: Pipeline) -> None:
-    from optimiser import kernels, tg220
+    from optimiser import kernels, profile_kernel, tg220
 
     # the module fixture has warmed up: each kernel holds a compiled signature
-    for dispatcher in (kernels._assess_batch, kernels._profile_batch, tg220._wed_stack):
+    for dispatcher in (kernels._assess_batch, profile_kernel._profile_batch, tg220._wed_stack):
         assert dispatcher.signatures, dispatcher
+
+
+# --- dose-report rows: planned range, real over-ranging, proposals containing N (issue 9) ----
+
+
+def test_report_scanning_length_is_the_planned_range() -> None:
+    # Event planned -50..250 (centre 100), N 0..200. Report: CTDIvol 16, DLP 560 -> irradiated
+    # 350 mm; scanning length 300 mm -> planned -50..250 about the matched plan's centre, real
+    # over-ranging 50 mm (not the model): X = -75..275. Avoidable 40 + 40 = 80 mm -> 128
+    # mGy.cm = 22.9% of 560: a warning.
+    p = Pipeline()
+    p.process([prostate_helical()])
+    [a] = p.process([_report([_spiral("e1", dlp=560.0, scanning_length_mm=300.0)])])
+    assert a.placement == "protocol_event"
+    assert a.overranging_mm == pytest.approx(50.0)
+    assert a.irradiated_z_mm == (-75.0, 275.0)
+    assert a.dlp_mgy_cm == pytest.approx(560.0)
+    assert a.avoidable_excess_length_mm == pytest.approx(80.0)
+    assert a.avoidable_excess_dlp_mgy_cm == pytest.approx(128.0)
+    assert codes(a)["excess_coverage"] == "warning"
+    assert a.proposal is not None and a.proposal.z_mm == (-10.0, 210.0)
+
+
+def test_report_z_range_planned_on_n_is_not_flagged() -> None:
+    # Defect 4 on a report: Top/Bottom Z 210 / -10 = N +- 10 mm; DLP / CTDIvol = 320 mm, so
+    # 100 mm real over-ranging outside N. Unavoidable: info at most, and the proposal is the
+    # planned range itself.
+    p = Pipeline()
+    p.process([prostate_helical()])
+    [a] = p.process([_report([_spiral("e1", dlp=512.0, top_z_mm=210.0, bottom_z_mm=-10.0)])])
+    assert a.placement == "report_z"
+    assert a.overranging_mm == pytest.approx(100.0)
+    assert a.avoidable_excess_length_mm == 0.0
+    assert codes(a).get("excess_coverage") == "info"
+    assert a.proposal is not None and a.proposal.z_mm == (-10.0, 210.0)
+    assert a.proposal.dlp_saving_mgy_cm == pytest.approx(0.0)
+
+
+def test_report_scanning_length_longer_than_dlp_over_ctdivol() -> None:
+    # Siemens-like: scanning length 320 mm but DLP / CTDIvol = 300 mm: over-ranging 0 (never
+    # negative), planned = irradiated = 300 mm, the reported DLP kept.
+    p = Pipeline()
+    p.process([prostate_helical()])
+    [a] = p.process([_report([_spiral("e1", dlp=480.0, scanning_length_mm=320.0)])])
+    assert a.overranging_mm == 0.0
+    assert a.scan_length_mm == pytest.approx(300.0)
+    assert a.dlp_mgy_cm == pytest.approx(480.0)
+    assert any("exceeds the irradiated length" in n for n in a.notes)
+
+
+def test_proposal_never_cuts_into_n_when_the_model_overestimates() -> None:
+    # Defect 2: a report with no z and no scanning length, 80 mm collimation at pitch 1.5:
+    # the modelled over-ranging (80 x 2.635 = 210.8 mm) nearly equals the 220 mm irradiated.
+    # The old proposal (irradiated minus the model, trimmed) fell inside N 0..200; now it
+    # contains N.
+    p = Pipeline()
+    p.process([prostate_helical()])
+    acq = _spiral("e1", dlp=352.0, nominal_total_collimation_mm=80.0, pitch_factor=1.5)
+    [a] = p.process([_report([acq])])
+    assert a.overranging_mm == pytest.approx(210.8)
+    assert a.proposal is not None
+    lo, hi = a.proposal.z_mm
+    assert lo <= 0.0 and hi >= 200.0
+    assert "left" in a.proposal.changes[0]  # says the planned range missed part of N
+
+
+PROPS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+zs = st.floats(-300.0, 300.0, allow_nan=False)
+lengths = st.floats(0.0, 600.0, allow_nan=False)
+
+
+@PROPS
+@given(zs, lengths, zs, st.floats(50.0, 400.0), st.sampled_from([19.2, 24.0, 40.0, 80.0, 160.0]),
+       st.sampled_from([0.09, 0.5, 1.0, 1.5]), st.floats(2.0, 60.0), st.booleans())  # fmt: skip
+def test_reassessed_proposal_raises_no_coverage_warning(
+    lo: float, ln: float, n_lo: float, n_ln: float, collimation: float, pitch: float,
+    ctdivol: float, from_report: bool,
+) -> None:  # fmt: skip
+    # SPEC9 rule 3: the proposal contains N; planned as a protocol event with the proposed
+    # CTDIvol it gives no excess_coverage warning or alert (and proposes itself again).
+    p = Pipeline()
+    acq = {"z_start_mm": lo, "z_end_mm": lo + ln, "pitch": pitch, "ctdivol_mgy": ctdivol,
+           "total_collimation_mm": collimation, "slice_thickness_mm": 2.5}  # fmt: skip
+    planning = {"needed_z_mm": [n_lo, n_lo + n_ln]}
+    [first] = p.process([event([acq], planning=planning, event_id="plan")])
+    if from_report:
+        spiral = _spiral("e1", ctdi=ctdivol, dlp=ctdivol * (ln + 37.0) / 10.0 + 1e-6,
+                         nominal_total_collimation_mm=collimation, pitch_factor=pitch)  # fmt: skip
+        [first] = p.process([_report([spiral])])
+    assert first.proposal is not None
+    q_lo, q_hi = first.proposal.z_mm
+    assert q_lo <= n_lo + 0.01 and q_hi >= n_lo + n_ln - 0.01
+    again = dict(acq, z_start_mm=q_lo, z_end_mm=q_hi, ctdivol_mgy=first.proposal.ctdivol_mgy)
+    [second] = Pipeline().process([event([again], planning=planning, event_id="again")])
+    assert codes(second).get("excess_coverage") in (None, "info")
+    # the proposal's ends are rounded to 0.01 mm in the output: at most that much beyond
+    assert second.avoidable_excess_length_mm <= 0.01
+
+
+def test_report_without_event_claims_no_avoidable_excess() -> None:
+    # No protocol event: N is the generic default, a guess. Planned 500 mm (scanning length)
+    # over a 300 mm default N: the finding is info, and no avoidable dose is claimed.
+    [a] = Pipeline().process([_report([_spiral("e1", dlp=840.0, scanning_length_mm=500.0)])])
+    assert a.site == "generic"
+    assert a.overranging_mm == pytest.approx(25.0)
+    assert codes(a)["excess_coverage"] == "info"
+    assert a.avoidable_excess_dlp_mgy_cm == 0.0 and a.avoidable_excess_length_mm == 0.0
+    f = next(f for f in a.findings if f.code == "excess_coverage")
+    assert "coverage not judged" in f.message and "at least" not in f.message
+
+
+def test_dynamic_collimation_per_scanner_model(tmp_path: Any) -> None:
+    # A department override: its SOMATOM Definition Flash removes 40% of the over-ranging
+    # (Christner et al. 2010: 27-46% on short scans). 24 mm, pitch 1: 49.68 x 0.6 = 29.808 mm
+    # on that scanner; other scanners keep the site default (no reduction).
+    from protocols.library import load_library
+
+    (tmp_path / "_defaults.toml").write_text(
+        '[overranging.dynamic_collimation_by_model]\n"SOMATOM  definition flash" = 0.4\n'
+    )
+    p = Pipeline(library=load_library(tmp_path))
+    flash = ProtocolEvent.model_validate(
+        {**prostate_helical().model_dump(mode="json", by_alias=True),
+         "scanner": {"station_name": "CTSIM1", "model": "SOMATOM Definition Flash"}}
+    )  # fmt: skip
+    [a] = p.process([flash])
+    assert a.overranging_mm == pytest.approx(29.808, abs=0.005)  # output rounded to 0.01 mm
+    [b] = p.process([event([{"z_start_mm": 250, "z_end_mm": -50, "pitch": 1.0,
+                            "total_collimation_mm": 24.0}], event_id="evt-2")])  # fmt: skip
+    assert b.overranging_mm == pytest.approx(49.68)
+    with pytest.raises(ConfigurationError, match="dynamic_collimation_by_model"):
+        (tmp_path / "_defaults.toml").write_text(
+            '[overranging.dynamic_collimation_by_model]\n"X" = 1.5\n'
+        )
+        load_library(tmp_path)
