@@ -125,11 +125,6 @@ def test_simulator_check_counts_a_false_alert_and_a_miss() -> None:
     assert sorted(check.missed) == sorted(dirty.injected)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="waits for SPEC9 rule 1 (avoidable excess only): "
-    "today every clean simulated study gets a false warning or alert",
-)
 def test_default_day_detects_everything_without_false_alerts(demo_run: tuple[str, Path]) -> None:
     match = _check_line(demo_run[0])
     detected, injected, flagged = (int(match.group(i)) for i in (1, 2, 4))

@@ -43,11 +43,6 @@ def test_every_injected_problem_is_a_warning_or_alert(seed: int) -> None:
     assert check.detected == check.injected  # type: ignore[attr-defined]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="waits for SPEC9 rule 1 (avoidable excess only): "
-    "clean studies planned on N get excess_coverage warnings for unavoidable over-ranging today",
-)
 @pytest.mark.parametrize("seed", [3, 17])
 def test_clean_studies_raise_no_warning_and_findings_follow_the_injected(seed: int) -> None:
     rows, _ = _flagged(seed)

@@ -25,53 +25,7 @@ from tests.paths import SHARED
 
 # Case id -> the rule of /work/SPEC9.md (issue 9) the case waits for. Empty this list as the
 # core changes are merged; never weaken a case's expectation to take it off.
-KNOWN_FAILING: dict[str, str] = {
-    # rule 1: avoidable excess only (today unavoidable over-ranging gives warnings/alerts)
-    "above_drl_breast_alert": "SPEC9 rule 1",
-    "above_drl_head_neck_warning": "SPEC9 rule 1",
-    "clean_brain_16slice_24mm": "SPEC9 rule 1",
-    "clean_brain_stereotactic_1mm_64slice": "SPEC9 rule 1",
-    "clean_breast_64slice_with_report": "SPEC9 rule 1",
-    "clean_breast_wide_beam_80mm": "SPEC9 rule 1",
-    "clean_head_neck_within_tolerance_40mm": "SPEC9 rule 1",
-    "clean_lung_3d_pitch_1_5_with_report": "SPEC9 rule 1",
-    "clean_prostate_16slice_with_report": "SPEC9 rule 1",
-    "clean_prostate_derived_needed_range": "SPEC9 rule 1",
-    "clean_prostate_nodes_helical_160mm": "SPEC9 rule 1",
-    "clean_report_without_protocol_event": "SPEC9 rule 1 (generic site: info only)",
-    "diagnostic_intent_purpose_diagnostic": "SPEC9 rule 1",
-    "dose_check_body_60mgy_breast": "SPEC9 rule 1",
-    "dose_check_report_alert_with_reason": "SPEC9 rule 1",
-    "dose_check_report_legacy_yes_notification": "SPEC9 rule 1",
-    "excess_head_neck_small_info": "SPEC9 rule 1",
-    "excess_prostate_superior_warning": "SPEC9 rule 1",
-    "kv_not_calibrated_prostate_100kv": "SPEC9 rule 1",
-    "kv_not_calibrated_report_80kv": "SPEC9 rule 1",
-    "repeat_prostate_two_plain": "SPEC9 rule 1",
-    "repeat_report_unplanned_rescan": "SPEC9 rule 1",
-    "shared_ge_optima": "SPEC9 rule 1 (generic site: info only)",
-    "shared_siemens_flash_tap_bolus": "SPEC9 rule 1 (generic site: info only)",
-    "shared_toshiba_dose_check_exceeded": "SPEC9 rule 1 (generic site: info only)",
-    "thin_reconstruction_brain_0_6mm": "SPEC9 rule 1",
-    "thin_reconstruction_breast_0_75mm": "SPEC9 rule 1",
-    "unlabelled_planning_scan_prostate": "SPEC9 rule 1",
-    # rule 5: DRL vs typical value, exam-level DLP, generic site
-    "above_drl_exam_dlp_head_neck_two_ranges": "SPEC9 rule 5 (exam-level DLP)",
-    "above_typical_prostate_2x_warning": "SPEC9 rules 1, 5 (typical value: warning at 2x)",
-    "clean_brain_70mgy_head_phantom": "SPEC9 rules 1, 5 (typical value: info)",
-    "clean_prostate_above_median_info": "SPEC9 rules 1, 5 (typical value: info)",
-    "excess_report_scanned_beyond_plan_warning": "SPEC9 rules 1, 5 (typical DLP: info)",
-    "multiphase_prostate_report_exam_dlp_info": "SPEC9 rules 1, 5 (exam-level DLP)",
-    "shared_ge_lightspeed_rt16": "SPEC9 rule 5 (generic site, stationary class)",
-    "shared_toshiba_aquilion": "SPEC9 rule 5 (generic site: no CTDIvol reference)",
-    "clean_report_dose_check_configured_only": "SPEC9 rule 1",
-    "dose_check_report_authorising_person": "SPEC9 rule 1",
-    "dose_check_report_notification_exceeded": "SPEC9 rule 1",
-    # rule 10: intent (rules 7, 8 and 9 are merged from main: their cases pass)
-    "multiphase_two_unspecified_enhanced": "SPEC9 rule 1",
-    "clean_brain_70mgy_phantom_absent": "SPEC9 rules 1, 5",
-    "diagnostic_intent_rdsr_only_info": "SPEC9 rules 1, 10",
-}
+KNOWN_FAILING: dict[str, str] = {}
 
 CASES: list[ClinicalCase] = load_cases(DEFAULT_CASES_DIR)
 SHARED_RDSR = SHARED / "data" / "rdsr"
