@@ -44,7 +44,7 @@ class Measures:
 def _measures(row: AcquisitionRow, res: RowResult) -> Measures:
     """The numbers of one modelled row. Avoidable dose, coverage part: the planned range beyond
     the needed range plus the site tolerance (the kernel's avoidable columns; over-ranging is
-    never avoidable by planning, SPEC9 rules 1 and 4). None is claimed when N is a guess."""
+    never avoidable by planning, severity rules 1 and 4). None is claimed when N is a guess."""
     guess = needed_is_guess(row)
     return Measures(
         needed_z_mm=(_r(row.needed.z_mm[0], 2), _r(row.needed.z_mm[1], 2)),

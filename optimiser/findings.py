@@ -41,14 +41,14 @@ PLANNING_PRECISION_MM = 0.5
 def needed_is_guess(row: AcquisitionRow) -> bool:
     """N is a guess: the irradiated range was centred on it (no z, no matching plan), or it is
     the generic site's default length (no protocol event, or an unknown site without a
-    target). Findings on a guessed N are info only (SPEC9 rule 1)."""
+    target). Findings on a guessed N are info only (severity rule 1)."""
     return row.excess_is_lower_bound or (
         row.needed.basis == "site_default" and row.site == GENERIC_SITE
     )
 
 
 def excess_coverage(row: AcquisitionRow, res: RowResult) -> Finding | None:
-    """Coverage beyond the needed range N (planning-ct.md section 4; SPEC9 rule 1).
+    """Coverage beyond the needed range N (planning-ct.md section 4; severity rule 1).
 
     Severity follows the *avoidable* excess only: the planned range beyond N +- the site's
     tolerance, as a fraction of the acquisition's DLP (site thresholds). Helical over-ranging

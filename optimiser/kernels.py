@@ -33,9 +33,9 @@ Model (../shared/reference/planning-ct.md sections 4, 5 and 9):
   (``overrange_mm`` not NaN: a dose report's DLP / CTDIvol minus its scanning length) replaces
   the model.
 - DLP = CTDIvol x |X| (cm); excess = X outside the needed range N; avoidable excess = P outside
-  [N_lo - tolerance, N_hi + tolerance] (SPEC9 rule 1); effective dose = CTDIvol x the integral
+  [N_lo - tolerance, N_hi + tolerance] (severity rule 1); effective dose = CTDIvol x the integral
   of k over 1 cm slabs (region bands anchored to N's edges, section 5).
-- Proposal (SPEC9 rule 3): P' = [min(max(P_lo, N_lo - tol), N_lo), max(min(P_hi, N_hi + tol),
+- Proposal (severity rule 3): P' = [min(max(P_lo, N_lo - tol), N_lo), max(min(P_hi, N_hi + tol),
   N_hi)] always contains N; it keeps the acquisition's over-ranging and scales CTDIvol.
 """
 

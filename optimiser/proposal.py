@@ -3,7 +3,7 @@
 Model step 6 of issue 4; the saving is what the acquisition would not have delivered. Reference
 levels and tolerances come from the site library (../shared/reference/planning-ct.md sections 3,
 4 and 9); the proposed range always contains the needed range N and passes it by at most the
-tolerance (SPEC9 rule 3), keeping the acquisition's own over-ranging (Schilham et al. 2010).
+tolerance (severity rule 3), keeping the acquisition's own over-ranging (Schilham et al. 2010).
 A reference level is an investigation level, not a goal (ICRP Publication 135): exposure is
 scaled down only to a 75th-percentile-type level (a DRL), never to a median or mean, and never
 below the site's planning image-quality floor (``[image_quality] min_ctdivol_mgy``).
@@ -58,7 +58,7 @@ def _typical_review(row: AcquisitionRow) -> str | None:
 
 def _range_change(row: AcquisitionRow, res: RowResult) -> str | None:
     """The range part of the proposal: the planned range within the needed range N plus the
-    site tolerance, never inside N (SPEC9 rule 3); None when the planned range already is."""
+    site tolerance, never inside N (severity rule 3); None when the planned range already is."""
     n_lo, n_hi = row.needed.z_mm
     tol = row.protocol.coverage.tolerance_mm
     lo, hi = res.proposal_lo, res.proposal_hi

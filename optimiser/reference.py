@@ -12,7 +12,7 @@ Formulas (../shared/reference/planning-ct.md):
   over-ranging (from a dose report) replaces the model;
 - DLP = CTDIvol x |X| (mGy.cm, |X| in cm); excess = the part of X outside the needed range N;
   avoidable excess = the part of P outside N +- tolerance; proposal P' = [min(max(P_lo,
-  N_lo - tol), N_lo), max(min(P_hi, N_hi + tol), N_hi)] (SPEC9 rules 1 and 3);
+  N_lo - tol), N_lo), max(min(P_hi, N_hi + tol), N_hi)] (severity rules 1 and 3);
 - effective dose = sum over 1 cm slabs of CTDIvol x the integral of k over the slab (a slab
   crossing a region boundary is split there),
   regions banded from the edges of N (section 5, Huda et al., Radiology 2008;248:995-1003);

@@ -308,7 +308,7 @@ def _event_intent(purpose: str, name: str | None) -> _Intent:
 
 
 def _report_intent(purpose: str | None, has_intent: bool, name: str | None) -> _Intent:
-    """Diagnostic intent of a reported event (SPEC9 rule 10): the RDSR's Has Intent =
+    """Diagnostic intent of a reported event (severity rule 10): the RDSR's Has Intent =
     diagnostic is a vendor default on most scanners, RT simulators included, so alone it is
     info; the protocol event's purpose, or a protocol or referral name that reads diagnostic
     (``[diagnostic_names]``), corroborates it."""
@@ -331,7 +331,7 @@ def _report_range(
     The planned range is the report's Top/Bottom Z of Scanning Length when given, else its
     scanning length about ``mid``; the real over-ranging is the irradiated length (DLP /
     CTDIvol) minus it (planning-ct.md section 9). Without a scanning length only the irradiated
-    range is known: the kernel takes the modelled over-ranging off it (SPEC9 rule 1).
+    range is known: the kernel takes the modelled over-ranging off it (severity rule 1).
     """
     if acq.top_z_mm is not None and acq.bottom_z_mm is not None:
         lo, hi = sorted((acq.bottom_z_mm, acq.top_z_mm))

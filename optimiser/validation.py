@@ -147,7 +147,7 @@ class ClinicalCase(_Model):
     schema_: Literal["lowdose.clinical-case/1"] = Field(alias="schema")
     id: str = Field(min_length=1)
     title: str
-    rule: str  # the severity rule(s) of issue 9 the case encodes (SPEC9 rule numbers)
+    rule: str  # the severity rule(s) of issue 9 the case encodes (severity rule numbers)
     source: str  # the clinical rule or reference: planning-ct.md sections, papers
     clean: bool
     rationale: str  # the hand computation behind the expectations

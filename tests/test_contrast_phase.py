@@ -1,4 +1,4 @@
-"""Contrast phases end to end (issue 9 defect 5, SPEC9 rule 8): the event contract, dose reports,
+"""Contrast phases end to end (issue 9 defect 5, severity rule 8): the event contract, dose reports,
 the study-state changelog and the study findings of the pipeline."""
 
 from __future__ import annotations

@@ -248,7 +248,7 @@ def test_avoidable_excess_is_the_planned_range_beyond_n_plus_tolerance() -> None
 
 
 def test_band_below_a_pelvic_n_is_costed_with_the_pelvis_k() -> None:
-    # SPEC9 rule 12: the band directly inferior to a pelvic N holds the testes (ICRP 103 w_T
+    # severity rule 12: the band directly inferior to a pelvic N holds the testes (ICRP 103 w_T
     # 0.08): 50 mm below N at 10 mGy costs 10 x 5 x 0.0129 (pelvis), never 0.0008 (legs).
     for site in ("prostate", "prostate_nodes"):
         b = _batch([{"lo": -50.0, "hi": 0.0, "n_lo": 0.0, "n_hi": 200.0, "ctdivol_mgy": 10.0,
@@ -258,7 +258,7 @@ def test_band_below_a_pelvic_n_is_costed_with_the_pelvis_k() -> None:
         assert TABLES.below_k[LIB.site_index(site), 0] >= LIB.k("pelvis")
 
 
-# --- properties -------------------------------------------------------------------------------
+# --- properties ----------------------------------------------------------------------------------
 
 z = st.floats(-2000.0, 2000.0, allow_nan=False)
 length = st.floats(0.0, 1500.0, allow_nan=False)
@@ -318,7 +318,7 @@ def test_excess_is_monotone_in_the_scan_length(
         assert other[COL["excess_effective_dose"]] >= short[COL["excess_effective_dose"]] - 1e-9
 
 
-# --- proposal (SPEC9 rule 3, defect 2) ----------------------------------------------------------
+# --- proposal (severity rule 3, defect 2) --------------------------------------------------------
 
 collimation = st.sampled_from([math.nan, 5.0, 19.2, 24.0, 38.4, 40.0, 80.0, 160.0])
 pitch = st.sampled_from([math.nan, 0.09, 0.5, 0.8, 1.0, 1.375, 1.5])

@@ -106,7 +106,25 @@ def _row(ctdivol: float, model: str | None, library: Any) -> AcquisitionRow:
     )
 
 
-RES = RowResult(0.0, 200.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 200.0, 0.0, 0.0, 0.0)
+RES = RowResult(
+    x_lo=0.0,
+    x_hi=200.0,
+    dlp=0.0,
+    excess_length=0.0,
+    excess_dlp=0.0,
+    effective_dose=0.0,
+    excess_effective_dose=0.0,
+    planned_lo=0.0,
+    planned_hi=200.0,
+    avoidable_length=0.0,
+    avoidable_dlp=0.0,
+    avoidable_effective_dose=0.0,
+    overrange=0.0,
+    proposal_lo=0.0,
+    proposal_hi=200.0,
+    proposal_dlp=0.0,
+    proposal_effective_dose=0.0,
+)
 
 
 def test_exceeding_the_department_typical_value_is_info() -> None:

@@ -78,7 +78,7 @@ def test_prostate_helical_hand_worked(pipeline: Pipeline) -> None:
     # each end: X = -74.84..274.84 mm, 349.68 mm. DLP = 16 mGy x 34.968 cm = 559.488 mGy.cm.
     # Excess (X outside N) = 2 x 74.84 = 149.68 mm -> 16 x 14.968 = 239.488 mGy.cm.
     # Excess E: above N (abdomen) 16 x 7.484 x 0.0153 = 1.8320832 mSv; below N (the pelvis
-    # band below a pelvic N, testes: SPEC9 rule 12) 16 x 7.484 x 0.0129 = 1.5446976 mSv.
+    # band below a pelvic N, testes: severity rule 12) 16 x 7.484 x 0.0129 = 1.5446976 mSv.
     # Inside N (pelvis): 16 x 20 x 0.0129 = 4.128 mSv, so E = 7.5047808 mSv.
     [a] = pipeline.process([prostate_helical()])
     assert a.acquisition_index == 1
@@ -531,7 +531,7 @@ def test_reassessed_proposal_raises_no_coverage_warning(
     lo: float, ln: float, n_lo: float, n_ln: float, collimation: float, pitch: float,
     ctdivol: float, from_report: bool,
 ) -> None:  # fmt: skip
-    # SPEC9 rule 3: the proposal contains N; planned as a protocol event with the proposed
+    # severity rule 3: the proposal contains N; planned as a protocol event with the proposed
     # CTDIvol it gives no excess_coverage warning or alert (and proposes itself again).
     p = Pipeline()
     acq = {"z_start_mm": lo, "z_end_mm": lo + ln, "pitch": pitch, "ctdivol_mgy": ctdivol,

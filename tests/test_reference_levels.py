@@ -1,4 +1,4 @@
-"""Reference levels as a physicist reads them (issue 9, SPEC9 rules 3, 5, 10, 11).
+"""Reference levels as a physicist reads them (issue 9, severity rules 3, 5, 10, 11).
 
 DRL (75th-percentile type) against typical value (median or mean), ICRP Publication 135 terms
 (planning-ct.md section 9); levels from planning-ct.md section 3; exam-level DLP; proposals that
@@ -67,15 +67,34 @@ def row(site: str = "breast", **kw: Any) -> AcquisitionRow:
 
 
 def result(c: float, lo: float = 0.0, hi: float = 200.0) -> RowResult:
+    """A kernel result for a scan planned and irradiated on [lo, hi] with no excess."""
     dlp = c * (hi - lo) / 10
-    return RowResult(lo, hi, dlp, 0.0, 0.0, 0.0, 0.0, lo, hi, dlp, 0.0, 0.0)
+    return RowResult(
+        x_lo=lo,
+        x_hi=hi,
+        dlp=dlp,
+        excess_length=0.0,
+        excess_dlp=0.0,
+        effective_dose=0.0,
+        excess_effective_dose=0.0,
+        planned_lo=lo,
+        planned_hi=hi,
+        avoidable_length=0.0,
+        avoidable_dlp=0.0,
+        avoidable_effective_dose=0.0,
+        overrange=0.0,
+        proposal_lo=lo,
+        proposal_hi=hi,
+        proposal_dlp=dlp,
+        proposal_effective_dose=0.0,
+    )
 
 
 def severity(f: Any) -> str | None:
     return None if f is None else str(f.severity)
 
 
-# --- DRL against typical value (SPEC9 rule 5) ----------------------------------------------------
+# --- DRL against typical value (severity rule 5) -------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -222,7 +241,7 @@ def test_exam_dlp_escalation_goes_on_the_acquisition_that_crosses() -> None:
     assert severity(exam_dlp_finding(r, 800.0, 1100.0)) == "alert"
 
 
-# --- proposals stop at the DRL (SPEC9 rule 3) ----------------------------------------------------
+# --- proposals stop at the DRL (severity rule 3) -------------------------------------------------
 
 
 @settings(max_examples=200, deadline=None)
@@ -268,7 +287,7 @@ def test_floor_above_the_drl_is_refused(tmp_path: Path) -> None:
         load_library(tmp_path)
 
 
-# --- diagnostic intent needs corroboration (SPEC9 rule 10) ---------------------------------------
+# --- diagnostic intent needs corroboration (severity rule 10) ------------------------------------
 
 GE_RT16 = SHARED / "data" / "rdsr" / "CT-RDSR-GEPixelMed.dcm"
 
@@ -378,7 +397,7 @@ def test_stationary_and_free_acquisitions_are_not_compared_with_planning_levels(
     ]
 
 
-# --- SSDE fit (SPEC9 rule 11) --------------------------------------------------------------------
+# --- SSDE fit (severity rule 11) -----------------------------------------------------------------
 
 
 def test_ssde_tg293_for_head_scans_only_tg204_16cm_for_neck() -> None:

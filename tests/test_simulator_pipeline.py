@@ -1,7 +1,7 @@
 """The simulator's injected problems are what the optimiser flags (same pipeline as the service,
 in-process): every injected problem is raised at warning or alert, and no clean study (planned on
 N within the tolerance, delivered with its scanner's real over-ranging) gets a warning or an
-alert. The severity rules are issue 9's (SPEC9); this waits for the core changes that carry them.
+alert. The severity rules are issue 9's (docs/severity-rules.md).
 """
 
 from __future__ import annotations

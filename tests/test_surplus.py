@@ -1,4 +1,4 @@
-"""Repeats and extra contrast phases are avoidable dose (issue 9; SPEC9 rule 3).
+"""Repeats and extra contrast phases are avoidable dose (issue 9; severity rule 3).
 
 A surplus acquisition (the later one of a pair flagged ``repeat_acquisition`` or
 ``multiphase_contrast``) has its whole DLP and effective dose in the avoidable totals, replacing

@@ -13,7 +13,7 @@ from optimiser.validation import DEFAULT_CASES_DIR, load_cases, run_cases
 from tests.paths import SHARED
 
 PASSING_CASE = "excess_breast_both_ends_alert"  # passes on main today: exit 0 on it alone
-FAILING_CASE = "clean_brain_16slice_24mm"  # a false warning today (SPEC9 rule 1)
+FAILING_CASE = "clean_brain_16slice_24mm"  # a false warning today (severity rule 1)
 
 
 def _one(tmp_path: Path, case_id: str) -> Path:

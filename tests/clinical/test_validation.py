@@ -2,7 +2,7 @@
 
 One test per case (so a failure names it) and one gate over the whole set: 100% detection and
 no false warning or alert. Cases whose expected behaviour lands with the core changes of issue 9
-(other branches) are listed in ``KNOWN_FAILING`` with the SPEC9 rule they wait for, and marked
+(other branches) are listed in ``KNOWN_FAILING`` with the severity rule they wait for, and marked
 ``xfail(strict=True)``: when a merge makes one pass, its test fails until it leaves the list.
 The shared real dose reports are read from ../shared through tests/paths.py, never copied.
 """
@@ -23,7 +23,7 @@ from optimiser.validation import (
 )
 from tests.paths import SHARED
 
-# Case id -> the rule of /work/SPEC9.md (issue 9) the case waits for. Empty this list as the
+# Case id -> the rule of docs/severity-rules.md (issue 9) the case waits for. Empty this list as the
 # core changes are merged; never weaken a case's expectation to take it off.
 KNOWN_FAILING: dict[str, str] = {}
 
@@ -71,7 +71,7 @@ def test_the_set_is_large_and_covers_every_site_code_and_real_report() -> None:
     if SHARED_RDSR.is_dir():
         assert shared == {p.name for p in SHARED_RDSR.glob("*.dcm")}
     for case in CASES:
-        assert case.rule.startswith("SPEC9 rule") and case.source and case.rationale
+        assert case.rule.startswith("severity rule") and case.source and case.rationale
 
 
 @pytest.mark.parametrize("case", [_param(c) for c in CASES])
@@ -85,7 +85,7 @@ def test_case(case: ClinicalCase) -> None:
 @pytest.mark.skipif(
     bool(KNOWN_FAILING),
     reason=f"{len(KNOWN_FAILING)} case(s) in KNOWN_FAILING wait for the core changes of issue 9 "
-    "(SPEC9 rules 1, 5, 10); the gate runs once the list is empty",
+    "(severity rules 1, 5, 10); the gate runs once the list is empty",
 )
 def test_gate_full_detection_and_no_false_warnings_or_alerts() -> None:
     _skip_without_shared()
