@@ -180,17 +180,17 @@ class ServiceLoop:
                 log.warning(str(exc), extra={"event": "interrupted"})
                 return
             now = self.monotonic()
-            if got:
-                last_record = last_check = now
-            else:
-                if idle_stop_s is not None and now - last_record > idle_stop_s:
-                    return
-                if self.owned and now - last_check > self.stall_check_s:
-                    last_check = now
-                    self.unstall()
             if now - self._last_expiry > self.expire_every_s:
                 self._last_expiry = now
                 self.expire()
+            if got:
+                last_record = last_check = now
+                continue
+            if idle_stop_s is not None and now - last_record > idle_stop_s:
+                return
+            if self.owned and now - last_check > self.stall_check_s:
+                last_check = now
+                self.unstall()
 
     def step(self) -> int:
         """One poll and, when it returned records, one processed and checkpointed batch."""
