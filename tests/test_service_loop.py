@@ -103,7 +103,9 @@ class InPlacePipeline:
                         input_kind="protocol_event",
                         input_id=item.event_id,
                         study_instance_uid=uid,
-                        findings=[Finding(code="above_reference_level", severity="alert", message="m")],
+                        findings=[
+                            Finding(code="above_reference_level", severity="alert", message="m")
+                        ],
                     )
                 )
                 continue
