@@ -21,6 +21,7 @@ import pytest
 from optimiser.simulate import simulate_feed
 from streams.broker import Broker
 from streams.testing import drain, producer, settings_env, settings_for
+from streams.topics import ensure_topics
 
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(400)]
 
@@ -54,6 +55,7 @@ def test_sigterm_with_broker_down_mid_batch_exits_fast_and_commits_only_flushed(
         pytest.skip("KAFKA_BOOTSTRAP_SERVERS names an external cluster: not stopping it")
     settings = settings_for(kafka_bootstrap, partitions=1, max_batch=500)
     events = _events(12_000)
+    ensure_topics(settings)
     p = producer(kafka_bootstrap, linger_ms=20, batch_size=256 * 1024)
     futures = [p.send(settings.topics.protocol, key=k, value=v) for k, v, _ in events[:10]]
     p.flush()
