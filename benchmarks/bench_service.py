@@ -344,3 +344,114 @@ def test_raw_consumer_throughput(bench: Bench, feed: tuple[Any, int]) -> None:
         assert got >= n
     finally:
         consumer.close(autocommit=False)
+
+
+# -- scale-out: two `lowdose run` processes on a 2-partition topic against one -------------------
+
+
+def _assigned_partitions(log: Path) -> set[str] | None:
+    """The partitions of the last ``assigned`` line of a ``lowdose run`` log (None before)."""
+    import json
+
+    last = None
+    for line in log.read_text(errors="replace").splitlines():
+        if '"event": "assigned"' in line:
+            last = line
+    return None if last is None else set(json.loads(last)["partitions"])
+
+
+def _scale_trial(bootstrap: str, processes: int, n: int, tmp: Path) -> Any:
+    """Start ``processes`` services in one group on fresh 2-partition topics, wait until the
+    group is balanced (every input partition owned by exactly one), and return a function that
+    publishes ``n`` events and waits until all their assessments are out, and a stopper."""
+    import os
+    import subprocess
+    import sys
+
+    from kafka import KafkaConsumer, TopicPartition
+
+    from streams.topics import ensure_topics
+
+    settings = settings_for(bootstrap, partitions=2, max_batch=500)
+    ensure_topics(settings)
+    events = _events(n, f"scale{processes}")
+    from optimiser.events import parse_protocol_event
+    from optimiser.pipeline import Pipeline
+
+    pipeline = Pipeline()
+    expected = sum(
+        len(pipeline.process([parse_protocol_event(v, source="b")])) for _, v, _ in events
+    )
+    env = {**os.environ, **settings_env(settings), "PYTHONPATH": str(REPO)}
+    logs = [tmp / f"run{processes}-{i}.log" for i in range(processes)]
+    procs = []
+    for log in logs:
+        handle = log.open("ab")
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "optimiser.cli.main", "--log-level", "INFO", "run"],
+                cwd=REPO,
+                env=env,
+                stdout=handle,
+                stderr=subprocess.STDOUT,
+            )
+        )
+    wanted = {f"{t}/{p}" for t in settings.topics.inputs for p in (0, 1)}
+    deadline = time.monotonic() + 180
+    while True:
+        owned = [_assigned_partitions(log) for log in logs]
+        covered: set[str] = set().union(*[o or set() for o in owned])
+        if all(owned) and sum(len(o or ()) for o in owned) == len(wanted) and covered == wanted:
+            break
+        assert all(p.poll() is None for p in procs), "a lowdose run process exited"
+        assert time.monotonic() < deadline, f"group not balanced: {owned}"
+        time.sleep(0.2)
+    reader = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False)
+    tps = [TopicPartition(settings.topics.assessments, p) for p in (0, 1)]
+    reader.assign(tps)
+    reader.seek_to_beginning(*tps)
+
+    def publish_and_wait() -> int:
+        _publish(bootstrap, settings.topics.protocol, events)
+        got = 0
+        end = time.monotonic() + 600
+        while got < expected and time.monotonic() < end:
+            for records in reader.poll(timeout_ms=100).values():
+                got += len(records)
+        assert got >= expected, f"{got} of {expected} assessments"
+        return got
+
+    def stop() -> None:
+        reader.close()
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            p.wait(60)
+
+    return publish_and_wait, stop
+
+
+@pytest.mark.parametrize("processes", [1, 2])
+def test_scale_out(
+    bench: Bench,
+    kafka_bootstrap: str,
+    processes: int,
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+) -> None:
+    quick = bool(request.config.getoption("benchmark_quick"))
+    n = 3_000 if quick else 10_000
+    run, stop = _scale_trial(kafka_bootstrap, processes, n, tmp_path)
+    try:
+        got = bench(
+            run,
+            subject="scale_out_two_processes",
+            role="subject" if processes == 2 else "baseline",
+            items=n,
+            rounds=1,
+            warmup_rounds=0,
+            processes=processes,
+        )
+        assert got > 0
+    finally:
+        stop()
