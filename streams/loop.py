@@ -24,9 +24,9 @@ from streams.alignment import Alignment
 from streams.changelog import ChangelogStateStore
 from streams.checkpoint import Checkpoint
 from streams.client import Consumer, Delivery, Producer, Record, TopicPartition
-from streams.decode import study_uid_of
+from streams.decode import Item, study_uid_of
 from streams.errors import BrokerError, DeliveryError, Interrupted
-from streams.policy import FailurePolicy, Item
+from streams.policy import FailurePolicy
 from streams.settings import Topics
 
 log = logging.getLogger("lowdose.streams.service")

@@ -16,13 +16,10 @@ from typing import Protocol
 
 from optimiser.assessment import Assessment
 from optimiser.errors import LowdoseError
-from optimiser.events import ProtocolEvent
-from optimiser.records import DoseReport, StructureSet
 from optimiser.state import TransactionalStateStore
 from streams.client import Record
 from streams.deadletter import BadMessagePolicy
-
-Item = ProtocolEvent | DoseReport | StructureSet  # what the decoder yields
+from streams.decode import Item
 
 log = logging.getLogger("lowdose.streams.policy")
 

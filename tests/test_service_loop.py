@@ -22,11 +22,11 @@ from optimiser.simulate import simulate_feed
 from optimiser.state import StudyState
 from streams.changelog import ChangelogStateStore
 from streams.client import Record, TopicPartition
-from streams.decode import Decoder
+from streams.decode import Decoder, Item
 from streams.errors import CommitError, Interrupted
 from streams.fake import FakeBroker, FakeConsumer, FakeProducer, FakeReader
 from streams.loop import HEADER_ASSESSMENT_ID, ServiceLoop, StopSignal
-from streams.policy import FailurePolicy, Item
+from streams.policy import FailurePolicy
 from streams.settings import Topics
 
 TOPICS = Topics(
