@@ -1,71 +1,66 @@
 """Study state backed by a compacted changelog topic (``lowdose.state.v1``, keyed by study UID).
 
-Implements :class:`optimiser.state.StudyStateStore`. Reads are served from a bounded in-memory
-store; every write also goes to the changelog partition with the number of the input partition
-the study's messages arrive on (inputs and changelog are co-partitioned). When the consumer is
-assigned input partitions, :meth:`ChangelogStateStore.rebuild` replays the same-numbered changelog
-partitions before their records are processed, so state follows a partition that moves to
-another consumer.
+:class:`ChangelogStateStore` is the :class:`optimiser.state.StudyStateStore` the service's
+pipeline gets. It is a :class:`optimiser.state.TransactionalStateStore` (bounded memory, one
+expiry and eviction, buffered writes, no copy on read) plus what Kafka adds: each study's writes
+go to the changelog partition with the number of the input partition its messages arrive on
+(inputs and changelog are co-partitioned), and when the consumer is assigned input partitions,
+:meth:`ChangelogStateStore.rebuild` replays the same-numbered changelog partitions before their
+records are processed, so state follows a partition that moves to another consumer.
 
-Writes are held back until :meth:`ChangelogStateStore.send_pending`, which the service calls
-after the batch's outputs are flushed and before it commits. The order matters: the state says
-which Irradiation Event UIDs were assessed, and a reprocessed report skips those; if state could
-reach the changelog before the assessments it stands for, a crash in between would lose them.
-This way a crash leaves either nothing (reprocess everything) or the outputs without the state
+The checkpoint (:mod:`streams.checkpoint`) sends :meth:`ChangelogStateStore.changelog_records`
+after the batch's outputs are flushed and before it commits offsets. The order matters: the state
+says which Irradiation Event UIDs were assessed, and a reprocessed report skips those; if state
+could reach the changelog before the assessments it stands for, a crash in between would lose
+them. So a crash leaves either nothing (reprocess everything) or the outputs without the state
 (reprocess, duplicate outputs with the same ids): at-least-once either way.
 """
 
 from __future__ import annotations
 
-import copy
 import logging
-import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import NamedTuple
 
 from pydantic import ValidationError
 
-from optimiser.state import StudyState
+from optimiser.state import MemoryStateStore, StudyState, TransactionalStateStore
+from streams.client import Reader, TopicPartition, default_partition
 
 log = logging.getLogger("lowdose.streams.state")
 
 
-def default_partition(key: str, partitions: int) -> int:
-    """The partition Kafka's default partitioner picks for ``key`` (murmur2, positive modulo)."""
-    from kafka.partitioner.default import murmur2
+class ChangelogRecord(NamedTuple):
+    partition: int
+    key: bytes
+    value: bytes
 
-    return int((murmur2(key.encode()) & 0x7FFFFFFF) % partitions)
 
-
-class ChangelogStateStore:
-    """A :class:`StudyStateStore` whose writes go to a compacted topic and can be replayed."""
+class ChangelogStateStore(TransactionalStateStore):
+    """A transactional state store whose committed writes are replayed from a compacted topic."""
 
     def __init__(
         self,
-        producer: Any,
         topic: str,
         partitions: int,
-        reader_factory: Callable[[], Any],
+        reader_factory: Callable[[], Reader],
         *,
         max_studies: int = 100_000,
         ttl_s: float = 14 * 86400.0,
+        clock: Callable[[], float] = time.time,
     ) -> None:
-        self.producer = producer
+        super().__init__(MemoryStateStore(max_studies, ttl_s, clock=clock))
         self.topic = topic
         self.partitions = partitions
         self.reader_factory = reader_factory
-        self.ttl_s = ttl_s
-        self.max_studies = max_studies
-        # Least recently updated first: the bound evicts from the front.
-        self._states: OrderedDict[str, StudyState] = OrderedDict()
         self._partition_of: dict[str, int] = {}
-        self._lock = threading.Lock()
-        self._pending: dict[str, StudyState] = {}
-        # Copies of states as they were before the current batch touched them (see rollback).
-        self._before: dict[str, StudyState | None] = {}
+        self.on_forget(self._unroute)
         self.writes = 0
+        self.skipped_records = 0  # unreadable changelog records met in rebuilds
+
+    def _unroute(self, study_instance_uid: str) -> None:
+        self._partition_of.pop(study_instance_uid, None)
 
     def route(self, study_instance_uid: str, partition: int) -> None:
         """Remember the input partition a study arrived on: its state is written there too."""
@@ -73,88 +68,41 @@ class ChangelogStateStore:
 
     def partition_for(self, study_instance_uid: str) -> int:
         p = self._partition_of.get(study_instance_uid)
-        return p if p is not None else default_partition(study_instance_uid, self.partitions)
+        if p is not None:
+            return p
+        return default_partition(study_instance_uid.encode(), self.partitions)
 
-    def __len__(self) -> int:
-        return len(self._states)
+    def changelog_records(self) -> list[ChangelogRecord]:
+        """The batch's writes as changelog records (last state per study), not yet committed."""
+        return [
+            ChangelogRecord(self.partition_for(uid), uid.encode(), value)
+            for uid, value in self.prepare().items()
+        ]
 
-    def get(self, study_instance_uid: str) -> StudyState | None:
-        with self._lock:
-            state = self._states.get(study_instance_uid)
-            if state is not None and time.time() - state.updated_at > self.ttl_s:
-                del self._states[study_instance_uid]
-                state = None
-            if study_instance_uid not in self._before:
-                self._before[study_instance_uid] = _copy(state)
-            return state
-
-    def begin(self) -> None:
-        """Start a batch: :meth:`rollback` undoes what it changes (the pipeline edits in place)."""
-        with self._lock:
-            self._before.clear()
-
-    def rollback(self) -> None:
-        """Put back the states the batch changed and forget its unsent writes."""
-        with self._lock:
-            for uid, state in self._before.items():
-                if state is None:
-                    self._states.pop(uid, None)
-                else:
-                    self._states[uid] = state
-            self._before.clear()
-            self._pending.clear()
-
-    def put(self, state: StudyState) -> None:
-        state.updated_at = time.time()
-        with self._lock:
-            uid = state.study_instance_uid
-            if uid not in self._before:
-                self._before[uid] = _copy(self._states.get(uid))
-            self._remember(state)
-            self._pending[state.study_instance_uid] = state
-
-    def send_pending(self) -> int:
-        """Send the states written since the last call (the last one per study) to the changelog."""
-        with self._lock:
-            pending, self._pending = self._pending, {}
-        for uid, state in pending.items():
-            self.producer.send(
-                self.topic,
-                key=uid.encode(),
-                value=state.to_json(),
-                partition=self.partition_for(uid),
-            )
-        self.writes += len(pending)
-        return len(pending)
-
-    def _remember(self, state: StudyState) -> None:
-        uid = state.study_instance_uid
-        self._states[uid] = state
-        self._states.move_to_end(uid)
-        while len(self._states) > self.max_studies:
-            self._states.popitem(last=False)
-        # The routing table must not outgrow the store it serves.
-        if len(self._partition_of) > 2 * self.max_studies:
-            self._partition_of = {u: p for u, p in self._partition_of.items() if u in self._states}
+    def commit(self) -> None:
+        self.writes += self.pending
+        super().commit()
+        # The routing table must not outgrow the store it serves (routes of inputs whose study
+        # never wrote state, e.g. undecodable-at-assess reports, are not forgotten otherwise).
+        if len(self._partition_of) > 2 * self.memory.max_studies:
+            self._partition_of = {u: p for u, p in self._partition_of.items() if u in self.memory}
 
     def drop(self, partitions: Iterable[int]) -> int:
         """Forget the studies of partitions this consumer no longer owns; returns how many."""
         gone = set(partitions)
-        with self._lock:
-            uids = [uid for uid, p in self._partition_of.items() if p in gone]
-            for uid in uids:
-                self._states.pop(uid, None)
-                del self._partition_of[uid]
+        uids = [uid for uid, p in self._partition_of.items() if p in gone]
+        for uid in uids:
+            self.remove(uid)
+            del self._partition_of[uid]
         return len(uids)
 
     def rebuild(self, partitions: Iterable[int], timeout_s: float = 60.0) -> int:
         """Replay changelog ``partitions`` from the beginning; the last state per study wins.
 
         Returns the number of live studies loaded. Expired states (older than the TTL) and
-        tombstones are skipped.
+        tombstones are skipped; an unreadable record is logged with its study and partition and
+        counted in ``skipped_records``, never skipped silently.
         """
-        from kafka import TopicPartition
-
         wanted = sorted(set(partitions))
         if not wanted:
             return 0
@@ -163,47 +111,47 @@ class ChangelogStateStore:
         latest: dict[str, tuple[int, bytes | None]] = {}
         try:
             reader.assign(tps)
-            reader.seek_to_beginning(*tps)
-            end = reader.end_offsets(tps)
+            reader.seek_to_beginning(tps)
+            end = reader.end_offsets(tps, timeout_ms=30_000)
             deadline = time.monotonic() + timeout_s
-            remaining = {tp for tp in tps if end[tp] > reader.position(tp)}
+            remaining = {tp for tp in tps if end[tp] > (reader.position(tp, 30_000) or 0)}
             while remaining:
                 if time.monotonic() > deadline:
                     raise TimeoutError(
                         f"replaying {self.topic} partitions {wanted} took over {timeout_s:.0f} s"
                     )
-                for tp, records in reader.poll(timeout_ms=500).items():
+                for tp, records in reader.poll(timeout_ms=500, max_records=10_000).items():
                     for record in records:
                         if record.key is not None:
                             latest[record.key.decode()] = (tp.partition, record.value)
-                remaining = {tp for tp in remaining if reader.position(tp) < end[tp]}
+                remaining = {tp for tp in remaining if (reader.position(tp, 30_000) or 0) < end[tp]}
         finally:
-            reader.close()
-        loaded = 0
-        now = time.time()
-        with self._lock:
-            for uid, (partition, value) in latest.items():
-                if value is None:
-                    continue
-                try:
-                    state = StudyState.from_json(value)
-                except ValidationError:
-                    log.warning("skipping unreadable state record on partition %d", partition)
-                    continue
-                if now - state.updated_at > self.ttl_s:
-                    continue
-                # Keep the stored timestamp: expiry counts from the last real update.
-                self._partition_of[uid] = partition
-                self._remember(state)
-                loaded += 1
-        return loaded
-
-
-def _copy(state: StudyState | None) -> StudyState | None:
-    """A copy deep enough to undo the pipeline's in-place edits: every list and dict field is
-    copied (their items are immutable: strings, tuples, the frozen protocol event)."""
-    if state is None:
-        return None
-    return state.model_copy(
-        update={name: copy.copy(value) for name, value in state if isinstance(value, list | dict)}
-    )
+            reader.close(timeout_ms=5000)
+        now = self.memory.clock()
+        states: list[tuple[StudyState, bytes, int]] = []
+        for uid, (partition, value) in latest.items():
+            if value is None:
+                continue
+            try:
+                state = StudyState.from_json(value)
+            except ValidationError as exc:
+                self.skipped_records += 1
+                log.warning(
+                    "skipping unreadable state record",
+                    extra={
+                        "event": "state_record_skipped",
+                        "study_instance_uid": uid,
+                        "partition": partition,
+                        "error": str(exc)[:300],
+                    },
+                )
+                continue
+            if now - state.updated_at > self.memory.ttl_s:
+                continue
+            states.append((state, value, partition))
+        # Oldest first: the store's order is its expiry order.
+        states.sort(key=lambda s: s[0].updated_at)
+        for state, value, partition in states:
+            self._partition_of[state.study_instance_uid] = partition
+            self.load_committed(state, value)
+        return len(states)

@@ -10,22 +10,25 @@ offset (never by patient).
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 from optimiser.errors import InputError
 from optimiser.events import ProtocolEvent, parse_protocol_event
+from optimiser.records import DoseReport, StructureSet
 from optimiser.strictness import Strictness
+from streams.client import Record
+
+Item = ProtocolEvent | DoseReport | StructureSet  # what a decoded input is
 
 CONTENT_TYPE = "content-type"
 DICOM_CONTENT_TYPE = b"application/dicom"
 JSON_CONTENT_TYPE = b"application/json"
 
 
-def source_name(record: Any) -> str:
+def source_name(record: Record) -> str:
     return f"{record.topic}/{record.partition}@{record.offset}"
 
 
-def study_uid_of(item: Any) -> str | None:
+def study_uid_of(item: Item) -> str | None:
     """The Study Instance UID of a decoded input, whatever its kind."""
     if isinstance(item, ProtocolEvent):
         return item.study.study_instance_uid
@@ -33,14 +36,14 @@ def study_uid_of(item: Any) -> str | None:
     return uid if isinstance(uid, str) else None
 
 
-def header(record: Any, name: str) -> bytes | None:
+def header(record: Record, name: str) -> bytes | None:
     for key, value in record.headers or []:
         if key.lower() == name:
             return bytes(value) if value is not None else None
     return None
 
 
-DicomReader = Callable[..., Any]
+DicomReader = Callable[..., DoseReport | StructureSet]
 
 
 class Decoder:
@@ -66,7 +69,7 @@ class Decoder:
             self._read_dicom = read_dicom
         return self._read_dicom
 
-    def decode(self, record: Any) -> Any:
+    def decode(self, record: Record) -> Item:
         source = source_name(record)
         value = record.value
         if value is None or len(value) == 0:

@@ -14,10 +14,12 @@ import pytest
 from optimiser.errors import BrokerError, ConfigurationError, DicomError, InputError
 from optimiser.events import ProtocolEvent
 from optimiser.simulate import simulate_feed, write_feed
-from optimiser.state import StudyState
+from optimiser.state import MemoryStateStore, StudyState
 from streams import broker, deadletter, schemas
-from streams.changelog import ChangelogStateStore, default_partition
+from streams.changelog import ChangelogStateStore
+from streams.client import default_partition
 from streams.decode import Decoder, study_uid_of
+from streams.fake import FakeBroker, FakeReader
 from streams.logs import JsonFormatter
 from streams.publish import messages_from_files
 from streams.settings import load
@@ -161,63 +163,32 @@ def test_dead_letter_policy_sends_original_bytes_and_stop_policy_raises() -> Non
 # -- changelog state store ----------------------------------------------------------------------
 
 
-class _Producer:
-    def __init__(self) -> None:
-        self.sent: list[tuple[str, bytes, bytes | None, int]] = []
+class _Clock:
+    def __init__(self, now: float = 10_000.0) -> None:
+        self.now = now
 
-    def send(self, topic: str, *, key: bytes, value: bytes | None, partition: int) -> None:
-        self.sent.append((topic, key, value, partition))
-
-
-class _Reader:
-    """Plays back given changelog records like a consumer assigned to the partitions."""
-
-    def __init__(self, records: list[Record]) -> None:
-        self.records = records
-        self.tps: list[Any] = []
-        self.done = False
-
-    def assign(self, tps: list[Any]) -> None:
-        self.tps = tps
-
-    def seek_to_beginning(self, *tps: Any) -> None:
-        pass
-
-    def end_offsets(self, tps: list[Any]) -> dict[Any, int]:
-        return {tp: sum(1 for r in self.records if r.partition == tp.partition) for tp in tps}
-
-    def position(self, tp: Any) -> int:
-        return self.end_offsets([tp])[tp] if self.done else 0
-
-    def poll(self, timeout_ms: int) -> dict[Any, list[Record]]:
-        self.done = True
-        wanted = {tp.partition for tp in self.tps}
-        out: dict[Any, list[Record]] = {}
-        for tp in self.tps:
-            out[tp] = [
-                r for r in self.records if r.partition == tp.partition and r.partition in wanted
-            ]
-        return out
-
-    def close(self) -> None:
-        pass
+    def __call__(self) -> float:
+        return self.now
 
 
-def test_state_writes_wait_for_send_pending_and_go_to_the_input_partition() -> None:
-    producer = _Producer()
-    store = ChangelogStateStore(producer, "state", 3, lambda: None)
+def _store(broker: FakeBroker, partitions: int = 3, **kw: Any) -> ChangelogStateStore:
+    broker.create("state", partitions)
+    return ChangelogStateStore("state", partitions, lambda: FakeReader(broker), **kw)
+
+
+def test_state_writes_are_buffered_until_prepared_and_go_to_the_input_partition() -> None:
+    store = _store(FakeBroker())
     store.route("1.2.3", 2)
-    store.begin()
     store.put(StudyState(study_instance_uid="1.2.3", assessed_event_uids=["a"]))
     store.put(StudyState(study_instance_uid="1.2.3", assessed_event_uids=["a", "b"]))
-    assert producer.sent == []  # held back until the outputs are flushed
-    assert store.send_pending() == 1
-    topic, key, value, partition = producer.sent[0]
-    assert (topic, key, partition) == ("state", b"1.2.3", 2)
-    assert value is not None
-    assert StudyState.from_json(value).assessed_event_uids == ["a", "b"]  # last write wins
+    assert len(store) == 0  # buffered: not in the store until commit
+    [record] = store.changelog_records()
+    assert (record.partition, record.key) == (2, b"1.2.3")
+    assert StudyState.from_json(record.value).assessed_event_uids == ["a", "b"]  # last wins
+    store.commit()
+    assert len(store) == 1 and store.changelog_records() == []
     # Unrouted studies go where Kafka's default partitioner would put their key.
-    assert store.partition_for("9.9") == default_partition("9.9", 3)
+    assert store.partition_for("9.9") == default_partition(b"9.9", 3)
 
 
 def test_default_partition_matches_kafka_murmur2() -> None:
@@ -225,16 +196,15 @@ def test_default_partition_matches_kafka_murmur2() -> None:
     from kafka.partitioner.default import murmur2
 
     assert murmur2(b"") == 275646681
-    assert default_partition("", 3) == 275646681 % 3
+    assert default_partition(b"", 3) == 275646681 % 3
 
 
-def test_rollback_undoes_in_place_edits_of_the_batch() -> None:
-    store = ChangelogStateStore(_Producer(), "state", 1, lambda: None)
+def test_reads_are_not_copied_and_rollback_undoes_in_place_edits() -> None:
+    store = _store(FakeBroker(), 1)
     store.put(StudyState(study_instance_uid="s", assessed_event_uids=["a"]))
-    store.send_pending()
-    store.begin()
+    store.commit()
     state = store.get("s")
-    assert state is not None
+    assert state is not None and store.get("s") is state  # no copy on read
     state.assessed_event_uids.append("b")  # the pipeline edits the object it got
     state.reported_ranges.append((0.0, 1.0, None))
     store.put(state)
@@ -244,37 +214,76 @@ def test_rollback_undoes_in_place_edits_of_the_batch() -> None:
     assert restored is not None and restored.assessed_event_uids == ["a"]
     assert restored.reported_ranges == []
     assert store.get("new") is None
-    assert store.send_pending() == 0
+    assert store.changelog_records() == []
+
+
+def test_savepoint_undoes_only_the_failing_item() -> None:
+    store = _store(FakeBroker(), 1)
+    store.put(StudyState(study_instance_uid="s", assessed_event_uids=["a"]))
+    store.savepoint()
+    state = store.get("s")
+    assert state is not None
+    state.assessed_event_uids.append("poison")
+    store.put(StudyState(study_instance_uid="t"))
+    store.rollback_to_savepoint()
+    [record] = store.changelog_records()
+    assert StudyState.from_json(record.value).assessed_event_uids == ["a"]
 
 
 def test_rebuild_replays_last_state_per_study_skipping_tombstones_and_expired() -> None:
+    clock = _Clock()
+    broker = FakeBroker()
+    store = _store(broker, 2, ttl_s=3600, clock=clock)
     old = StudyState(study_instance_uid="old", updated_at=0.0).to_json()
-    first = StudyState(study_instance_uid="s1", assessed_event_uids=["a"]).to_json()
-    last = StudyState(study_instance_uid="s1", assessed_event_uids=["a", "b"]).to_json()
-    gone = StudyState(study_instance_uid="s2").to_json()
-    records = [
-        Record("state", 0, 0, b"s1", first, [], 0),
-        Record("state", 0, 1, b"old", old, [], 0),
-        Record("state", 0, 2, b"s2", gone, [], 0),
-        Record("state", 0, 3, b"s1", last, [], 0),
-        Record("state", 0, 4, b"s2", None, [], 0),  # tombstone
-        Record("state", 1, 0, b"other", gone, [], 0),  # not asked for
-    ]
-    store = ChangelogStateStore(_Producer(), "state", 2, lambda: _Reader(records), ttl_s=3600)
+    first = StudyState(
+        study_instance_uid="s1", assessed_event_uids=["a"], updated_at=9000
+    ).to_json()
+    last = StudyState(
+        study_instance_uid="s1", assessed_event_uids=["a", "b"], updated_at=9500
+    ).to_json()
+    gone = StudyState(study_instance_uid="s2", updated_at=9000).to_json()
+    for key, value, partition in [
+        (b"s1", first, 0),
+        (b"old", old, 0),
+        (b"s2", gone, 0),
+        (b"s1", last, 0),
+        (b"s2", None, 0),  # tombstone
+        (b"bad", b'{"study_instance_uid": 5}', 0),  # unreadable: logged and counted
+        (b"other", gone, 1),  # not asked for
+    ]:
+        broker.append("state", value, key=key, partition=partition)
     assert store.rebuild([0]) == 1
+    assert store.skipped_records == 1
     s1 = store.get("s1")
     assert s1 is not None and s1.assessed_event_uids == ["a", "b"]
+    assert s1.updated_at == 9500  # expiry counts from the last real update
     assert store.get("s2") is None and store.get("old") is None and store.get("other") is None
     assert store.partition_for("s1") == 0
     assert store.drop([0]) == 1
     assert store.get("s1") is None
 
 
-def test_store_is_bounded() -> None:
-    store = ChangelogStateStore(_Producer(), "state", 1, lambda: None, max_studies=2)
+def test_store_is_bounded_and_forgets_routes_with_states() -> None:
+    store = _store(FakeBroker(), 1, max_studies=2)
     for uid in ("a", "b", "c"):
+        store.route(uid, 0)
         store.put(StudyState(study_instance_uid=uid))
+        store.commit()
     assert len(store) == 2 and store.get("a") is None
+    assert store.drop([0]) == 2  # "a" was forgotten with its state
+
+
+def test_expiry_runs_on_a_timer_not_only_on_read() -> None:
+    # Issue 10, defect 8: unread studies stayed until the max_studies bound.
+    clock = _Clock()
+    memory = MemoryStateStore(max_studies=10, ttl_s=100.0, clock=clock)
+    for uid in ("a", "b"):
+        memory.put(StudyState(study_instance_uid=uid))
+    clock.now += 50
+    memory.put(StudyState(study_instance_uid="c"))
+    clock.now += 60  # a and b are 110 s old, c 60 s
+    assert memory.expire() == 2
+    assert len(memory) == 1 and "c" in memory
 
 
 # -- schemas, logs, publishing, launcher --------------------------------------------------------

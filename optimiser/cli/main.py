@@ -1,16 +1,16 @@
 """Entry point of the ``lowdose`` command.
 
 Each subcommand is a module exposing ``HELP`` (one line), ``configure(parser)`` and
-``run(args) -> int``. Modules import their heavy dependencies (numba, kafka) inside ``run`` so that
-``lowdose --help`` and argument errors answer at once. The Kafka commands live in :mod:`streams`
-and are imported only when invoked: the optimiser core never imports the broker client.
+``run(args) -> int``, registered below by importing it (a missing or renamed module fails at
+import, not at run time). Modules import their heavy dependencies (numba, kafka) inside ``run``
+so that ``lowdose --help`` and argument errors answer at once. The command line sits above the
+stream layer, so it may import :mod:`streams.cli`; the Kafka client itself is imported only
+inside those commands' ``run`` (the optimiser core never imports the stream layer).
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
-import importlib.util
 import logging
 import os
 import sys
@@ -18,19 +18,10 @@ from collections.abc import Sequence
 from typing import NoReturn, Protocol, cast
 
 from optimiser import __version__
+from optimiser.cli import assess, demo, inspect, protocols, simulate, validate
 from optimiser.errors import LowdoseError
-
-COMMANDS: dict[str, str] = {
-    "demo": "optimiser.cli.demo",
-    "simulate": "optimiser.cli.simulate",
-    "inspect": "optimiser.cli.inspect",
-    "assess": "optimiser.cli.assess",
-    "protocols": "optimiser.cli.protocols",
-    "validate": "optimiser.cli.validate",
-    "run": "streams.cli.run",
-    "publish": "streams.cli.publish",
-    "broker": "streams.cli.broker",
-}
+from streams.cli import broker, publish
+from streams.cli import run as run_service
 
 
 class _Command(Protocol):
@@ -48,12 +39,17 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
-def _available(module_name: str) -> bool:
-    """False only for a subcommand module that is not in this installation at all."""
-    try:
-        return importlib.util.find_spec(module_name) is not None
-    except ModuleNotFoundError:
-        return False
+COMMANDS: dict[str, _Command] = {
+    "demo": cast(_Command, demo),
+    "simulate": cast(_Command, simulate),
+    "inspect": cast(_Command, inspect),
+    "assess": cast(_Command, assess),
+    "protocols": cast(_Command, protocols),
+    "validate": cast(_Command, validate),
+    "run": cast(_Command, run_service),
+    "publish": cast(_Command, publish),
+    "broker": cast(_Command, broker),
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -73,10 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
-    for name, module_name in COMMANDS.items():
-        if not _available(module_name):
-            continue
-        module = cast(_Command, importlib.import_module(module_name))
+    for name, module in COMMANDS.items():
         command_parser = sub.add_parser(name, help=module.HELP, description=module.HELP)
         module.configure(command_parser)
         command_parser.set_defaults(_run=module.run)

@@ -35,9 +35,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import faulthandler
     import signal
-    from typing import Any
 
     from streams import deadletter
+    from streams.client import Producer
     from streams.logs import configure_json_logging
     from streams.service import Service
     from streams.settings import load
@@ -50,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
         max_batch=args.max_batch,
     )
 
-    def policy(producer: Any) -> deadletter.BadMessagePolicy:
+    def policy(producer: Producer) -> deadletter.BadMessagePolicy:
         if args.on_bad_message == "skip":
             return deadletter.SkipPolicy()
         if args.on_bad_message == "stop":

@@ -84,6 +84,16 @@ def _expected(sent: list[tuple[Outgoing, Any]]) -> dict[str, Any]:
     return out
 
 
+def _wait_for(condition: Any, timeout_s: float) -> bool:
+    """Poll ``condition()`` until it holds or ``timeout_s`` passes; returns its last value."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            return bool(condition())
+        time.sleep(0.2)
+    return True
+
+
 def _ids(records: list[Any]) -> list[str | None]:
     return [header(r, HEADER_ASSESSMENT_ID) for r in records]
 
@@ -258,19 +268,31 @@ def test_scale_out_splits_partitions_and_state_follows(kafka_bootstrap: str) -> 
             settings.topics.assessments,
             until=lambda rs: len(rs) >= n_event_assessments,
         )
-        assert {tp.partition for tp in first.assigned} == {0, 1, 2, 3}
+        # Conditions, not timing (this failed once under CPU load): the state of every study is
+        # on the changelog (written after the outputs, so it can trail the drain above) before
+        # the second service replays it.
+        studies_uids = {m.key for m in events}
+        state = drain(
+            kafka_bootstrap,
+            settings.topics.state,
+            until=lambda rs: {r.key for r in rs} >= studies_uids,
+            timeout_s=90,
+        )
+        assert {r.key for r in state} >= studies_uids, "state of every study on the changelog"
+        assert _wait_for(lambda: {tp.partition for tp in first.assigned} == {0, 1, 2, 3}, 60)
         second = Service(settings)
         with ServiceThread(second):
             split: tuple[set[int], set[int]] = (set(), set())
-            deadline = time.monotonic() + 60
-            while time.monotonic() < deadline:
+
+            def settled() -> bool:
+                nonlocal split
                 split = (
                     {tp.partition for tp in first.assigned},
                     {tp.partition for tp in second.assigned},
                 )
-                if split[0] and split[1] and not split[0] & split[1]:
-                    break
-                time.sleep(0.2)
+                return bool(split[0] and split[1] and not split[0] & split[1])
+
+            _wait_for(settled, 120)
             assert split[0] and split[1] and not split[0] & split[1], split
             assert split[0] | split[1] == {0, 1, 2, 3}
             sent += _send_all(kafka_bootstrap, settings, reports)
