@@ -47,6 +47,9 @@ def nice_ticks(lo: float, hi: float, count: int = 5) -> list[float]:
     step = next(m * power for m in (1.0, 2.0, 5.0, 10.0) if m * power >= raw)
     digits = max(0, 2 - math.floor(math.log10(step)))
     first = math.floor(lo / step)
+    # lo / step can underflow to -0.0 for a tiny negative lo: the first tick must not pass lo.
+    if round(first * step, digits) > lo:
+        first -= 1
     ticks = []
     i = first
     # Ticks by index, not by accumulation, so that rounding errors do not add up.
