@@ -29,6 +29,7 @@ COMMANDS: dict[str, str] = {
     "run": "streams.cli.run",
     "publish": "streams.cli.publish",
     "broker": "streams.cli.broker",
+    "dicom-listen": "ingest.cli",
 }
 
 
