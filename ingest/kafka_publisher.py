@@ -2,7 +2,8 @@
 
 LEAD, ON MERGE: this is a thin stand-in for s1's ``streams/client.py`` (the one module meant
 to import ``kafka``), which was not on main when this was written. Swap ``self._producer`` for
-``streams.client.KafkaProducerClient(**settings.kafka_common(), acks="all", ...)`` and replace ``future.get(timeout=...)`` with ``client.flush(None, timeout_s)`` followed by
+``streams.client.KafkaProducerClient(**settings.kafka_common(), acks="all", ...)``
+and replace ``future.get(timeout=...)`` with ``client.flush(None, timeout_s)`` followed by
 ``delivery.failed()`` / ``delivery.exception``; nothing else in ``ingest/`` touches ``kafka``.
 
 Durability: ``acks="all"`` (every in-sync replica has the record) and idempotent retries, so a
