@@ -4,7 +4,8 @@ DCMTK's ``storescu`` sends the shared dose reports (cycled to 1,000 objects; 100
 on one association, as a scanner or PACS forwarding a backlog would. Subject: the lowdose Storage
 SCP, which reads each object and answers only after Kafka acknowledged it (acks=all). Baseline
 (the protocol's floor): a pynetdicom SCP with the same presentation contexts whose C-STORE
-handler discards the object and answers Success. Goal: subject >= 0.7 of the baseline's rate.
+handler discards the object and answers Success (with the same TCP_NODELAY socket option as the
+subject, so that the floor is not a Nagle timer). Goal: subject >= 0.7 of the baseline's rate.
 """
 
 from __future__ import annotations
@@ -20,7 +21,13 @@ import pytest
 from benchmarks.conftest import Bench
 from ingest.kafka_publisher import KafkaPublisher
 from ingest.metrics import IngestMetrics
-from ingest.scp import STORAGE_CLASSES, TRANSFER_SYNTAXES, VERIFICATION, StorageSCP
+from ingest.scp import (
+    STORAGE_CLASSES,
+    TRANSFER_SYNTAXES,
+    VERIFICATION,
+    StorageSCP,
+    tcp_nodelay,
+)
 from streams.testing import kafka_bootstrap, kafka_broker, settings_for
 from streams.topics import ensure_topics
 from tests.ingest.support import dicom_settings, shared_reports
@@ -72,7 +79,9 @@ def discard_scp() -> Iterator[Any]:
     for sop_class in STORAGE_CLASSES:
         ae.add_supported_context(sop_class, TRANSFER_SYNTAXES)
     server = ae.start_server(
-        ("127.0.0.1", 0), block=False, evt_handlers=[(evt.EVT_C_STORE, lambda event: 0x0000)]
+        ("127.0.0.1", 0),
+        block=False,
+        evt_handlers=[(evt.EVT_C_STORE, lambda event: 0x0000), (evt.EVT_CONN_OPEN, tcp_nodelay)],
     )
     try:
         yield server
