@@ -8,6 +8,7 @@ from __future__ import annotations
 import io
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -159,3 +160,55 @@ def test_object_over_the_association_byte_budget_aborts_the_association(
             assert assoc.send_c_echo().Status == SUCCESS
     assert pub.records == []
     assert scp.metrics.refused_total.labels(reason="over_budget")._value.get() == 1
+
+
+@pytest.mark.parametrize(
+    "transfer_syntax",
+    [
+        "1.2.840.10008.1.2",  # implicit VR little endian
+        "1.2.840.10008.1.2.1",  # explicit VR little endian
+        "1.2.840.10008.1.2.1.99",  # deflated explicit VR little endian
+        "1.2.840.10008.1.2.2",  # explicit VR big endian (retired, still sent by old consoles)
+    ],
+)
+def test_each_transfer_syntax_is_accepted_and_published_as_received(transfer_syntax: str) -> None:
+    from pynetdicom import AE
+
+    from optimiser.dicom import read_dicom
+
+    report = shared_reports()[0]
+    ae = AE(ae_title="CT_SIM1")
+    ae.add_requested_context(str(dataset_of(report).SOPClassUID), [transfer_syntax])
+    pub = RecordingPublisher()
+    with listening(pub) as scp:
+        assoc = ae.associate("127.0.0.1", scp.port, ae_title="LOWDOSE")
+        assert assoc.is_established
+        assert assoc.accepted_contexts[0].transfer_syntax[0] == transfer_syntax
+        assert assoc.send_c_store(_encoded_as(report, transfer_syntax)).Status == SUCCESS
+        assoc.release()
+    [(_key, value, _headers)] = pub.records
+    assert str(dataset_of_meta(value)) == transfer_syntax
+    # What the pipeline reads off the topic equals the file read directly.
+    direct, received = read_dicom(report), read_dicom(value)
+    assert received.study_instance_uid == direct.study_instance_uid
+    assert len(getattr(received, "acquisitions", ())) == len(getattr(direct, "acquisitions", ()))
+
+
+def _encoded_as(path: Path, transfer_syntax: str) -> Any:
+    """The report as a data set pynetdicom can send in ``transfer_syntax`` (it converts between
+    the little endian ones itself, not to big endian)."""
+    from pydicom import dcmread, dcmwrite
+
+    ds = dataset_of(path)
+    if transfer_syntax != "1.2.840.10008.1.2.2":
+        return ds
+    ds.file_meta.TransferSyntaxUID = transfer_syntax
+    buffer = io.BytesIO()
+    dcmwrite(buffer, ds, implicit_vr=False, little_endian=False, force_encoding=True)
+    return dcmread(io.BytesIO(buffer.getvalue()), force=True)
+
+
+def dataset_of_meta(value: bytes) -> str:
+    from pydicom import dcmread
+
+    return str(dcmread(io.BytesIO(value), stop_before_pixels=True).file_meta.TransferSyntaxUID)
