@@ -18,11 +18,13 @@ returned (broker acknowledgement). Status codes (PS3.4 B.2.3 and Annex C of PS3.
 - ``0xC000`` Cannot understand: not DICOM, truncated, or not a dose report / structure set.
 - ``0xC211`` Unable to process: an unforeseen error (logged with its traceback).
 
-Memory: an association may send at most ``association_byte_budget`` bytes, counted per P-DATA PDU
-as it arrives; beyond that (or a PDU larger than the announced maximum) the association is
-aborted (A-ABORT) before the object is complete, because a C-STORE status can only be sent after
-the whole object. Every refusal logs the calling AE title and the reason; nothing a peer sends
-stops the listener.
+Memory: the object an association is sending may grow to at most ``association_byte_budget``
+bytes, counted per P-DATA PDU as it arrives (the count restarts with each C-STORE, so a long
+association forwarding a backlog is not limited, only what it makes the listener hold at once:
+at most ``max_associations`` x the budget). Beyond it (or with a PDU larger than the announced
+maximum) the association is aborted (A-ABORT) before the object is complete, because a C-STORE
+status can only be sent after the whole object. Every refusal logs the calling AE title and the
+reason; nothing a peer sends stops the listener.
 """
 
 from __future__ import annotations
@@ -97,6 +99,7 @@ class AssociationStats:
     published: int = 0
     refused: int = 0
     bytes: int = 0
+    in_flight: int = 0  # bytes of the object being received (since the last C-STORE)
     over_budget: bool = False
     result: str = "open"
 
@@ -232,6 +235,7 @@ class StorageSCP:
             return
         stats = self._stats_of(event.assoc)
         stats.bytes += len(data)
+        stats.in_flight += len(data)
         self.metrics.bytes_total.inc(len(data))
         if stats.over_budget:
             return
@@ -241,9 +245,9 @@ class StorageSCP:
                 f"a PDU of {len(data)} bytes exceeds the negotiated maximum of "
                 f"{self.settings.max_pdu_bytes}"
             )
-        elif stats.bytes > self.settings.association_byte_budget:
+        elif stats.in_flight > self.settings.association_byte_budget:
             reason = (
-                f"{stats.bytes} bytes received exceed the association byte budget of "
+                f"an object of more than {stats.in_flight} bytes exceeds the byte budget of "
                 f"{self.settings.association_byte_budget} (association_byte_budget)"
             )
         if reason is not None:
@@ -298,6 +302,7 @@ class StorageSCP:
 
     def _on_store(self, event: Any) -> Dataset:
         stats = self._stats_of(event.assoc)
+        stats.in_flight = 0  # this object is complete; what arrives next belongs to the next one
         stats.objects += 1
         self.metrics.received_total.inc()
         try:

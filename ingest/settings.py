@@ -81,9 +81,10 @@ class DicomSettings(BaseSettings):
     max_associations: int = Field(default=10, ge=1, le=1000)
     # Largest P-DATA PDU this node accepts (announced at association; 0 = unlimited is refused).
     max_pdu_bytes: int = Field(default=262_144, ge=4096, le=16_777_216)
-    # Bytes one association may send in total before it is aborted: bounds the memory a sender
-    # can make the listener hold (a dose report is tens of kB, a structure set a few MB).
-    association_byte_budget: int = Field(default=256 * 1024 * 1024, ge=65_536)
+    # Largest object one association may send (bytes, counted as they arrive); a bigger one
+    # aborts the association. Bounds memory: at most max_associations x this is held at once
+    # (a dose report is tens of kB, a structure set a few MB).
+    association_byte_budget: int = Field(default=64 * 1024 * 1024, ge=65_536)
     # How long a C-STORE waits for Kafka's acknowledgement before answering Out of Resources.
     ack_timeout_s: float = Field(default=10.0, gt=0, le=300)
     network_timeout_s: float = Field(default=60.0, gt=0)

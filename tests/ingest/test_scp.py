@@ -137,7 +137,7 @@ def test_sr_that_is_not_a_dose_report_is_refused(tmp_path: Path) -> None:
     assert pub.records == []
 
 
-def test_object_over_the_association_byte_budget_aborts_the_association(
+def test_object_over_the_byte_budget_aborts_the_association(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """The budget bounds memory: the association is aborted as the bytes arrive, long before
@@ -155,7 +155,7 @@ def test_object_over_the_association_byte_budget_aborts_the_association(
             while assoc.is_established and time.monotonic() < deadline:
                 time.sleep(0.05)
             assert not assoc.is_established
-        assert "association byte budget" in caplog.text and "CT_SIM1" in caplog.text
+        assert "exceeds the byte budget" in caplog.text and "CT_SIM1" in caplog.text
         with scu(scp.port) as assoc:
             assert assoc.send_c_echo().Status == SUCCESS
     assert pub.records == []
@@ -212,3 +212,16 @@ def dataset_of_meta(value: bytes) -> str:
     from pydicom import dcmread
 
     return str(dcmread(io.BytesIO(value), stop_before_pixels=True).file_meta.TransferSyntaxUID)
+
+
+def test_byte_budget_is_per_object_so_a_long_backlog_on_one_association_passes() -> None:
+    """A PACS forwarding a backlog sends far more than the budget on one association, each
+    object well under it: nothing is aborted."""
+    pub = RecordingPublisher()
+    files = shared_reports()
+    total = sum(p.stat().st_size for p in files)
+    budget = 65_536
+    assert total > 2 * budget and all(p.stat().st_size < budget // 2 for p in files)
+    with listening(pub, association_byte_budget=budget) as scp, scu(scp.port) as assoc:
+        statuses = [assoc.send_c_store(dataset_of(p)).Status for p in files]
+    assert statuses == [SUCCESS] * len(files)
