@@ -17,6 +17,7 @@ import sys
 from collections.abc import Sequence
 from typing import NoReturn, Protocol, cast
 
+from ingest import cli as dicom_listen
 from optimiser import __version__
 from optimiser.cli import assess, demo, inspect, protocols, simulate, validate
 from optimiser.errors import LowdoseError
@@ -49,6 +50,7 @@ COMMANDS: dict[str, _Command] = {
     "run": cast(_Command, run_service),
     "publish": cast(_Command, publish),
     "broker": cast(_Command, broker),
+    "dicom-listen": cast(_Command, dicom_listen),
 }
 
 
