@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
@@ -77,7 +77,7 @@ def test_a_letter_the_producer_still_refuses_goes_without_its_body() -> None:
     sent: list[dict[str, Any]] = []
 
     class Producer:
-        config = {"max_request_size": 1_048_576}
+        config: ClassVar[dict[str, int]] = {"max_request_size": 1_048_576}
 
         def send(self, topic: str, **kw: Any) -> None:
             if kw["value"]:
@@ -105,7 +105,7 @@ def test_a_broker_failure_is_not_swallowed() -> None:
 
 def test_the_topic_limit_applies_when_smaller() -> None:
     class Producer:
-        config = {"max_request_size": 1_048_576}
+        config: ClassVar[dict[str, int]] = {"max_request_size": 1_048_576}
 
     policy = deadletter.DeadLetterPolicy(Producer(), "dlq", topic_max_bytes=100_000)
     assert policy.limit_bytes == 100_000
