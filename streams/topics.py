@@ -4,6 +4,11 @@ The state changelog is read back partition by partition after a rebalance: parti
 changelog holds the studies whose input messages live on partition *p* of both input topics, so
 all three must have the same partition count. The changelog is compacted (last state per study)
 and also deleted after the study-state expiry (``cleanup.policy=compact,delete``).
+
+Before the admin client is created, :func:`streams.preflight.probe` checks the bootstrap
+addresses, so an unreachable broker, a TLS/PLAINTEXT mismatch or an untrusted certificate ends
+within seconds with the cause and the setting to fix; a client that still cannot start (SASL
+authentication, authorisation) is explained from its own error log lines.
 """
 
 from __future__ import annotations
@@ -11,7 +16,11 @@ from __future__ import annotations
 from typing import Any
 
 from optimiser.errors import ConfigurationError
+from streams.preflight import capture_client_errors, client_failure, probe
 from streams.settings import StreamSettings
+
+# The admin client's bootstrap wait once the probe passed (kafka-python's default is 30 s).
+BOOTSTRAP_TIMEOUT_MS = 15_000
 
 
 def topic_specs(settings: StreamSettings) -> dict[str, dict[str, Any]]:
@@ -33,6 +42,42 @@ def topic_specs(settings: StreamSettings) -> dict[str, dict[str, Any]]:
     }
 
 
+def _admin(settings: StreamSettings, logged: list[str]) -> Any:
+    """An admin client, after the connection probe; every failure names its cause."""
+    from kafka import KafkaAdminClient
+    from kafka.errors import KafkaError
+
+    probe(settings)
+    try:
+        return KafkaAdminClient(
+            **settings.kafka_common(),
+            bootstrap_timeout_ms=BOOTSTRAP_TIMEOUT_MS,
+            request_timeout_ms=BOOTSTRAP_TIMEOUT_MS,
+        )
+    except KafkaError as exc:
+        raise client_failure(settings, exc, logged) from exc
+
+
+def max_message_bytes(settings: StreamSettings, topic: str) -> int | None:
+    """The topic's ``max.message.bytes`` (None when it cannot be read), for the DLQ's limit."""
+    from kafka.admin import ConfigResource, ConfigResourceType
+    from kafka.errors import KafkaError
+
+    with capture_client_errors() as logged:
+        admin = _admin(settings, logged)
+        try:
+            resource = ConfigResource(
+                ConfigResourceType.TOPIC, topic, configs={"max.message.bytes": None}
+            )
+            result = admin.describe_configs([resource], config_filter="all")
+            return int(result["topic"][topic]["max.message.bytes"]["value"])
+        except (KafkaError, ValueError, TypeError, KeyError):
+            return None
+        finally:
+            admin.close()
+    return None
+
+
 def partition_counts(admin: Any, names: list[str]) -> dict[str, int]:
     """Partition count of each existing topic among ``names``."""
     counts: dict[str, int] = {}
@@ -47,28 +92,23 @@ def ensure_topics(settings: StreamSettings, *, create: bool | None = None) -> di
 
     Returns the partition count of every lowdose topic.
     """
-    from kafka import KafkaAdminClient
     from kafka.errors import KafkaError
 
     create = settings.create_topics if create is None else create
     specs = topic_specs(settings)
-    admin = KafkaAdminClient(**settings.kafka_common())
-    try:
-        existing = set(admin.list_topics())
-        missing = {name: spec for name, spec in specs.items() if name not in existing}
-        if missing and create:
-            # raise_errors=False: another instance may have created one a moment ago.
-            admin.create_topics(missing, raise_errors=False, wait_for_metadata=True)
-        counts = partition_counts(admin, list(specs))
-    except KafkaError as exc:
-        from optimiser.errors import BrokerError
-
-        raise BrokerError(
-            f"could not list or create topics on {settings.bootstrap_servers}: {exc}; check "
-            "that the broker is reachable and the client may describe/create topics"
-        ) from exc
-    finally:
-        admin.close()
+    with capture_client_errors() as logged:
+        admin = _admin(settings, logged)
+        try:
+            existing = set(admin.list_topics())
+            missing = {name: spec for name, spec in specs.items() if name not in existing}
+            if missing and create:
+                # raise_errors=False: another instance may have created one a moment ago.
+                admin.create_topics(missing, raise_errors=False, wait_for_metadata=True)
+            counts = partition_counts(admin, list(specs))
+        except KafkaError as exc:
+            raise client_failure(settings, exc, logged) from exc
+        finally:
+            admin.close()
     absent = [name for name in specs if name not in counts]
     if absent:
         raise ConfigurationError(
