@@ -91,6 +91,12 @@ def cache_root() -> Path:
     return (Path(xdg) if xdg else Path.home() / ".cache") / "lowdose"
 
 
+def jars_root() -> Path:
+    """Where the broker jars are resolved (``$LOWDOSE_JARS_DIR``, else :func:`cache_root`)."""
+    env = os.environ.get("LOWDOSE_JARS_DIR")
+    return Path(env) if env else cache_root()
+
+
 def missing_tools() -> list[str]:
     """The external programs the launcher needs that are not on PATH (java, mvn)."""
     return [tool for tool in ("java", "mvn") if shutil.which(tool) is None]
@@ -152,7 +158,7 @@ def fetch_jars(root: Path | None = None) -> Path:
     The SLF4J binding must match the ``slf4j-api`` that Kafka resolves (``log4j-slf4j2-impl``
     for SLF4J 2.x, ``log4j-slf4j-impl`` for 1.7.x), or the broker logs nothing.
     """
-    base = (root or cache_root()) / f"kafka-{KAFKA_VERSION}"
+    base = (root or jars_root()) / f"kafka-{KAFKA_VERSION}"
     libs = base / "libs"
     complete = base / ".complete"
     if complete.exists():
