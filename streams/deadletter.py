@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from optimiser.errors import LowdoseError
+from streams.metrics import METRICS
 
 log = logging.getLogger("lowdose.streams.dlq")
 
@@ -226,6 +227,7 @@ class DeadLetterPolicy:
             )
         self.count += 1
         self.truncated += letter.truncated
+        METRICS.dead_lettered(stage, truncated=letter.truncated)
         log.warning(
             "dead-lettered message",
             extra={
@@ -246,6 +248,7 @@ class SkipPolicy:
 
     def handle(self, record: Any, error: Exception, stage: str) -> None:
         self.count += 1
+        METRICS.dead_lettered(stage)
         log.warning(
             "skipped bad message",
             extra={

@@ -34,6 +34,9 @@ from prometheus_client import (
 )
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 
+from optimiser.errors import ConfigurationError
+from streams.settings import StreamSettings
+
 # The classic text format (0.0.4): what generate_latest writes, read by every Prometheus version.
 CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
 
@@ -231,6 +234,25 @@ def sd_notify(message: str) -> bool:
     except OSError as exc:
         log.warning("systemd notify failed", extra={"event": "sd_notify", "error": repr(exc)})
         return False
+
+
+def start_ops_server(settings: StreamSettings) -> OpsServer | None:
+    """The ops HTTP server on ``settings.metrics_port`` (None when the setting is unset).
+
+    Liveness allows a loop gap up to ``max_poll_interval_ms``: longer and the group has
+    dropped the consumer anyway."""
+    if settings.metrics_port is None:
+        return None
+    HEALTH.stale_after_s = max(30.0, settings.max_poll_interval_ms / 1000)
+    try:
+        server = OpsServer(settings.metrics_port, settings.metrics_host)
+    except OSError as exc:
+        raise ConfigurationError(
+            f"setting metrics_port = {settings.metrics_port}: cannot listen on "
+            f"{settings.metrics_host}:{settings.metrics_port} ({exc.strerror or exc}); choose a "
+            "free port with LOWDOSE_METRICS_PORT (or LOWDOSE_METRICS_HOST)"
+        ) from exc
+    return server.start()
 
 
 class OpsServer:

@@ -28,6 +28,7 @@ from optimiser.errors import BrokerError, LowdoseError
 from streams.changelog import ChangelogStateStore
 from streams.deadletter import BadMessagePolicy, DeadLetterPolicy
 from streams.decode import Decoder, study_uid_of
+from streams.metrics import HEALTH, METRICS
 from streams.settings import StreamSettings
 from streams.topics import ensure_topics
 
@@ -230,6 +231,7 @@ class Service:
 
     def close(self, loop: ServiceLoop) -> None:
         """Leave the group (no commit: every processed batch is committed already), close."""
+        HEALTH.stopping()
         try:
             loop.consumer.close(autocommit=False)
         finally:
@@ -343,6 +345,7 @@ class ServiceLoop:
     def run(self, idle_stop_s: float | None) -> None:
         last_record = last_check = time.monotonic()
         while not self.service._stop.is_set():
+            HEALTH.tick()
             if self.step():
                 last_record = last_check = time.monotonic()
                 continue
@@ -404,6 +407,7 @@ class ServiceLoop:
         if owned is None:
             return
         self.stats.rebalances += 1
+        METRICS.rebalanced()
         self.owned = owned
         self.service.assigned = set(owned)
         # Eager rebalance: fetch positions restart from the committed offsets and pauses are
@@ -417,6 +421,8 @@ class ServiceLoop:
         started = time.perf_counter()
         loaded = self.store.rebuild(numbers)
         self.stats.rebuilt_studies += loaded
+        METRICS.state_size(len(self.store))
+        HEALTH.set_ready(True)
         log.info(
             "partitions assigned",
             extra={
@@ -498,6 +504,8 @@ class ServiceLoop:
         ready.sort(key=lambda r: (r.timestamp, r.topic != protocol))
         self.stats.batches += 1
         self.stats.consumed += len(ready)
+        for topic in (protocol, self.s.topics.rdsr):
+            METRICS.consumed(sum(1 for r in ready if r.topic == topic), topic)
         items: list[Any] = []
         origins: list[Any] = []
         for record in ready:
@@ -530,12 +538,16 @@ class ServiceLoop:
                 )
                 self.stats.alerts += 1
         self.stats.assessed += len(assessments)
+        METRICS.assessed(len(assessments))
+        METRICS.alerts(sum(1 for a in assessments if a.is_alert))
         self.producer.flush()
         self._check_delivered(futures, ready)
         # State only after its outputs are delivered (see streams.changelog), then commit.
         if self.store.send_pending():
             self.producer.flush()
         self._commit(ready)
+        METRICS.batch_done(time.perf_counter() - started)
+        METRICS.state_size(len(self.store))
         if log.isEnabledFor(logging.DEBUG):
             log.debug(
                 "batch committed",
@@ -611,15 +623,21 @@ class ServiceLoop:
             try:
                 self.consumer.commit(offsets=offsets, timeout_ms=15_000)
                 self.stats.commits += 1
+                for tp, committed in offsets.items():
+                    METRICS.lag(
+                        tp.topic, tp.partition, self.consumer.highwater(tp), committed.offset
+                    )
                 return
             except CommitFailedError:
                 # We were rebalanced out: the new owner reprocesses from the last commit
                 # (duplicates with the same assessment ids, nothing lost).
                 self.stats.commit_failures += 1
+                METRICS.commit_failed()
                 log.warning("commit failed after a rebalance", extra={"event": "commit_failed"})
                 return
             except KafkaError as exc:
                 self.stats.commit_failures += 1
+                METRICS.commit_failed()
                 log.warning(
                     "commit failed, retrying",
                     extra={"event": "commit_retry", "attempt": attempt, "error": repr(exc)},

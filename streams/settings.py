@@ -102,6 +102,10 @@ class StreamSettings(BaseSettings):
     state_max_studies: int = Field(default=100_000, ge=1)
     state_ttl_s: float = Field(default=14 * 86400.0, gt=0)
 
+    # Operations: /metrics, /healthz, /readyz over HTTP (docs/operations.md); off when unset.
+    metrics_port: int | None = Field(default=None, ge=0, le=65535)
+    metrics_host: str = "127.0.0.1"
+
     strictness: Strictness = Strictness.WARN
     site_library: Path | None = None
 
