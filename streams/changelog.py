@@ -28,6 +28,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from optimiser.state import StudyState
+from streams.metrics import state_record_skipped
 
 log = logging.getLogger("lowdose.streams.state")
 
@@ -188,7 +189,7 @@ class ChangelogStateStore:
                 try:
                     state = StudyState.from_json(value)
                 except ValidationError:
-                    log.warning("skipping unreadable state record on partition %d", partition)
+                    state_record_skipped(uid, partition, "unreadable")
                     continue
                 if now - state.updated_at > self.ttl_s:
                     continue
