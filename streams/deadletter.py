@@ -27,6 +27,7 @@ from typing import Any, Protocol
 
 from optimiser.errors import LowdoseError
 from streams.metrics import METRICS
+from streams.settings import StreamSettings
 
 log = logging.getLogger("lowdose.streams.dlq")
 
@@ -240,6 +241,15 @@ class DeadLetterPolicy:
                 "error": describe(error)[:300],
             },
         )
+
+
+def dead_letter_policy(producer: Any, settings: StreamSettings) -> DeadLetterPolicy:
+    """The default policy, limited by the DLQ topic's ``max.message.bytes`` read from the
+    broker (the producer's ``max_request_size`` alone when it cannot be read)."""
+    from streams.topics import max_message_bytes
+
+    topic = settings.topics.dlq
+    return DeadLetterPolicy(producer, topic, topic_max_bytes=max_message_bytes(settings, topic))
 
 
 class SkipPolicy:

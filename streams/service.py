@@ -26,7 +26,7 @@ from typing import Any
 
 from optimiser.errors import BrokerError, LowdoseError
 from streams.changelog import ChangelogStateStore
-from streams.deadletter import BadMessagePolicy, DeadLetterPolicy
+from streams.deadletter import BadMessagePolicy, dead_letter_policy
 from streams.decode import Decoder, study_uid_of
 from streams.metrics import HEALTH, METRICS
 from streams.settings import StreamSettings
@@ -155,7 +155,7 @@ class Service:
         self.settings = settings
         self.pipeline_factory = pipeline_factory or default_pipeline_factory(settings)
         self.policy_factory = policy_factory or (
-            lambda producer: DeadLetterPolicy(producer, settings.topics.dlq)
+            lambda producer: dead_letter_policy(producer, settings)
         )
         self.decoder = decoder or Decoder(
             settings.topics.protocol, settings.topics.rdsr, strictness=settings.strictness

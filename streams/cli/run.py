@@ -56,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
             return deadletter.SkipPolicy()
         if args.on_bad_message == "stop":
             return deadletter.StopPolicy()
-        return deadletter.DeadLetterPolicy(producer, settings.topics.dlq)
+        return deadletter.dead_letter_policy(producer, settings)
 
     service = Service(settings, policy_factory=policy)
     ops = start_ops_server(settings)  # /metrics, /healthz, /readyz when LOWDOSE_METRICS_PORT is set

@@ -122,3 +122,27 @@ def test_twenty_megabytes_of_random_bytes_on_a_topic_that_allows_them(
     assert len(assessments) >= len(expected)
     _check(dlq, poison, settings.topics.rdsr, 1_048_576)
     assert service.stats.bad == 1
+
+
+def test_the_dlq_topics_own_smaller_limit_is_respected(
+    kafka_bootstrap: str, fake_pipeline: Any
+) -> None:
+    """A DLQ topic with ``max.message.bytes`` = 200,000: the letter is cut to that, not to the
+    producer's 1 MiB (the broker would refuse it and the dead letter would be lost)."""
+    from kafka import KafkaAdminClient
+    from kafka.admin import NewTopic
+
+    settings = settings_for(kafka_bootstrap, partitions=2)
+    admin = KafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+    try:
+        admin.create_topics(
+            [NewTopic(settings.topics.dlq, 2, 1, topic_configs={"max.message.bytes": "200000"})]
+        )
+    finally:
+        admin.close()
+    poison = os.urandom(500_000)
+    service, _assessments, dlq, _expected = _run_with_poison(
+        kafka_bootstrap, settings, fake_pipeline, settings.topics.rdsr, poison
+    )
+    _check(dlq, poison, settings.topics.rdsr, 200_000)
+    assert service.stats.bad == 1
