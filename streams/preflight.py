@@ -122,6 +122,75 @@ def _tls_context(settings: StreamSettings) -> ssl.SSLContext:
     return context
 
 
+def _read_response(sock: ssl.SSLSocket) -> bytes:
+    """One size-prefixed Kafka response (at most 1 MiB), without its correlation id."""
+    head = _read_exactly(sock, 4)
+    (size,) = struct.unpack(">i", head)
+    if not 4 <= size <= 1 << 20:
+        raise OSError(f"implausible response size {size}")
+    return _read_exactly(sock, size)[4:]
+
+
+def _read_exactly(sock: ssl.SSLSocket, n: int) -> bytes:
+    data = b""
+    while len(data) < n:
+        chunk = sock.recv(n - len(data))
+        if not chunk:
+            raise ConnectionResetError("the broker closed the connection")
+        data += chunk
+    return data
+
+
+def _request(api_key: int, version: int, correlation: int, body: bytes) -> bytes:
+    client = b"lowdose-preflight"
+    header = struct.pack(">hhih", api_key, version, correlation, len(client)) + client
+    return struct.pack(">i", len(header) + len(body)) + header + body
+
+
+def _sasl_plain_login(sock: ssl.SSLSocket, username: str, password: str) -> str | None:
+    """Kafka SaslHandshake v1 + SaslAuthenticate v0 with PLAIN; the broker's refusal, or None.
+
+    PLAIN's message is ``authzid NUL authcid NUL password`` (RFC 4616)."""
+    mechanism = b"PLAIN"
+    sock.sendall(_request(17, 1, 11, struct.pack(">h", len(mechanism)) + mechanism))
+    (error,) = struct.unpack(">h", _read_response(sock)[:2])
+    if error != 0:
+        return f"mechanism PLAIN not enabled on this listener (error code {error})"
+    token = b"\0" + username.encode() + b"\0" + password.encode()
+    sock.sendall(_request(36, 0, 12, struct.pack(">i", len(token)) + token))
+    body = _read_response(sock)
+    (error,) = struct.unpack(">h", body[:2])
+    if error == 0:
+        return None
+    (length,) = struct.unpack(">h", body[2:4])
+    message = body[4 : 4 + length].decode(errors="replace") if length > 0 else ""
+    return message or f"error code {error}"
+
+
+def _check_sasl_plain(settings: StreamSettings, host: str, port: int, timeout_s: float) -> None:
+    """Log in with SASL PLAIN as the client will; a refusal names the settings to fix."""
+    password = settings.sasl_plain_password
+    username = settings.sasl_plain_username or ""
+    context = _tls_context(settings)
+    try:
+        with (
+            _connect(host, port, timeout_s) as raw,
+            context.wrap_socket(raw, server_hostname=host) as sock,
+        ):
+            sock.settimeout(timeout_s)
+            refused = _sasl_plain_login(
+                sock, username, password.get_secret_value() if password else ""
+            )
+    except (OSError, struct.error):
+        return  # no clear answer: the client's own error decides (client_failure)
+    if refused is not None:
+        raise BrokerError(
+            f"SASL authentication failed on {host}:{port} for user {username!r} (mechanism "
+            f"PLAIN: {refused}); check LOWDOSE_SASL_PLAIN_USERNAME and "
+            "LOWDOSE_SASL_PLAIN_PASSWORD (and LOWDOSE_SASL_MECHANISM)"
+        )
+
+
 def _check_tls(settings: StreamSettings, host: str, port: int, timeout_s: float) -> None:
     context = _tls_context(settings)
     try:
@@ -129,7 +198,10 @@ def _check_tls(settings: StreamSettings, host: str, port: int, timeout_s: float)
             _connect(host, port, timeout_s) as sock,
             context.wrap_socket(sock, server_hostname=host),
         ):
-            return
+            pass
+        if settings.security_protocol == "SASL_SSL" and settings.sasl_mechanism == "PLAIN":
+            _check_sasl_plain(settings, host, port, timeout_s)
+        return
     except ssl.SSLCertVerificationError as exc:
         if "hostname" in (exc.verify_message or "").lower() or exc.verify_code == 62:
             raise BrokerError(
@@ -234,6 +306,16 @@ def client_failure(settings: StreamSettings, error: Exception, logged: list[str]
             f"SASL authentication failed on {where} for user {settings.sasl_plain_username!r} "
             f"(mechanism {settings.sasl_mechanism}): check LOWDOSE_SASL_PLAIN_USERNAME and "
             "LOWDOSE_SASL_PLAIN_PASSWORD (and LOWDOSE_SASL_MECHANISM)"
+        )
+    if settings.security_protocol == "SASL_SSL" and "disconnected" in text:
+        # TLS was established (the probe passed), then the broker hung up: with SASL that is
+        # almost always a refused login (the broker closes after a failed authentication).
+        return BrokerError(
+            f"the broker on {where} closed the connection after TLS was established; with "
+            f"SASL_SSL that is most often a refused login (SASL authentication failed?) for "
+            f"user {settings.sasl_plain_username!r} (mechanism {settings.sasl_mechanism}): "
+            "check LOWDOSE_SASL_PLAIN_USERNAME, LOWDOSE_SASL_PLAIN_PASSWORD and "
+            "LOWDOSE_SASL_MECHANISM"
         )
     if "UnsupportedSaslMechanism" in text or "IllegalSaslState" in text:
         return BrokerError(
