@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from ingest.settings import DicomNode
 from optimiser.assessment import Finding
-from optimiser.errors import BrokerError
+from streams.errors import BrokerError
 
 log = logging.getLogger("lowdose.ingest.pacs")
 

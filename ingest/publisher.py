@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
-from optimiser.errors import BrokerError
+from streams.errors import BrokerError
 
 Headers = Sequence[tuple[str, bytes]]
 

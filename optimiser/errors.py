@@ -37,7 +37,3 @@ class DicomError(InputError):
 
 class MalformedItemError(DicomError):
     """One content item of a report breaks a rule (raised only in ``raise`` strictness)."""
-
-
-class BrokerError(LowdoseError):
-    """The Kafka broker could not be started, reached or used."""

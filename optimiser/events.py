@@ -2,6 +2,18 @@
 
 The field names are a contract with scanner feeds (issue 4); do not rename them. The JSON schema
 published in ``streams/schemas/`` is generated from these models.
+
+Bounds (issue 10): every float must be finite (NaN and ±Infinity are refused, JSON ``1e400``
+included), values beyond what any CT scanner can plan are refused, and one event holds at most
+:data:`MAX_ACQUISITIONS` acquisitions and bounded strings. Together these keep the study-state
+record that holds an event below :data:`MAX_EVENT_STATE_BYTES` (tests/test_events_limits.py
+builds the largest allowed event and measures it), far below the producer's 1 MB request
+limit. The physical bounds are deliberately loose (a plausibility gate against corrupt feeds,
+not a protocol check): couch travel of commercial CT is about 2 m, tube voltages 70-150 kV
+(IEC 60601-2-44 scanners; no clinical tube exceeds 150 kV), detector coverage at most 160 mm,
+pitch at most about 3.4 (dual-source), and an accumulated-CTDIvol Dose Check alert value of
+1000 mGy is suggested by AAPM 2011 (../shared/reference/planning-ct.md, section 7); the limits
+below are several times those figures.
 """
 
 from __future__ import annotations
@@ -9,7 +21,14 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from optimiser.errors import InputError
 
@@ -65,68 +84,114 @@ def phase_name(phase: ContrastPhase | None) -> str:
 Positive = Annotated[float, Field(gt=0)]
 NonNegative = Annotated[float, Field(ge=0)]
 
+# -- bounds (see the module docstring for the figures behind them) ---------------------------
+# One planning CT has a few acquisitions (localizers, one or two spirals, a 4D series); 100
+# leaves room for every phase of a 4D CT sent as its own acquisition.
+MAX_ACQUISITIONS = 100
+MAX_ORGANS = 100  # named organ ranges in the planning block
+MAX_TEXT = 256  # free text: descriptions, station, manufacturer (DICOM LO is 64 characters)
+MAX_NAME = 64  # identifiers: site, kernel, organ names
+MAX_ID = 64  # patient ID (DICOM LO) and accession number (DICOM SH is 16 characters)
+Z_LIMIT_MM = 10_000.0  # |z| of any position: ten metres is no couch
+MAX_SCAN_LENGTH_MM = 3_000.0  # one acquisition or planning range: longer than any couch travel
+MAX_KVP = 200.0
+MAX_MAS = 100_000.0
+MAX_CTDIVOL_MGY = 10_000.0  # ten times the accumulated Dose Check alert value (AAPM 2011)
+MAX_PITCH = 10.0
+MAX_COLLIMATION_MM = 500.0
+MAX_ROTATION_TIME_S = 60.0
+MAX_SLICE_THICKNESS_MM = 100.0
+MAX_INDEX = 9_999
+# Upper bound of the JSON of a study-state record holding the largest allowed event (measured
+# in tests/test_events_limits.py). The changelog store relies on it: a state record always fits
+# the producer's 1 MB max_request_size with room for the rest of the study state.
+MAX_EVENT_STATE_BYTES = 100_000
+
+ZMm = Annotated[float, Field(ge=-Z_LIMIT_MM, le=Z_LIMIT_MM)]
+PlanRange = tuple[ZMm, ZMm]
+Text = Annotated[str, Field(max_length=MAX_TEXT)]
+Name = Annotated[str, Field(max_length=MAX_NAME)]
+
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 def _ordered(value: tuple[float, float] | None) -> tuple[float, float] | None:
     if value is None:
         return None
     lo, hi = value
-    return (lo, hi) if lo <= hi else (hi, lo)
+    lo, hi = (lo, hi) if lo <= hi else (hi, lo)
+    _check_length(lo, hi)
+    return lo, hi
+
+
+def _check_length(lo: float, hi: float) -> None:
+    if abs(hi - lo) > MAX_SCAN_LENGTH_MM:
+        raise ValueError(
+            f"range {lo:g}..{hi:g} mm is longer than {MAX_SCAN_LENGTH_MM:g} mm (no couch travels "
+            "that far); check the units (mm) and the positions"
+        )
 
 
 class Scanner(_Strict):
-    station_name: str | None = None
-    manufacturer: str | None = None
-    model: str | None = None
-    device_serial: str | None = None
+    station_name: Text | None = None
+    manufacturer: Text | None = None
+    model: Text | None = None
+    device_serial: Text | None = None
 
 
 class Study(_Strict):
     study_instance_uid: str = Field(min_length=1, max_length=64)
-    accession_number: str | None = None
+    accession_number: str | None = Field(default=None, max_length=MAX_ID)
     # Kept for matching reports to events; never logged.
-    patient_id: str | None = Field(default=None, repr=False)
-    study_description: str | None = None
+    patient_id: str | None = Field(default=None, repr=False, max_length=MAX_ID)
+    study_description: Text | None = None
     purpose: Literal["rt_planning", "diagnostic", "other"] = "rt_planning"
     labelled_planning: bool = True
 
 
 class Planning(_Strict):
-    site: str = Field(min_length=1)
-    needed_z_mm: ZRange | None = None
-    target_z_mm: ZRange | None = None
-    isocentre_z_mm: float | None = None
-    organs_z_mm: dict[str, ZRange] = Field(default_factory=dict)
+    site: str = Field(min_length=1, max_length=MAX_NAME)
+    needed_z_mm: PlanRange | None = None
+    target_z_mm: PlanRange | None = None
+    isocentre_z_mm: ZMm | None = None
+    organs_z_mm: dict[Name, PlanRange] = Field(default_factory=dict, max_length=MAX_ORGANS)
 
     _order = field_validator("needed_z_mm", "target_z_mm")(_ordered)
 
     @field_validator("organs_z_mm")
     @classmethod
     def _order_organs(cls, value: dict[str, ZRange]) -> dict[str, ZRange]:
-        return {k: (lo, hi) if lo <= hi else (hi, lo) for k, (lo, hi) in value.items()}
+        ordered = {k: (lo, hi) if lo <= hi else (hi, lo) for k, (lo, hi) in value.items()}
+        for lo, hi in ordered.values():
+            _check_length(lo, hi)
+        return ordered
 
 
 class PlannedAcquisition(_Strict):
-    index: int = Field(ge=0)
+    index: int = Field(ge=0, le=MAX_INDEX)
     type: AcquisitionType
-    z_start_mm: float
-    z_end_mm: float
-    kvp: Positive
-    mas: NonNegative
-    ctdivol_mgy: NonNegative
+    z_start_mm: ZMm
+    z_end_mm: ZMm
+    kvp: Annotated[float, Field(gt=0, le=MAX_KVP)]
+    mas: Annotated[float, Field(ge=0, le=MAX_MAS)]
+    ctdivol_mgy: Annotated[float, Field(ge=0, le=MAX_CTDIVOL_MGY)]
     # Absent: the site library's phantom (head for brain and head & neck; issue 9 defect 6).
     phantom: Phantom | None = None
-    pitch: Positive | None = None
-    total_collimation_mm: Positive | None = None
-    rotation_time_s: Positive | None = None
-    slice_thickness_mm: Positive | None = None
-    kernel: str | None = None
+    pitch: Annotated[float, Field(gt=0, le=MAX_PITCH)] | None = None
+    total_collimation_mm: Annotated[float, Field(gt=0, le=MAX_COLLIMATION_MM)] | None = None
+    rotation_time_s: Annotated[float, Field(gt=0, le=MAX_ROTATION_TIME_S)] | None = None
+    slice_thickness_mm: Annotated[float, Field(gt=0, le=MAX_SLICE_THICKNESS_MM)] | None = None
+    kernel: Name | None = None
     contrast: ContrastPhase = "none"
     tube_current_modulation: bool = False
-    series_description: str | None = None
+    series_description: Text | None = None
+
+    @model_validator(mode="after")
+    def _plausible_length(self) -> PlannedAcquisition:
+        _check_length(self.z_start_mm, self.z_end_mm)
+        return self
 
     @property
     def z_range_mm(self) -> ZRange:
@@ -141,9 +206,11 @@ class ProtocolEvent(_Strict):
     scanner: Scanner
     study: Study
     planning: Planning
-    acquisitions: list[PlannedAcquisition] = Field(min_length=1)
+    acquisitions: list[PlannedAcquisition] = Field(min_length=1, max_length=MAX_ACQUISITIONS)
 
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, populate_by_name=True, allow_inf_nan=False
+    )
 
     @field_validator("acquisitions")
     @classmethod

@@ -6,6 +6,12 @@ throw-away pom into a cache folder (reused when present). The broker is then sta
 release scripts do it: ``kafka.tools.StorageTool format --standalone`` followed by
 ``java -cp 'libs/*' kafka.Kafka server.properties`` (see
 ../shared/reference/kafka-and-numba.md, "A single-node Apache Kafka 4.x broker").
+
+With ``tls=True`` the broker also listens with TLS (an ``SSL`` listener) and, when
+``sasl_users`` are given, with ``SASL_SSL`` (mechanism PLAIN, those users): a throw-away CA and a
+broker certificate for the host's IP address are made with ``openssl`` (:func:`make_tls_files`)
+into the work folder, the broker's key store is PKCS12. The PLAINTEXT listener stays for tools
+and tests.
 """
 
 from __future__ import annotations
@@ -21,10 +27,11 @@ import subprocess
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
-from optimiser.errors import BrokerError
+from streams.errors import BrokerError
 
 # kafka-python 3.0.x is tested against brokers up to 4.3.
 KAFKA_VERSION = "4.3.1"
@@ -82,6 +89,12 @@ def cache_root() -> Path:
         return Path(env)
     xdg = os.environ.get("XDG_CACHE_HOME")
     return (Path(xdg) if xdg else Path.home() / ".cache") / "lowdose"
+
+
+def jars_root() -> Path:
+    """Where the broker jars are resolved (``$LOWDOSE_JARS_DIR``, else :func:`cache_root`)."""
+    env = os.environ.get("LOWDOSE_JARS_DIR")
+    return Path(env) if env else cache_root()
 
 
 def missing_tools() -> list[str]:
@@ -145,7 +158,7 @@ def fetch_jars(root: Path | None = None) -> Path:
     The SLF4J binding must match the ``slf4j-api`` that Kafka resolves (``log4j-slf4j2-impl``
     for SLF4J 2.x, ``log4j-slf4j-impl`` for 1.7.x), or the broker logs nothing.
     """
-    base = (root or cache_root()) / f"kafka-{KAFKA_VERSION}"
+    base = (root or jars_root()) / f"kafka-{KAFKA_VERSION}"
     libs = base / "libs"
     complete = base / ".complete"
     if complete.exists():
@@ -186,17 +199,121 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(sock.getsockname()[1])
 
 
-def _server_properties(host: str, port: int, controller_port: int, data: Path) -> str:
+@dataclass(frozen=True)
+class TlsFiles:
+    """A throw-away CA, the broker's key store it signed, and an unrelated CA (for tests of a
+    client that trusts the wrong CA)."""
+
+    ca_cert: Path  # PEM: a client's ssl_cafile
+    keystore: Path  # PKCS12: the broker's key and certificate chain
+    password: str
+    other_ca_cert: Path  # PEM of a CA that signed nothing the broker shows
+
+
+def _openssl(*args: str, cwd: Path) -> None:
+    done = subprocess.run(
+        ["openssl", *args], cwd=cwd, capture_output=True, text=True, timeout=120, check=False
+    )
+    if done.returncode != 0:
+        raise BrokerError(
+            f"openssl {args[0]} failed (exit {done.returncode}): {done.stderr.strip()[-800:]}"
+        )
+
+
+def make_tls_files(directory: Path, host: str = "127.0.0.1") -> TlsFiles:
+    """Make a CA and a broker certificate for ``host`` (IP and DNS SAN) with openssl."""
+    if shutil.which("openssl") is None:
+        raise BrokerError("openssl not found on PATH; install it to start a TLS listener")
+    directory.mkdir(parents=True, exist_ok=True)
+    password = uuid.uuid4().hex
+    for name in ("ca", "other-ca"):
+        _openssl(
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "30",
+            "-subj", f"/CN=lowdose test {name}", "-keyout", f"{name}.key", "-out", f"{name}.pem",
+            cwd=directory,
+        )  # fmt: skip
+    san = (
+        f"subjectAltName=IP:{host},DNS:localhost" if _is_ip(host) else f"subjectAltName=DNS:{host}"
+    )
+    (directory / "san.ext").write_text(san + "\n")
+    _openssl(
+        "req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={host}",
+        "-keyout", "broker.key", "-out", "broker.csr",
+        cwd=directory,
+    )  # fmt: skip
+    _openssl(
+        "x509", "-req", "-in", "broker.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+        "-CAcreateserial", "-days", "30", "-extfile", "san.ext", "-out", "broker.pem",
+        cwd=directory,
+    )  # fmt: skip
+    _openssl(
+        "pkcs12", "-export", "-in", "broker.pem", "-inkey", "broker.key", "-certfile", "ca.pem",
+        "-name", "broker", "-out", "broker.p12", "-passout", f"pass:{password}",
+        cwd=directory,
+    )  # fmt: skip
+    return TlsFiles(
+        ca_cert=directory / "ca.pem",
+        keystore=directory / "broker.p12",
+        password=password,
+        other_ca_cert=directory / "other-ca.pem",
+    )
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        socket.inet_pton(socket.AF_INET6 if ":" in host else socket.AF_INET, host)
+    except OSError:
+        return False
+    return True
+
+
+@dataclass(frozen=True)
+class _Listeners:
+    port: int
+    controller_port: int
+    ssl_port: int = 0
+    sasl_ssl_port: int = 0
+
+
+def _server_properties(
+    host: str,
+    ports: _Listeners,
+    data: Path,
+    tls: TlsFiles | None = None,
+    sasl_users: Mapping[str, str] | None = None,
+) -> str:
     # Fast-test settings: no initial rebalance delay, few offsets partitions, short sessions.
+    listeners = [f"PLAINTEXT://{host}:{ports.port}", f"CONTROLLER://{host}:{ports.controller_port}"]
+    protocols = ["PLAINTEXT:PLAINTEXT", "CONTROLLER:PLAINTEXT"]
+    tls_lines: dict[str, str] = {}
+    if tls is not None:
+        listeners.append(f"SSL://{host}:{ports.ssl_port}")
+        protocols.append("SSL:SSL")
+        tls_lines = {
+            "ssl.keystore.type": "PKCS12",
+            "ssl.keystore.location": str(tls.keystore),
+            "ssl.keystore.password": tls.password,
+            "ssl.key.password": tls.password,
+            "ssl.client.auth": "none",
+        }
+        if sasl_users:
+            listeners.append(f"SASL_SSL://{host}:{ports.sasl_ssl_port}")
+            protocols.append("SASL_SSL:SASL_SSL")
+            users = " ".join(f'user_{u}="{p}"' for u, p in sasl_users.items())
+            tls_lines["sasl.enabled.mechanisms"] = "PLAIN"
+            tls_lines["listener.name.sasl_ssl.plain.sasl.jaas.config"] = (
+                f"org.apache.kafka.common.security.plain.PlainLoginModule required {users};"
+            )
     lines = {
         "process.roles": "broker,controller",
         "node.id": "1",
-        "controller.quorum.bootstrap.servers": f"{host}:{controller_port}",
-        "listeners": f"PLAINTEXT://{host}:{port},CONTROLLER://{host}:{controller_port}",
-        "advertised.listeners": f"PLAINTEXT://{host}:{port},CONTROLLER://{host}:{controller_port}",
+        "controller.quorum.bootstrap.servers": f"{host}:{ports.controller_port}",
+        "listeners": ",".join(listeners),
+        "advertised.listeners": ",".join(listeners),
         "controller.listener.names": "CONTROLLER",
         "inter.broker.listener.name": "PLAINTEXT",
-        "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+        "listener.security.protocol.map": ",".join(protocols),
+        **tls_lines,
         "log.dirs": str(data),
         "num.partitions": "1",
         "auto.create.topics.enable": "false",
@@ -230,6 +347,10 @@ class Broker:
         host: str = "127.0.0.1",
         heap: str = "512m",
         detach: bool = False,
+        tls: bool = False,
+        sasl_users: Mapping[str, str] | None = None,
+        port: int = 0,
+        controller_port: int = 0,
     ) -> None:
         self.host = host
         self.heap = heap
@@ -237,13 +358,29 @@ class Broker:
         self._own_workdir = workdir is None
         self.workdir = workdir or Path(tempfile.mkdtemp(prefix="lowdose-kafka-"))
         self.libs = libs
-        self.port = 0
-        self.controller_port = 0
+        # Given ports are kept (a restarted local broker keeps its address); 0: pick free ones.
+        self.port = port
+        self.controller_port = controller_port
+        self.tls_wanted = tls
+        self.sasl_users = dict(sasl_users or {})
+        self.tls: TlsFiles | None = None
+        self.ssl_port = 0
+        self.sasl_ssl_port = 0
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
     def bootstrap_servers(self) -> str:
         return f"{self.host}:{self.port}"
+
+    @property
+    def ssl_bootstrap_servers(self) -> str:
+        """The TLS listener (``security_protocol=SSL``); empty without ``tls=True``."""
+        return f"{self.host}:{self.ssl_port}" if self.ssl_port else ""
+
+    @property
+    def sasl_ssl_bootstrap_servers(self) -> str:
+        """The SASL_SSL listener (PLAIN); empty without ``tls=True`` and ``sasl_users``."""
+        return f"{self.host}:{self.sasl_ssl_port}" if self.sasl_ssl_port else ""
 
     @property
     def pid(self) -> int | None:
@@ -300,11 +437,19 @@ class Broker:
         if self.libs is None:
             self.libs = fetch_jars()
         self.workdir.mkdir(parents=True, exist_ok=True)
+        if self.tls_wanted and self.tls is None:
+            self.tls = make_tls_files(self.workdir / "tls", self.host)
         last: BrokerError | None = None
         for _ in range(attempts):
             fresh_ports = self.port == 0
             if fresh_ports:
                 self.port, self.controller_port = free_port(self.host), free_port(self.host)
+                if self.tls is not None:
+                    self.ssl_port = free_port(self.host)
+                    self.sasl_ssl_port = free_port(self.host) if self.sasl_users else 0
+            elif self.tls is not None and not self.ssl_port:
+                self.ssl_port = free_port(self.host)
+                self.sasl_ssl_port = free_port(self.host) if self.sasl_users else 0
             try:
                 self._launch(timeout_s)
                 return self.bootstrap_servers
@@ -314,7 +459,7 @@ class Broker:
                 # A port taken between free_port() and bind: try new ones on a fresh store.
                 if fresh_ports and "Address already in use" in self._log_text():
                     shutil.rmtree(self.workdir / "data", ignore_errors=True)
-                    self.port = self.controller_port = 0
+                    self.port = self.controller_port = self.ssl_port = self.sasl_ssl_port = 0
                     continue
                 raise
         assert last is not None
@@ -322,8 +467,11 @@ class Broker:
 
     def _launch(self, timeout_s: float) -> None:
         (self.workdir / "log4j2.properties").write_text(_LOG4J2.format(log=self.log_path))
+        ports = _Listeners(self.port, self.controller_port, self.ssl_port, self.sasl_ssl_port)
         (self.workdir / "server.properties").write_text(
-            _server_properties(self.host, self.port, self.controller_port, self.workdir / "data")
+            _server_properties(
+                self.host, ports, self.workdir / "data", self.tls, self.sasl_users or None
+            )
         )
         self._format()
         out = (self.workdir / "stdout.log").open("ab")

@@ -27,6 +27,7 @@ from pydantic import ValidationError
 
 from optimiser.state import MemoryStateStore, StudyState, TransactionalStateStore
 from streams.client import Reader, TopicPartition, default_partition
+from streams.metrics import state_record_skipped
 
 log = logging.getLogger("lowdose.streams.state")
 
@@ -136,15 +137,7 @@ class ChangelogStateStore(TransactionalStateStore):
                 state = StudyState.from_json(value)
             except ValidationError as exc:
                 self.skipped_records += 1
-                log.warning(
-                    "skipping unreadable state record",
-                    extra={
-                        "event": "state_record_skipped",
-                        "study_instance_uid": uid,
-                        "partition": partition,
-                        "error": str(exc)[:300],
-                    },
-                )
+                state_record_skipped(uid, partition, f"unreadable: {type(exc).__name__}")
                 continue
             if now - state.updated_at > self.memory.ttl_s:
                 continue

@@ -108,6 +108,10 @@ class Consumer(Protocol):
 
     def assignment(self) -> set[TopicPartition]: ...
     def paused(self) -> set[TopicPartition]: ...
+    def highwater(self, tp: TopicPartition) -> int | None:
+        """The partition's last known log-end offset (from fetches; no broker call)."""
+        ...
+
     def close(self, timeout_ms: int) -> None: ...
 
 
@@ -310,6 +314,10 @@ class KafkaConsumerClient:
     def paused(self) -> set[TopicPartition]:
         return _own(self._consumer.paused())
 
+    def highwater(self, tp: TopicPartition) -> int | None:
+        value = self._consumer.highwater(kafka.TopicPartition(tp.topic, tp.partition))
+        return value if isinstance(value, int) else None
+
     def close(self, timeout_ms: int) -> None:
         """Leave the group without committing, waiting at most ``timeout_ms`` on the broker."""
         self._consumer.close(autocommit=False, timeout_ms=timeout_ms)
@@ -324,6 +332,8 @@ class KafkaProducerClient:
         self.give_up_s = give_up_s
         self.stop = stop  # used by send and flush calls that pass none (e.g. dead letters)
         config.setdefault("max_block_ms", SEND_BLOCK_MS)
+        # The largest record this producer sends (the dead-letter policy cuts letters to fit).
+        self.max_request_size: int = int(config.get("max_request_size", 1_048_576))
         try:
             self._producer = kafka.KafkaProducer(**config)
         except kerrors.KafkaError as exc:
@@ -414,6 +424,19 @@ class KafkaAdminClient:
             for t in described
             if t.get("error_code", 0) == 0 and t.get("partitions")
         }
+
+    def max_message_bytes(self, topic: str) -> int | None:
+        """The topic's ``max.message.bytes`` (None when it cannot be read)."""
+        from kafka.admin import ConfigResource, ConfigResourceType
+
+        try:
+            resource = ConfigResource(
+                ConfigResourceType.TOPIC, topic, configs={"max.message.bytes": None}
+            )
+            result = self._admin.describe_configs([resource], config_filter="all")
+            return int(result["topic"][topic]["max.message.bytes"]["value"])
+        except (kerrors.KafkaError, ValueError, TypeError, KeyError):
+            return None
 
     def close(self) -> None:
         self._admin.close()

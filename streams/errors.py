@@ -1,14 +1,11 @@
 """Errors of the stream layer (Kafka service, client wrapper, checkpointing).
 
-All derive from :class:`optimiser.errors.LowdoseError` so the command line catches one type.
-:class:`BrokerError` derives from the core's ``optimiser.errors.BrokerError`` for now, so code
-that still catches that one keeps working while the broker launcher and topic admin move over;
-once nothing imports the core's class it can go and this one derive from ``LowdoseError``.
+All derive from :class:`optimiser.errors.LowdoseError` so the command line catches one type;
+the core knows nothing of brokers.
 """
 
 from __future__ import annotations
 
-from optimiser.errors import BrokerError as _CoreBrokerError
 from optimiser.errors import LowdoseError
 
 
@@ -16,7 +13,7 @@ class StreamError(LowdoseError):
     """Root of the errors raised by the stream layer."""
 
 
-class BrokerError(StreamError, _CoreBrokerError):
+class BrokerError(StreamError):
     """The Kafka broker could not be reached or used (names the operation and the remedy)."""
 
 

@@ -207,6 +207,9 @@ class FakeConsumer:
     def position(self, tp: TopicPartition, timeout_ms: int) -> int | None:
         return self.positions.get(tp)
 
+    def highwater(self, tp: TopicPartition) -> int | None:
+        return self.broker.end(tp)
+
     def end_offsets(
         self, tps: Sequence[TopicPartition], timeout_ms: int
     ) -> dict[TopicPartition, int]:

@@ -1,8 +1,10 @@
 """The broker behind ``lowdose broker start``: where its state file lives and whether it runs.
 
 One local broker per user, recorded in ``<cache>/broker/state.json`` (pid, bootstrap address,
-work folder) so that ``stop`` and ``status`` in a later shell, and ``lowdose run`` without
-``KAFKA_BOOTSTRAP_SERVERS``, find it.
+controller port, work folder) so that ``stop`` and ``status`` in a later shell, and ``lowdose run``
+without ``KAFKA_BOOTSTRAP_SERVERS``, find it. The record outlives ``stop``: the next ``start``
+reuses the same ports and the same data (services configured with the address reconnect and no
+message is lost); ``reset`` deletes data and record.
 """
 
 from __future__ import annotations
@@ -20,6 +22,15 @@ class LocalBroker:
     pid: int
     bootstrap_servers: str
     workdir: str
+    controller_port: int = 0  # 0 in records written before issue 10: new ports then
+
+    @property
+    def port(self) -> int:
+        return int(self.bootstrap_servers.rpartition(":")[2])
+
+    @property
+    def host(self) -> str:
+        return self.bootstrap_servers.rpartition(":")[0]
 
 
 def state_dir() -> Path:
@@ -52,6 +63,7 @@ def read_state() -> LocalBroker | None:
             pid=int(data["pid"]),
             bootstrap_servers=str(data["bootstrap_servers"]),
             workdir=str(data["workdir"]),
+            controller_port=int(data.get("controller_port", 0)),
         )
     except (OSError, ValueError, KeyError, TypeError):
         return None

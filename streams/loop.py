@@ -22,10 +22,11 @@ from optimiser.assessment import Assessment
 from optimiser.errors import LowdoseError
 from streams.alignment import Alignment
 from streams.changelog import ChangelogStateStore
-from streams.checkpoint import Checkpoint
+from streams.checkpoint import Checkpoint, next_offsets
 from streams.client import Consumer, Delivery, Producer, Record, TopicPartition
 from streams.decode import Item, study_uid_of
 from streams.errors import BrokerError, DeliveryError, Interrupted
+from streams.metrics import HEALTH, METRICS
 from streams.policy import FailurePolicy
 from streams.settings import Topics
 
@@ -174,6 +175,7 @@ class ServiceLoop:
         """Batches until a stop is requested (or ``idle_stop_s`` without any record)."""
         last_record = last_check = self.monotonic()
         while not self.stop.requested.is_set():
+            HEALTH.tick()
             try:
                 got = self.step()
             except Interrupted as exc:
@@ -227,6 +229,8 @@ class ServiceLoop:
         ready.sort(key=lambda r: (r.timestamp, r.topic != protocol))
         self.stats.batches += 1
         self.stats.consumed += len(ready)
+        for topic in self.topics.inputs:
+            METRICS.consumed(sum(1 for r in ready if r.topic == topic), topic)
         items: list[Item] = []
         origins: list[Record] = []
         for record in ready:
@@ -251,7 +255,14 @@ class ServiceLoop:
             raise
         committed = self.checkpoint(ready, outputs)
         self.stats.commits += committed
+        for _ in range(self.checkpoint.stats.commit_failures - self.stats.commit_failures):
+            METRICS.commit_failed()
         self.stats.commit_failures = self.checkpoint.stats.commit_failures
+        if committed:
+            METRICS.batch_done(time.perf_counter() - started)
+            for tp, offset in next_offsets(ready).items():
+                METRICS.lag(tp.topic, tp.partition, self.consumer.highwater(tp), offset)
+        METRICS.state_size(len(self.store))
         if log.isEnabledFor(logging.DEBUG):
             log.debug(
                 "batch checkpointed",
@@ -280,6 +291,8 @@ class ServiceLoop:
                 alerts += 1
         self.stats.alerts += alerts
         self.stats.assessed += len(assessments)
+        METRICS.assessed(len(assessments))
+        METRICS.alerts(alerts)
         return out
 
     # -- rebalances and stalls ----------------------------------------------------------------
@@ -289,6 +302,7 @@ class ServiceLoop:
         if owned is None:
             return
         self.stats.rebalances += 1
+        METRICS.rebalanced()
         self.owned = owned
         self.alignment.reset(owned)
         # Eager rebalance: fetch positions restart from the committed offsets, and the changelog
@@ -298,6 +312,8 @@ class ServiceLoop:
         started = time.perf_counter()
         loaded = self.store.rebuild({tp.partition for tp in owned})
         self.stats.rebuilt_studies += loaded
+        METRICS.state_size(len(self.store))
+        HEALTH.set_ready(True)
         log.info(
             "partitions assigned",
             extra={

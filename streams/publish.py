@@ -139,7 +139,7 @@ def send(
     on_sent: Callable[[Outgoing], None] | None = None,
 ) -> dict[str, int]:
     """Send messages, flush, and check every delivery; returns counts per kind."""
-    from optimiser.errors import BrokerError
+    from streams.errors import BrokerError
 
     counts = {PROTOCOL: 0, DICOM: 0}
     futures = []

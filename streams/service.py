@@ -27,9 +27,10 @@ from streams.client import (
     TopicPartition,
     key_hash_partitioner,
 )
-from streams.deadletter import BadMessagePolicy, DeadLetterPolicy
+from streams.deadletter import BadMessagePolicy, dead_letter_policy
 from streams.decode import Decoder
 from streams.loop import HEADER_ASSESSMENT_ID, PipelineLike, ServiceLoop, ServiceStats, StopSignal
+from streams.metrics import HEALTH
 from streams.policy import FailurePolicy
 from streams.settings import StreamSettings
 from streams.topics import ensure_topics
@@ -83,7 +84,7 @@ class Service:
         self.settings = settings
         self.pipeline_factory = pipeline_factory or default_pipeline_factory(settings)
         self.policy_factory: PolicyFactory = policy_factory or (
-            lambda producer: DeadLetterPolicy(producer, settings.topics.dlq)
+            lambda producer: dead_letter_policy(producer, settings)
         )
         self.decoder = decoder or Decoder(
             settings.topics.protocol, settings.topics.rdsr, strictness=settings.strictness
@@ -116,6 +117,7 @@ class Service:
 
     def close(self, loop: ServiceLoop) -> None:
         """Leave the group (no commit: every checkpointed batch is committed), close; bounded."""
+        HEALTH.stopping()
         try:
             loop.consumer.close(timeout_ms=CLOSE_TIMEOUT_MS)
         finally:

@@ -20,6 +20,7 @@ from pydantic import (
     Field,
     SecretStr,
     ValidationError,
+    field_validator,
     model_validator,
 )
 from pydantic_settings import (
@@ -101,6 +102,10 @@ class StreamSettings(BaseSettings):
     state_max_studies: int = Field(default=100_000, ge=1)
     state_ttl_s: float = Field(default=14 * 86400.0, gt=0)
 
+    # Operations: /metrics, /healthz, /readyz over HTTP (docs/operations.md); off when unset.
+    metrics_port: int | None = Field(default=None, ge=0, le=65535)
+    metrics_host: str = "127.0.0.1"
+
     strictness: Strictness = Strictness.WARN
     site_library: Path | None = None
 
@@ -114,6 +119,25 @@ class StreamSettings(BaseSettings):
     sasl_mechanism: SaslMechanism | None = None
     sasl_plain_username: str | None = None
     sasl_plain_password: SecretStr | None = None
+
+    @field_validator("bootstrap_servers")
+    @classmethod
+    def _host_port_list(cls, value: str) -> str:
+        for entry in (e.strip() for e in value.split(",") if value.strip()):
+            host, sep, port = entry.rpartition(":")
+            if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise ValueError(
+                    f"{entry!r} is not host:port (e.g. kafka-1.example.org:9093); give a "
+                    "comma-separated list of host:port"
+                )
+        return value.strip()
+
+    @field_validator("ssl_cafile", "ssl_certfile", "ssl_keyfile")
+    @classmethod
+    def _file_exists(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_file():
+            raise ValueError(f"file {value} does not exist or is not a file; give a PEM file")
+        return value
 
     @model_validator(mode="after")
     def _security_complete(self) -> StreamSettings:

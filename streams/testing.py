@@ -4,12 +4,16 @@ Import the fixtures into a conftest (``from streams.testing import kafka_bootstr
 or a benchmark module. Both places share one broker: it is kept in this module and stopped when
 the interpreter exits. With ``KAFKA_BOOTSTRAP_SERVERS`` set, that cluster is used instead. Without
 Java or Maven the Kafka tests fail under CI (``CI=true``) and skip loudly elsewhere.
+
+When ``openssl`` is available the session broker also has a TLS listener and a SASL_SSL (PLAIN)
+listener with the user :data:`SASL_USER` (fixture ``kafka_tls``), for the security tests.
 """
 
 from __future__ import annotations
 
 import atexit
 import os
+import shutil
 import sys
 import threading
 import time
@@ -19,12 +23,15 @@ from typing import Any
 
 import pytest
 
-from optimiser.errors import BrokerError
 from streams.broker import Broker, missing_tools
+from streams.errors import BrokerError
 from streams.settings import StreamSettings, Topics
 
 _BROKER: dict[str, Broker] = {}
 _LOCK = threading.Lock()
+
+SASL_USER = "lowdose"
+SASL_PASSWORD = "lowdose-test-secret"
 
 
 def _in_ci() -> bool:
@@ -43,7 +50,8 @@ def shared_broker() -> Broker:
     with _LOCK:
         broker = _BROKER.get("broker")
         if broker is None:
-            broker = Broker()
+            tls = shutil.which("openssl") is not None
+            broker = Broker(tls=tls, sasl_users={SASL_USER: SASL_PASSWORD} if tls else None)
             broker.start()
             _BROKER["broker"] = broker
             atexit.register(broker.close)
@@ -72,6 +80,18 @@ def kafka_bootstrap(kafka_broker: Broker | None) -> str:
     if kafka_broker is None:
         return os.environ["KAFKA_BOOTSTRAP_SERVERS"]
     return kafka_broker.bootstrap_servers
+
+
+@pytest.fixture(scope="session")
+def kafka_tls(kafka_broker: Broker | None) -> Broker:
+    """The session broker with its TLS and SASL_SSL listeners (``.tls`` has the CA files)."""
+    if kafka_broker is None or kafka_broker.tls is None:
+        _unavailable(
+            "the TLS tests need the session's own broker with openssl on PATH "
+            "(KAFKA_BOOTSTRAP_SERVERS names an external cluster, or openssl is missing)"
+        )
+    assert kafka_broker is not None
+    return kafka_broker
 
 
 def unique(prefix: str = "t") -> str:
@@ -113,6 +133,27 @@ def settings_env(settings: StreamSettings) -> dict[str, str]:
     for name, topic in settings.topics.model_dump().items():
         env[f"LOWDOSE_TOPICS__{name.upper()}"] = topic
     return env
+
+
+def run_lowdose(
+    args: list[str], env: dict[str, str], timeout_s: float = 180.0
+) -> tuple[int, str, float]:
+    """Run ``lowdose ARGS`` in a subprocess with ``env`` added; (exit status, output, seconds)."""
+    import subprocess
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    started = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, "-m", "optimiser.cli.main", *args],
+        cwd=repo,
+        env={**os.environ, **env, "PYTHONPATH": str(repo)},
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+        check=False,
+    )
+    return done.returncode, done.stdout + done.stderr, time.monotonic() - started
 
 
 def producer(bootstrap: str, **config: Any) -> Any:

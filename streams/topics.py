@@ -4,6 +4,11 @@ The state changelog is read back partition by partition after a rebalance: parti
 changelog holds the studies whose input messages live on partition *p* of both input topics, so
 all three must have the same partition count. The changelog is compacted (last state per study)
 and also deleted after the study-state expiry (``cleanup.policy=compact,delete``).
+
+Before the admin client is created, :func:`streams.preflight.probe` checks the bootstrap
+addresses, so an unreachable broker, a TLS/PLAINTEXT mismatch or an untrusted certificate ends
+within seconds with the cause and the setting to fix; a client that still cannot start (SASL
+authentication, authorisation) is explained from its own error log lines.
 """
 
 from __future__ import annotations
@@ -11,7 +16,13 @@ from __future__ import annotations
 from typing import Any
 
 from optimiser.errors import ConfigurationError
+from streams.client import KafkaAdminClient
+from streams.errors import BrokerError
+from streams.preflight import capture_client_errors, client_failure, probe
 from streams.settings import StreamSettings
+
+# The admin client's bootstrap wait once the probe passed (kafka-python's default is 30 s).
+BOOTSTRAP_TIMEOUT_MS = 15_000
 
 
 def topic_specs(settings: StreamSettings) -> dict[str, dict[str, Any]]:
@@ -33,13 +44,34 @@ def topic_specs(settings: StreamSettings) -> dict[str, dict[str, Any]]:
     }
 
 
-def partition_counts(admin: Any, names: list[str]) -> dict[str, int]:
-    """Partition count of each existing topic among ``names``."""
-    counts: dict[str, int] = {}
-    for topic in admin.describe_topics(names):
-        if topic.get("error_code", 0) == 0 and topic.get("partitions"):
-            counts[topic["name"]] = len(topic["partitions"])
-    return counts
+def _admin(settings: StreamSettings, logged: list[str]) -> KafkaAdminClient:
+    """An admin client, after the connection probe; every failure names its cause."""
+    probe(settings)
+    try:
+        return KafkaAdminClient(
+            **settings.kafka_common(),
+            bootstrap_timeout_ms=BOOTSTRAP_TIMEOUT_MS,
+            request_timeout_ms=BOOTSTRAP_TIMEOUT_MS,
+        )
+    except BrokerError as exc:
+        raise client_failure(settings, _cause(exc), logged) from exc
+
+
+def _cause(exc: BrokerError) -> Exception:
+    """The client's own error behind a wrapper's :class:`BrokerError` (its name and text are
+    what :func:`streams.preflight.client_failure` reads)."""
+    cause = exc.__cause__
+    return cause if isinstance(cause, Exception) else exc
+
+
+def max_message_bytes(settings: StreamSettings, topic: str) -> int | None:
+    """The topic's ``max.message.bytes`` (None when it cannot be read), for the DLQ's limit."""
+    with capture_client_errors() as logged:
+        admin = _admin(settings, logged)
+        try:
+            return admin.max_message_bytes(topic)
+        finally:
+            admin.close()
 
 
 def ensure_topics(settings: StreamSettings, *, create: bool | None = None) -> dict[str, int]:
@@ -47,28 +79,21 @@ def ensure_topics(settings: StreamSettings, *, create: bool | None = None) -> di
 
     Returns the partition count of every lowdose topic.
     """
-    from kafka import KafkaAdminClient
-    from kafka.errors import KafkaError
-
     create = settings.create_topics if create is None else create
     specs = topic_specs(settings)
-    admin = KafkaAdminClient(**settings.kafka_common())
-    try:
-        existing = set(admin.list_topics())
-        missing = {name: spec for name, spec in specs.items() if name not in existing}
-        if missing and create:
-            # raise_errors=False: another instance may have created one a moment ago.
-            admin.create_topics(missing, raise_errors=False, wait_for_metadata=True)
-        counts = partition_counts(admin, list(specs))
-    except KafkaError as exc:
-        from optimiser.errors import BrokerError
-
-        raise BrokerError(
-            f"could not list or create topics on {settings.bootstrap_servers}: {exc}; check "
-            "that the broker is reachable and the client may describe/create topics"
-        ) from exc
-    finally:
-        admin.close()
+    with capture_client_errors() as logged:
+        admin = _admin(settings, logged)
+        try:
+            existing = admin.list_topics()
+            missing = {name: spec for name, spec in specs.items() if name not in existing}
+            if missing and create:
+                # Another instance may have created one a moment ago: not an error.
+                admin.create_topics(missing)
+            counts = admin.partition_counts(list(specs))
+        except BrokerError as exc:
+            raise client_failure(settings, _cause(exc), logged) from exc
+        finally:
+            admin.close()
     absent = [name for name in specs if name not in counts]
     if absent:
         raise ConfigurationError(

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from optimiser.errors import BrokerError, ConfigurationError, DicomError, InputError
+from optimiser.errors import ConfigurationError, DicomError, InputError
 from optimiser.events import ProtocolEvent
 from optimiser.simulate import simulate_feed, write_feed
 from optimiser.state import MemoryStateStore, StudyState
@@ -19,6 +19,7 @@ from streams import broker, deadletter, schemas
 from streams.changelog import ChangelogStateStore
 from streams.client import default_partition
 from streams.decode import Decoder, study_uid_of
+from streams.errors import BrokerError
 from streams.fake import FakeBroker, FakeReader
 from streams.logs import JsonFormatter
 from streams.publish import messages_from_files
@@ -67,21 +68,23 @@ def test_settings_from_dotenv_file_and_nested_topic_env(
     assert (s.group_id, s.bootstrap_servers, s.topics.dlq) == ("envfile", "b:1", "my.dlq")
 
 
-def test_security_options_pass_through(env: pytest.MonkeyPatch) -> None:
+def test_security_options_pass_through(env: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    ca = tmp_path / "ca.pem"
+    ca.write_text("-----BEGIN CERTIFICATE-----\n")
     s = load(
         bootstrap_servers="b:9093",
         security_protocol="SASL_SSL",
         sasl_mechanism="SCRAM-SHA-512",
         sasl_plain_username="svc",
         sasl_plain_password="s3cret",
-        ssl_cafile=Path("/etc/ca.pem"),
+        ssl_cafile=ca,
     )
     common = s.kafka_common()
     assert common["security_protocol"] == "SASL_SSL"
     assert common["sasl_mechanism"] == "SCRAM-SHA-512"
     assert common["sasl_plain_username"] == "svc"
     assert common["sasl_plain_password"] == "s3cret"
-    assert common["ssl_cafile"] == "/etc/ca.pem"
+    assert common["ssl_cafile"] == str(ca)
     assert "s3cret" not in repr(s)
     plain = load(bootstrap_servers="b:9092").kafka_common()
     assert "ssl_cafile" not in plain and "sasl_mechanism" not in plain
@@ -324,7 +327,7 @@ def test_publish_reads_a_simulator_folder_keyed_by_study(tmp_path: Path) -> None
 
 
 def test_server_properties_and_cluster_ids() -> None:
-    props = broker._server_properties("127.0.0.1", 9092, 9093, Path("/d"))
+    props = broker._server_properties("127.0.0.1", broker._Listeners(9092, 9093), Path("/d"))
     assert "process.roles=broker,controller\n" in props
     assert "listeners=PLAINTEXT://127.0.0.1:9092,CONTROLLER://127.0.0.1:9093\n" in props
     assert "group.initial.rebalance.delay.ms=0\n" in props

@@ -28,10 +28,12 @@ def run(args: argparse.Namespace) -> int:
     from kafka import KafkaProducer
     from rich.progress import Progress
 
+    from streams.logs import protect_client_logs
     from streams.publish import iter_files, messages_from_files, send
     from streams.settings import load
     from streams.topics import ensure_topics
 
+    protect_client_logs()  # `--log-level DEBUG` shows the client's logs: never its payloads
     settings = load(args.config, bootstrap_servers=args.bootstrap_servers)
     files = list(iter_files(args.paths))
     messages = list(messages_from_files(files, validate=not args.send_invalid))

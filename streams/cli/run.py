@@ -39,6 +39,7 @@ def run(args: argparse.Namespace) -> int:
     from streams import deadletter
     from streams.client import Producer
     from streams.logs import configure_json_logging
+    from streams.metrics import start_ops_server
     from streams.service import Service
     from streams.settings import load
 
@@ -55,9 +56,10 @@ def run(args: argparse.Namespace) -> int:
             return deadletter.SkipPolicy()
         if args.on_bad_message == "stop":
             return deadletter.StopPolicy()
-        return deadletter.DeadLetterPolicy(producer, settings.topics.dlq)
+        return deadletter.dead_letter_policy(producer, settings)
 
     service = Service(settings, policy_factory=policy)
+    ops = start_ops_server(settings)  # /metrics, /healthz, /readyz when LOWDOSE_METRICS_PORT is set
 
     def stop(signum: int, frame: object) -> None:
         service.request_stop()
@@ -66,7 +68,11 @@ def run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, stop)
     # `kill -USR1 <pid>` dumps every thread's stack to stderr: where is a stuck service waiting?
     faulthandler.register(signal.SIGUSR1, all_threads=True)
-    stats = service.run(idle_stop_s=args.idle_stop)
+    try:
+        stats = service.run(idle_stop_s=args.idle_stop)
+    finally:
+        if ops is not None:
+            ops.close()
     # Logs go to stderr as JSON lines; one human summary line goes to stdout at exit.
     print(
         f"consumed {stats.consumed} message(s) in {stats.batches} batch(es): "

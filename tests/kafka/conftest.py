@@ -15,9 +15,9 @@ from optimiser.assessment import Assessment, Finding, assessment_id
 from optimiser.errors import InputError
 from optimiser.events import ProtocolEvent
 from optimiser.state import StudyState, StudyStateStore
-from streams.testing import kafka_bootstrap, kafka_broker
+from streams.testing import kafka_bootstrap, kafka_broker, kafka_tls
 
-__all__ = ["kafka_bootstrap", "kafka_broker"]
+__all__ = ["kafka_bootstrap", "kafka_broker", "kafka_tls"]
 
 ALERT_CTDIVOL_MGY = 20.0
 
