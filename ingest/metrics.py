@@ -1,26 +1,20 @@
 """Counters of the DICOM listener, on the Prometheus registry shared with ``lowdose run``.
 
-When :mod:`streams.metrics` (the service's metrics and its ``/metrics`` endpoint) is installed,
-the counters register on its registry, so one scrape shows both; otherwise on a registry of
-their own, served by :func:`serve`. Labels carry AE titles and reasons, never a study or patient.
+The counters register on :mod:`streams.metrics`'s registry (one scrape shows the service and the
+listener), served by the same ``/metrics``, ``/healthz`` and ``/readyz`` endpoint. Labels carry
+AE titles and reasons, never a study or patient.
 """
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
-
 from prometheus_client import CollectorRegistry, Counter, generate_latest
+
+from streams.metrics import METRICS, OpsServer
 
 
 def shared_registry() -> CollectorRegistry:
-    """The service's registry (``streams.metrics.METRICS``) if present, else a new one."""
-    try:
-        module: Any = importlib.import_module("streams.metrics")
-    except ModuleNotFoundError:
-        return CollectorRegistry(auto_describe=True)
-    registry: CollectorRegistry = module.METRICS.registry
-    return registry
+    """The service's registry (``streams.metrics.METRICS``)."""
+    return METRICS.registry
 
 
 class IngestMetrics:
@@ -57,23 +51,10 @@ class IngestMetrics:
         return generate_latest(self.registry)
 
 
-def serve(port: int, registry: CollectorRegistry, host: str = "127.0.0.1") -> Any:
-    """Serve ``/metrics`` on ``host:port``: the service's OpsServer when present (its ``/healthz``
-    and ``/readyz`` too), else prometheus-client's own server. Returns an object with ``close``
-    or ``shutdown``; see :func:`stop`."""
-    try:
-        module: Any = importlib.import_module("streams.metrics")
-    except ModuleNotFoundError:
-        from prometheus_client import start_http_server
-
-        server, _thread = start_http_server(port, addr=host, registry=registry)
-        return server
-    return module.OpsServer(port, host).start()
+def serve(port: int, registry: CollectorRegistry, host: str = "127.0.0.1") -> OpsServer:
+    """Serve ``registry`` on ``/metrics`` (with ``/healthz`` and ``/readyz``) at ``host:port``."""
+    return OpsServer(port, host, registry=registry).start()
 
 
-def stop(server: Any) -> None:
-    if hasattr(server, "server"):  # streams.metrics.OpsServer
-        server.close()
-    else:  # prometheus-client's WSGI server
-        server.shutdown()
-        server.server_close()
+def stop(server: OpsServer) -> None:
+    server.close()

@@ -265,16 +265,20 @@ class OpsServer:
         *,
         metrics: Metrics = METRICS,
         health: Health = HEALTH,
+        registry: CollectorRegistry | None = None,
     ) -> None:
         self.metrics = metrics
         self.health = health
+        # What /metrics shows: the service's registry, or another one (e.g. the DICOM
+        # listener's counters when they were given a registry of their own).
+        self.registry = registry if registry is not None else metrics.registry
         ops = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
                 path = self.path.split("?", 1)[0]
                 if path == "/metrics":
-                    self._reply(200, ops.metrics.render(), CONTENT_TYPE)
+                    self._reply(200, generate_latest(ops.registry), CONTENT_TYPE)
                 elif path == "/healthz":
                     ok = ops.health.alive()
                     self._reply(200 if ok else 503, b"ok\n" if ok else b"stale loop\n")

@@ -31,7 +31,7 @@ def test_association_log_line_and_metrics_endpoint(caplog: pytest.LogCaptureFixt
             deadline = time.monotonic() + 30
             while not _ended(caplog) and time.monotonic() < deadline:
                 time.sleep(0.02)
-        port = server.server_address[1] if hasattr(server, "server_address") else server.port
+        port = server.port
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=30) as r:
             text = r.read().decode()
     finally:
