@@ -137,7 +137,7 @@ class ChangelogStateStore(TransactionalStateStore):
                 state = StudyState.from_json(value)
             except ValidationError as exc:
                 self.skipped_records += 1
-                state_record_skipped(uid, partition, f"unreadable: {type(exc).__name__}")
+                state_record_skipped(uid, partition, "unreadable")
                 continue
             if now - state.updated_at > self.memory.ttl_s:
                 continue
