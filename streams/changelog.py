@@ -135,7 +135,7 @@ class ChangelogStateStore(TransactionalStateStore):
                 continue
             try:
                 state = StudyState.from_json(value)
-            except ValidationError as exc:
+            except ValidationError:
                 self.skipped_records += 1
                 state_record_skipped(uid, partition, "unreadable")
                 continue
