@@ -59,6 +59,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
         metavar="N",
         help="studies per pipeline batch (default: 8)",
     )
+    parser.add_argument(
+        "--store",
+        metavar="URL",
+        help="the review desk's store to fill (default: DIR/lowdose.db, a SQLite file in --out)",
+    )
 
 
 def _check_out(out: Path) -> None:
@@ -192,6 +197,18 @@ def simulator_check(report: Report, studies: list[SimulatedStudy]) -> str:
     )
 
 
+def _store_day(assessments: list[Assessment], url: str) -> None:
+    """Write the day's assessments to the review desk's store (``lowdose review`` opens it)."""
+    from store import open_store
+    from store.assessments import write_assessments
+
+    db = open_store(url)
+    try:
+        write_assessments(db, assessments)
+    finally:
+        db.close()
+
+
 def run(args: argparse.Namespace) -> int:
     if args.studies < 1:
         raise ConfigurationError(
@@ -242,6 +259,9 @@ def run(args: argparse.Namespace) -> int:
     if missing:
         console.print(f"finding kinds not seen in this day: {', '.join(missing)}", highlight=False)
     console.print(simulator_check(report, studies), highlight=False, soft_wrap=True)
+    store = args.store or str(out / "lowdose.db")
+    _store_day(assessments, store)
+    console.print(f"review desk: lowdose review --store {store}", highlight=False, soft_wrap=True)
     path = write_html(report, out / REPORT_NAME, generated_at=datetime.now())
     console.print(f"report: {path.resolve()}", highlight=False, soft_wrap=True)
     return 0

@@ -29,6 +29,8 @@ COMMANDS: dict[str, str] = {
     "run": "streams.cli.run",
     "publish": "streams.cli.publish",
     "broker": "streams.cli.broker",
+    "import": "optimiser.cli.importer",
+    "users": "optimiser.cli.users",
 }
 
 
