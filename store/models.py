@@ -90,6 +90,8 @@ class AssessmentRow(Base):
             "severity_rank",
         ),
         Index("ix_assessments_levels", "site", "scanner_model", "ctdivol_mgy"),
+        Index("ix_assessments_site_time", "site", "occurred_at"),
+        Index("ix_assessments_scanner_time", "scanner_model", "occurred_at"),
         Index("ix_assessments_study", "study_instance_uid"),
     )
 

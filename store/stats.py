@@ -100,14 +100,13 @@ def _nearest_rank(n: int, q: float = 0.75) -> int:
 
 
 def _percentile(
-    session: Session, column: InstrumentedAttribute[Any], site: str, scanner: str, n: int
+    session: Session, column: InstrumentedAttribute[Any], where: list[Any], n: int
 ) -> float | None:
     if n == 0:
         return None
-    a = AssessmentRow
     value = session.scalar(
         select(column)
-        .where(a.site == site, a.scanner_model == scanner, column.is_not(None))
+        .where(*where, column.is_not(None))
         .order_by(column)
         .limit(1)
         .offset(_nearest_rank(n))
@@ -115,33 +114,39 @@ def _percentile(
     return None if value is None else float(value)
 
 
+def _level(session: Session, site: str, scanner: str | None) -> LocalLevel | None:
+    a = AssessmentRow
+    where: list[Any] = [a.site == site]
+    if scanner is not None:
+        where.append(a.scanner_model == scanner)
+    n, n_ctdi, first, last = session.execute(
+        select(func.count(), func.count(a.ctdivol_mgy), func.min(a.occurred_at),
+               func.max(a.occurred_at)).where(*where)
+    ).one()  # fmt: skip
+    if not n:
+        return None
+    return LocalLevel(
+        site=site,
+        scanner_model="(all scanners)" if scanner is None else scanner,
+        n=int(n),
+        first=first,
+        last=last,
+        p75_ctdivol_mgy=_percentile(session, a.ctdivol_mgy, where, int(n_ctdi)),
+        n_ctdivol=int(n_ctdi),
+        p75_dlp_mgy_cm=_percentile(session, a.dlp_mgy_cm, where, int(n)),
+    )
+
+
+def local_levels_for(session: Session, *, site: str, scanner: str | None) -> list[LocalLevel]:
+    """The local level of one site, over one scanner model or all of them."""
+    level = _level(session, site, scanner)
+    return [] if level is None else [level]
+
+
 def local_levels(session: Session) -> list[LocalLevel]:
     """P75 of CTDIvol and DLP per site and scanner model, with n and the period covered."""
     a = AssessmentRow
     groups = session.execute(
-        select(
-            a.site,
-            a.scanner_model,
-            func.count(),
-            func.count(a.ctdivol_mgy),
-            func.min(a.occurred_at),
-            func.max(a.occurred_at),
-        )
-        .group_by(a.site, a.scanner_model)
-        .order_by(a.site, a.scanner_model)
+        select(a.site, a.scanner_model).distinct().order_by(a.site, a.scanner_model)
     ).all()
-    out = []
-    for site, scanner, n, n_ctdi, first, last in groups:
-        out.append(
-            LocalLevel(
-                site=site,
-                scanner_model=scanner,
-                n=int(n),
-                first=first,
-                last=last,
-                p75_ctdivol_mgy=_percentile(session, a.ctdivol_mgy, site, scanner, int(n_ctdi)),
-                n_ctdivol=int(n_ctdi),
-                p75_dlp_mgy_cm=_percentile(session, a.dlp_mgy_cm, site, scanner, int(n)),
-            )
-        )
-    return out
+    return [lv for site, scanner in groups if (lv := _level(session, site, scanner)) is not None]

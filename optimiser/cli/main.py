@@ -31,6 +31,7 @@ COMMANDS: dict[str, str] = {
     "broker": "streams.cli.broker",
     "import": "optimiser.cli.importer",
     "users": "optimiser.cli.users",
+    "review": "optimiser.cli.review",
 }
 
 

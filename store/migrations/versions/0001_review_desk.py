@@ -54,6 +54,8 @@ def upgrade() -> None:
     ix("ix_assessments_trend_site", "assessments", ["site", *trend])
     ix("ix_assessments_trend_scanner", "assessments", ["scanner_model", *trend])
     ix("ix_assessments_levels", "assessments", ["site", "scanner_model", "ctdivol_mgy"])
+    ix("ix_assessments_site_time", "assessments", ["site", "occurred_at"])
+    ix("ix_assessments_scanner_time", "assessments", ["scanner_model", "occurred_at"])
     ix("ix_assessments_study", "assessments", ["study_instance_uid"])
     op.create_table(
         "findings",
