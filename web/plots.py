@@ -187,8 +187,8 @@ def z_axis_figure(doc: dict[str, Any], protocol: SiteProtocol | None) -> dict[st
         )
     layout = {
         "barmode": "stack",
-        "height": 460,
-        "margin": {"l": 90, "r": 20, "t": 40, "b": 50},
+        "height": 540,
+        "margin": {"l": 90, "r": 20, "t": 40, "b": 120},
         "xaxis": {"range": list(view), "anchor": "y"},
         "xaxis2": {
             "matches": "x",
@@ -196,10 +196,10 @@ def z_axis_figure(doc: dict[str, Any], protocol: SiteProtocol | None) -> dict[st
             "title": {"text": "table position z (mm), superior to the right"},
         },
         "yaxis": {"domain": [0.42, 1.0], "categoryorder": "array", "categoryarray": rows},
-        "yaxis2": {"domain": [0.0, 0.32], "title": {"text": "DLP per cm"}},
+        "yaxis2": {"domain": [0.0, 0.32], "title": {"text": "mGy·cm per slab"}},
         "shapes": shapes,
         "annotations": annotations,
-        "legend": {"orientation": "h", "y": -0.2},
+        "legend": {"orientation": "h", "y": -0.25, "yanchor": "top"},
     }
     return {"data": data, "layout": layout}
 
@@ -251,11 +251,11 @@ def trend_figures(
                 labels.append(_level_label(value, text, colour))
         return {
             "title": {"text": title},
-            "height": 330,
-            "margin": {"l": 60, "r": 20, "t": 40, "b": 40},
+            "height": 370,
+            "margin": {"l": 60, "r": 20, "t": 40, "b": 90},
             "xaxis": {"type": "date"},
             "yaxis": {"title": {"text": ytitle}, "rangemode": "tozero"},
-            "legend": {"orientation": "h", "y": -0.2},
+            "legend": {"orientation": "h", "y": -0.18, "yanchor": "top"},
             "shapes": shapes,
             "annotations": labels,
         }

@@ -14,9 +14,17 @@ from store import Store, open_store, users
 from store.assessments import write_assessments
 from store.users import add_user
 from tests.store.factory import make_assessment
+from tests.web.artefacts import SCREENSHOT_DIRS
 from web.app import create_app
 
 PASSWORD = "correct horse battery"
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    for folder in SCREENSHOT_DIRS:
+        terminalreporter.write_line(f"review desk screenshots (test artefacts): {folder}")
+
+
 HOSTILE = [
     "<script>alert('x')</script>",
     '"><img src=x onerror=alert(1)>',
