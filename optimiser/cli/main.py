@@ -32,6 +32,7 @@ COMMANDS: dict[str, str] = {
     "import": "optimiser.cli.importer",
     "users": "optimiser.cli.users",
     "review": "optimiser.cli.review",
+    "store": "optimiser.cli.storesink",
 }
 
 
