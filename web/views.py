@@ -5,13 +5,15 @@ through Jinja2's autoescaping."""
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
 import plotly
 from jinja2 import Environment
+from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -31,6 +33,7 @@ from web.csvout import csv_response
 from web.plots import trend_figures, z_axis_figure
 
 PAGE_SIZE = 50
+LEVELS_TTL_S = 300.0
 PLOTLY_JS = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
 
 
@@ -75,6 +78,11 @@ class Desk:
     env: Environment
     library: SiteLibrary | None = None
     _choices: tuple[float, dict[str, list[str]]] | None = None
+    # Local levels per (site, scanner): percentiles over months of data, recomputed at most
+    # every LEVELS_TTL_S (a sort over the site's rows; a trend page must not pay it each time).
+    _level_cache: dict[tuple[str, str | None], tuple[float, list[stats.LocalLevel]]] = field(
+        default_factory=dict
+    )
 
     def __post_init__(self) -> None:
         if self.library is None:
@@ -102,8 +110,6 @@ class Desk:
 
     def choices(self) -> dict[str, list[str]]:
         """Filter choices (sites, scanners, codes), refreshed at most every 30 s."""
-        import time
-
         now = time.monotonic()
         if self._choices is None or now - self._choices[0] > 30:
             with self.store.sessions() as s:
@@ -111,6 +117,16 @@ class Desk:
             values["code"] = sorted(set(values["code"]) | set(FINDING_CODES))
             self._choices = (now, values)
         return self._choices[1]
+
+    def cached_levels(
+        self, session: Session, site: str, scanner: str | None
+    ) -> list[stats.LocalLevel]:
+        now = time.monotonic()
+        hit = self._level_cache.get((site, scanner))
+        if hit is None or now - hit[0] > LEVELS_TTL_S:
+            hit = (now, stats.local_levels_for(session, site=site, scanner=scanner))
+            self._level_cache[(site, scanner)] = hit
+        return hit[1]
 
     async def error_page(self, request: Request, exc: Exception) -> Response:
         status = getattr(exc, "status_code", 500)
@@ -290,9 +306,7 @@ class Desk:
         with self.store.sessions() as s:
             points = stats.trend(s, site=site or None, scanner=scanner)
             recent = stats.recent_points(s, site=site or None, scanner=scanner)
-            levels = [
-                lv for lv in stats.local_levels_for(s, site=site, scanner=scanner)
-            ] if site else []  # fmt: skip
+            levels = self.cached_levels(s, site, scanner) if site else []
         protocol = self.protocol(site) if site else None
         local = levels[0] if len(levels) == 1 else None
         figures = trend_figures(
