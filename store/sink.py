@@ -122,18 +122,30 @@ def run_sink(
     idle_stop_s: float | None = None,
     on_bad: BadRecordPolicy = log_bad_record,
 ) -> SinkStats:
-    """Consume until ``stop`` is set (or ``idle_stop_s`` passes without a record)."""
+    """Consume until ``stop`` is set, or ``idle_stop_s`` passes without a record while
+    partitions are assigned (a restart after a crash first waits for the group to rebalance)."""
     stats = SinkStats()
+    assigned: set[TopicPartition] = set()
+    idle_since: float | None = None  # idle time counts only while partitions are assigned
 
-    def nothing(_: set[TopicPartition]) -> None:
-        return None
+    def on_assigned(tps: set[TopicPartition]) -> None:
+        nonlocal idle_since
+        assigned.update(tps)
+        idle_since = time.monotonic()
 
-    source.subscribe(list(topics), nothing, nothing)
-    idle_since = time.monotonic()
+    def on_revoked(tps: set[TopicPartition]) -> None:
+        assigned.difference_update(tps)
+
+    source.subscribe(list(topics), on_assigned, on_revoked)
     while not stop.is_set():
         polled = source.poll(poll_timeout_ms, max_records)
         if not any(polled.values()):
-            if idle_stop_s is not None and time.monotonic() - idle_since > idle_stop_s:
+            idle = idle_since is not None and bool(assigned)
+            if (
+                idle_stop_s is not None
+                and idle
+                and time.monotonic() - (idle_since or 0) > idle_stop_s
+            ):
                 break
             continue
         idle_since = time.monotonic()

@@ -26,6 +26,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--bootstrap-servers", help="host:port[,host:port]")
     parser.add_argument("--group-id", default="lowdose-store", help="default: lowdose-store")
     parser.add_argument(
+        "--max-batch", type=int, default=500, metavar="N", help="records per poll (default 500)"
+    )
+    parser.add_argument(
         "--idle-stop",
         type=float,
         metavar="SECONDS",
@@ -47,7 +50,10 @@ def run(args: argparse.Namespace) -> int:
         group_id=args.group_id,
         enable_auto_commit=False,
         auto_offset_reset="earliest",
-        max_poll_records=500,
+        max_poll_records=args.max_batch,
+        session_timeout_ms=settings.session_timeout_ms,
+        heartbeat_interval_ms=settings.heartbeat_interval_ms,
+        max_poll_interval_ms=settings.max_poll_interval_ms,
     )
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -55,7 +61,14 @@ def run(args: argparse.Namespace) -> int:
     db = open_store(args.store)
     topics = (settings.topics.assessments, settings.topics.alerts)
     try:
-        stats = run_sink(consumer, db, stop=stop, topics=topics, idle_stop_s=args.idle_stop)
+        stats = run_sink(
+            consumer,
+            db,
+            stop=stop,
+            topics=topics,
+            max_records=args.max_batch,
+            idle_stop_s=args.idle_stop,
+        )
     finally:
         consumer.close(timeout_ms=5000)
         db.close()

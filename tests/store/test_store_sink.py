@@ -4,6 +4,7 @@ crash leaves exactly one row, an alert on both topics is one row, bad records ar
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -46,12 +47,26 @@ class MemorySource:
     batch: int = 3
     position: dict[TopicPartition, int] = field(default_factory=dict)
     subscribed: list[str] = field(default_factory=list)
+    assign_at_poll: int = 1  # polls before the group assigns the partitions
+    polls: int = 0
+    assign: Callable[[], None] = lambda: None
 
-    def subscribe(self, topics: Sequence[str], on_assigned: object, on_revoked: object) -> None:
+    def subscribe(
+        self,
+        topics: Sequence[str],
+        on_assigned: Callable[[set[TopicPartition]], None],
+        on_revoked: Callable[[set[TopicPartition]], None],
+    ) -> None:
         self.subscribed = list(topics)
         self.position = {tp: self.committed.get(tp, 0) for tp in self.log}
+        self.assign = lambda: on_assigned(set(self.log))
 
     def poll(self, timeout_ms: int, max_records: int) -> Mapping[TopicPartition, Sequence[Rec]]:
+        self.polls += 1
+        if self.polls == self.assign_at_poll:  # like a group join: callbacks run inside poll
+            self.assign()
+        if self.polls < self.assign_at_poll:
+            return {}
         out: dict[TopicPartition, Sequence[Rec]] = {}
         for tp, records in self.log.items():
             start = self.position[tp]
@@ -147,6 +162,16 @@ def test_bad_records_are_skipped_counted_and_committed(store: Store) -> None:
     )
     assert [o for o, _ in bad] == [0, 1] and stats.bad_records == 2
     assert _rows(store) == 1 and source.committed == {tp: 3}
+
+
+def test_idle_time_counts_only_once_partitions_are_assigned(store: Store) -> None:
+    """A restarted sink waits for the rebalance (seen on the real broker: a restart with
+    --idle-stop 10 gave up while the group still waited for the killed member)."""
+    source = MemorySource(_feed(4), {}, assign_at_poll=40)
+    started = time.monotonic()
+    stats = run_sink(source, store, stop=threading.Event(), idle_stop_s=0.05, poll_timeout_ms=0)
+    assert source.polls > 40 and stats.records == 6 and _rows(store) == 4
+    assert time.monotonic() - started < 30
 
 
 def test_stop_ends_the_loop(store: Store) -> None:
