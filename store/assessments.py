@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Select, Table, case, delete, exists, func, insert, select
+from sqlalchemy import Select, Table, case, delete, func, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -199,8 +199,9 @@ def _filtered(query: Select[Any], f: QueueFilter) -> Select[Any]:
     if f.severity in SEVERITY_RANK:
         query = query.where(a.severity_rank == SEVERITY_RANK[f.severity or ""])
     if f.code:
+        # The set of ids with that code comes from ix_findings_code (code, assessment_id).
         query = query.where(
-            exists().where(FindingRow.assessment_id == a.assessment_id, FindingRow.code == f.code)
+            a.assessment_id.in_(select(FindingRow.assessment_id).where(FindingRow.code == f.code))
         )
     if f.date_from:
         query = query.where(a.occurred_at >= datetime.combine(f.date_from, datetime.min.time()))

@@ -71,6 +71,14 @@ class AssessmentRow(Base):
         Index("ix_assessments_queue_site", "status", "site", "occurred_at"),
         Index("ix_assessments_queue_scanner", "status", "scanner_model", "occurred_at"),
         Index("ix_assessments_queue_severity", "status", "severity_rank", "occurred_at"),
+        Index("ix_assessments_queue_site_sev", "status", "site", "severity_rank", "occurred_at"),
+        Index(
+            "ix_assessments_queue_scanner_sev",
+            "status",
+            "scanner_model",
+            "severity_rank",
+            "occurred_at",
+        ),
         Index(
             "ix_assessments_trend_site",
             "site",

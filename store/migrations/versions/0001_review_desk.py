@@ -50,6 +50,16 @@ def upgrade() -> None:
     ix("ix_assessments_queue_site", "assessments", ["status", "site", "occurred_at"])
     ix("ix_assessments_queue_scanner", "assessments", ["status", "scanner_model", "occurred_at"])
     ix("ix_assessments_queue_severity", "assessments", ["status", "severity_rank", "occurred_at"])
+    ix(
+        "ix_assessments_queue_site_sev",
+        "assessments",
+        ["status", "site", "severity_rank", "occurred_at"],
+    )
+    ix(
+        "ix_assessments_queue_scanner_sev",
+        "assessments",
+        ["status", "scanner_model", "severity_rank", "occurred_at"],
+    )
     trend = ["month", "ctdivol_mgy", "dlp_mgy_cm", "avoidable_excess_dlp_mgy_cm", "severity_rank"]
     ix("ix_assessments_trend_site", "assessments", ["site", *trend])
     ix("ix_assessments_trend_scanner", "assessments", ["scanner_model", *trend])
