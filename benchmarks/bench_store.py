@@ -82,7 +82,7 @@ def _copy_with_new_uids(raw: bytes, suffix: str) -> pydicom.Dataset:
     def visit(_: pydicom.Dataset, elem: pydicom.DataElement) -> None:
         if elem.VR == "UI" and elem.keyword in UID_KEYWORDS and elem.value:
             value = str(elem.value)
-            elem.value = value[: 64 - len(suffix)] + suffix
+            elem.value = value[: 64 - len(suffix)].rstrip(".") + suffix
 
     ds.walk(visit)
     ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
