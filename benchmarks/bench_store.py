@@ -61,12 +61,13 @@ def archive(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
     assert sources, f"no dose reports in {RDSR}"
     folder = tmp_path_factory.mktemp("archive")
     raws = [p.read_bytes() for p in sources]
+    uids = [_uids(r) for r in raws]
     files = []
     for i in range(n):
-        ds = _copy_with_new_uids(raws[i % len(raws)], f".{i + 1}")
+        k = i % len(raws)
         path = folder / f"{i // 1000:02d}" / f"report-{i:05d}.dcm"
         path.parent.mkdir(exist_ok=True)
-        ds.save_as(path)
+        path.write_bytes(_copy(raws[k], uids[k], i))
         files.append(path)
     return files
 
@@ -74,19 +75,35 @@ def archive(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
 UID_KEYWORDS = ("UID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID")
 
 
-def _copy_with_new_uids(raw: bytes, suffix: str) -> pydicom.Dataset:
-    """A distinct report: its SOP, study, series and irradiation event UIDs (the assessment id
-    is made from them) each get a per-copy suffix, kept within 64 characters."""
-    ds = pydicom.dcmread(io.BytesIO(raw))
+def _uids(raw: bytes) -> list[str]:
+    """The instance, study, series and irradiation event UIDs of a report (the assessment id
+    is made from them), longest first."""
+    found: set[str] = set()
 
     def visit(_: pydicom.Dataset, elem: pydicom.DataElement) -> None:
         if elem.VR == "UI" and elem.keyword in UID_KEYWORDS and elem.value:
-            value = str(elem.value)
-            elem.value = value[: 64 - len(suffix)].rstrip(".") + suffix
+            found.add(str(elem.value))
 
-    ds.walk(visit)
-    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-    return ds
+    pydicom.dcmread(io.BytesIO(raw)).walk(visit)
+    return sorted(found, key=len, reverse=True)
+
+
+def _renumbered(uid: str, i: int) -> str:
+    """``uid`` with the last 5 digits of its longest component replaced by copy number ``i``
+    (same length, so the file's bytes can be edited in place; the component keeps its
+    non-zero first digit)."""
+    parts = uid.split(".")
+    k = max(range(len(parts)), key=lambda n: len(parts[n]))
+    if len(parts[k]) < 6:
+        raise ValueError(f"UID {uid}: no component of 6+ digits to renumber")
+    parts[k] = parts[k][:-5] + f"{i:05d}"
+    return ".".join(parts)
+
+
+def _copy(raw: bytes, uids: list[str], i: int) -> bytes:
+    for uid in uids:
+        raw = raw.replace(uid.encode(), _renumbered(uid, i).encode())
+    return raw
 
 
 def _parse(files: list[Path]) -> int:
@@ -94,6 +111,7 @@ def _parse(files: list[Path]) -> int:
 
 
 @pytest.mark.realdata
+@pytest.mark.timeout(1800)
 @pytest.mark.parametrize("role", ["subject", "baseline"])
 def test_import_into_store(
     bench: Bench, archive: list[Path], tmp_path: Path, role: str, request: pytest.FixtureRequest
@@ -105,6 +123,9 @@ def test_import_into_store(
     assert not result.errors and result.stored > 0
     try:
         if role == "subject":
+            m = 3 * len(list(RDSR.glob("*.dcm")))
+            ids = {getattr(read_dicom(p), "sop_instance_uid", None) for p in archive[:m]}
+            assert len(ids) == m  # every copy is its own report
             bench(
                 lambda: import_files(archive, db, show_progress=False, pipeline=pipeline),
                 subject="import_into_store", role=role, items=len(archive),
