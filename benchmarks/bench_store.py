@@ -129,13 +129,13 @@ def test_import_into_store(
             bench(
                 lambda: import_files(archive, db, show_progress=False, pipeline=pipeline),
                 subject="import_into_store", role=role, items=len(archive),
-                rounds=2 if _full(request) else 3, warmup_rounds=0, files=len(archive),
+                rounds=3, warmup_rounds=0, files=len(archive),
             )  # fmt: skip
             with db.sessions() as s:
                 assert s.query(AssessmentRow).count() >= len(archive)
         else:
             bench(_parse, archive, subject="import_into_store", role=role, items=len(archive),
-                  rounds=2 if _full(request) else 3, warmup_rounds=0)  # fmt: skip
+                  rounds=3, warmup_rounds=0)  # fmt: skip
     finally:
         db.close()
 
