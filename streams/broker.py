@@ -556,8 +556,7 @@ def _cluster_id() -> str:
 
 def wait_for_broker(bootstrap_servers: str, timeout_s: float = 30.0) -> bool:
     """True once the admin client can list topics on ``bootstrap_servers`` within the timeout."""
-    from kafka import KafkaAdminClient
-    from kafka.errors import KafkaError
+    from streams.client import KafkaAdminClient
 
     deadline = time.monotonic() + timeout_s
     while True:
@@ -573,7 +572,7 @@ def wait_for_broker(bootstrap_servers: str, timeout_s: float = 30.0) -> bool:
                 return True
             finally:
                 admin.close()
-        except (KafkaError, OSError):
+        except (BrokerError, OSError):
             if time.monotonic() >= deadline:
                 return False
             time.sleep(0.25)

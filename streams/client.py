@@ -17,13 +17,14 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any, NamedTuple, Protocol
+from typing import Any, Protocol
 
 import kafka
 import kafka.errors as kerrors
 from kafka.partitioner.default import DefaultPartitioner, murmur2
 
 from streams.errors import BrokerError, Interrupted, RebalancedError
+from streams.partitions import TopicPartition as TopicPartition
 
 log = logging.getLogger("lowdose.streams.client")
 
@@ -36,13 +37,6 @@ class StopFlag(Protocol):
     """Set when waits must give up (``threading.Event`` fits)."""
 
     def is_set(self) -> bool: ...
-
-
-class TopicPartition(NamedTuple):
-    """A topic partition; equal (and hashing equal) to kafka-python's namedtuple of the same."""
-
-    topic: str
-    partition: int
 
 
 class Record(Protocol):

@@ -16,6 +16,8 @@ from typing import Any
 
 from optimiser.errors import InputError
 from optimiser.events import parse_protocol_event
+from streams.client import Delivery, Producer
+from streams.errors import BrokerError
 from streams.settings import Topics
 
 PROTOCOL = "protocol"
@@ -132,47 +134,43 @@ def messages_from_studies(studies: Iterable[Any]) -> Iterator[Outgoing]:
 
 
 def send(
-    producer: Any,
+    producer: Producer,
     topics: Topics,
     messages: Iterable[Outgoing],
     *,
     on_sent: Callable[[Outgoing], None] | None = None,
+    timeout_s: float = 120.0,
 ) -> dict[str, int]:
     """Send messages, flush, and check every delivery; returns counts per kind."""
-    from streams.errors import BrokerError
-
     counts = {PROTOCOL: 0, DICOM: 0}
-    futures = []
+    deliveries: list[Delivery] = []
     # Protocol events not yet acknowledged, by study key. A report waits for its study's event:
     # the two travel on different topics, and a produce retried on one (e.g. right after topic
     # creation) would otherwise let the report reach the broker first.
-    pending: dict[bytes | None, Any] = {}
+    pending: dict[bytes | None, Delivery] = {}
     for message in messages:
         if message.kind == DICOM and message.key in pending:
-            try:
-                pending.pop(message.key).get(timeout=120)
-            except Exception as exc:
+            event = pending.pop(message.key)
+            producer.flush(None, timeout_s)  # the event, and everything sent before it
+            if event.failed():
                 raise BrokerError(
-                    f"the protocol event before {message.source} was not delivered ({exc!r}); "
-                    "the report was not sent; check the broker and retry"
-                ) from exc
-        future = producer.send(
-            message.topic(topics),
-            key=message.key,
-            value=message.value,
-            headers=list(message.headers),
+                    f"the protocol event before {message.source} was not delivered "
+                    f"({event.exception!r}); the report was not sent; check the broker and retry"
+                )
+        delivery = producer.send(
+            message.topic(topics), key=message.key, value=message.value, headers=message.headers
         )
-        futures.append(future)
+        deliveries.append(delivery)
         if message.kind == PROTOCOL:
-            pending[message.key] = future
+            pending[message.key] = delivery
         counts[message.kind] += 1
         if on_sent is not None:
             on_sent(message)
-    producer.flush()
-    failed = [f for f in futures if f.failed()]
+    producer.flush(None, timeout_s)
+    failed = [d for d in deliveries if d.failed()]
     if failed:
         raise BrokerError(
-            f"{len(failed)} of {len(futures)} messages were not delivered "
+            f"{len(failed)} of {len(deliveries)} messages were not delivered "
             f"({failed[0].exception!r}); check the broker and retry"
         )
     return counts

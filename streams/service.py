@@ -156,6 +156,7 @@ class Service:
             heartbeat_interval_ms=s.heartbeat_interval_ms,
             max_poll_interval_ms=s.max_poll_interval_ms,
             fetch_max_wait_ms=s.fetch_max_wait_ms,
+            max_partition_fetch_bytes=s.max_partition_fetch_bytes,
             # Seen in the kill -9 test: after a rebalance the new owner's fetches returned nothing
             # for its partitions for minutes; full fetch requests avoid stale fetch-session state
             # (a handful of partitions per consumer, so the incremental saving is small).

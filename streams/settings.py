@@ -93,6 +93,11 @@ class StreamSettings(BaseSettings):
     # input topic) is held by the broker up to this long while new events wait behind it, so
     # keep it short: it bounds the added produce-to-alert latency.
     fetch_max_wait_ms: int = Field(default=20, ge=0)
+    # The broker returns a record larger than the per-partition fetch limit only when it is the
+    # first data of a fetch response; a waiting dose report sought back on another partition can
+    # then be first every time and starve it. Fetch input records whole up to this size (a topic
+    # that allows larger records needs it raised to its max.message.bytes).
+    max_partition_fetch_bytes: int = Field(default=32 * 1024 * 1024, ge=1024)
     # The service flushes at the end of every batch, which sends at once whatever lingers: a
     # long linger costs no latency there and lets records fill large batches (few I/O wake-ups).
     linger_ms: int = Field(default=100, ge=0)

@@ -24,6 +24,7 @@ from typing import Any
 import pytest
 
 from streams.broker import Broker, missing_tools
+from streams.client import KafkaProducerClient
 from streams.errors import BrokerError
 from streams.settings import StreamSettings, Topics
 
@@ -156,7 +157,16 @@ def run_lowdose(
     return done.returncode, done.stdout + done.stderr, time.monotonic() - started
 
 
+def client_producer(bootstrap: str, **config: Any) -> KafkaProducerClient:
+    """lowdose's own producer wrapper (for :func:`streams.publish.send`)."""
+    return KafkaProducerClient(
+        **{"bootstrap_servers": bootstrap, "acks": "all", "linger_ms": 2, **config}
+    )
+
+
 def producer(bootstrap: str, **config: Any) -> Any:
+    """A plain kafka-python producer: the tests' scanner feed, an independent peer of lowdose
+    (its futures' ``get`` gives record metadata)."""
     from kafka import KafkaProducer
 
     return KafkaProducer(

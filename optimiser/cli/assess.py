@@ -48,6 +48,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
         default="warn",
         help="malformed items: drop silently, drop with a warning (default), or fail",
     )
+    from optimiser.cli.storeopt import add_store_argument
+
+    add_store_argument(parser, optional_value=True)
 
 
 def _files(paths: list[str]) -> Iterator[tuple[Path, bool]]:
@@ -167,10 +170,12 @@ def _table(assessments: list[Assessment]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from optimiser.cli.storeopt import check_store_value
     from optimiser.pipeline import Pipeline
     from optimiser.strictness import Strictness
     from protocols.library import load_library
 
+    check_store_value(args.store)
     images: list[ImageSize] = []
     items = read_inputs(args.paths, args.strictness, images)
     library = load_library(args.site_library)
@@ -187,4 +192,14 @@ def run(args: argparse.Namespace) -> int:
         )
     else:
         _table(assessments)
+    if args.store is not None:
+        from store import open_store
+        from store.assessments import write_assessments
+
+        db = open_store(args.store or None)
+        try:
+            written = write_assessments(db, assessments)
+        finally:
+            db.close()
+        print(f"stored {written} assessments in {db.url}", file=sys.stderr)
     return 0

@@ -64,6 +64,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
         metavar="N",
         help="studies per pipeline batch (default: 8)",
     )
+    parser.add_argument(
+        "--store",
+        metavar="URL",
+        help="the review desk's store to fill (default: DIR/lowdose.db, a SQLite file in --out)",
+    )
 
 
 def _check_out(out: Path) -> None:
@@ -229,6 +234,18 @@ def simulator_check(assessments: list[Assessment], studies: list[SimulatedStudy]
     return SimulatorCheck(injected, detected, clean, clean_flagged, tuple(missed))
 
 
+def _store_day(assessments: list[Assessment], url: str) -> None:
+    """Write the day's assessments to the review desk's store (``lowdose review`` opens it)."""
+    from store import open_store
+    from store.assessments import write_assessments
+
+    db = open_store(url)
+    try:
+        write_assessments(db, assessments)
+    finally:
+        db.close()
+
+
 def run(args: argparse.Namespace) -> int:
     if args.studies < 1:
         raise ConfigurationError(
@@ -288,6 +305,9 @@ def run(args: argparse.Namespace) -> int:
             highlight=False,
             soft_wrap=True,
         )
+    store = args.store or str(out / "lowdose.db")
+    _store_day(assessments, store)
+    console.print(f"review desk: lowdose review --store {store}", highlight=False, soft_wrap=True)
     path = write_html(report, out / REPORT_NAME, generated_at=datetime.now())
     console.print(f"report: {path.resolve()}", highlight=False, soft_wrap=True)
     return 0

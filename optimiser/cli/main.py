@@ -19,7 +19,18 @@ from typing import NoReturn, Protocol, cast
 
 from ingest import cli as dicom_listen
 from optimiser import __version__
-from optimiser.cli import assess, demo, inspect, protocols, simulate, validate
+from optimiser.cli import (
+    assess,
+    demo,
+    importer,
+    inspect,
+    protocols,
+    review,
+    simulate,
+    storesink,
+    users,
+    validate,
+)
 from optimiser.errors import LowdoseError
 from streams.cli import broker, publish
 from streams.cli import run as run_service
@@ -51,6 +62,10 @@ COMMANDS: dict[str, _Command] = {
     "publish": cast(_Command, publish),
     "broker": cast(_Command, broker),
     "dicom-listen": cast(_Command, dicom_listen),
+    "import": cast(_Command, importer),
+    "users": cast(_Command, users),
+    "review": cast(_Command, review),
+    "store": cast(_Command, storesink),
 }
 
 

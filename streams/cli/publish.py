@@ -25,9 +25,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from kafka import KafkaProducer
     from rich.progress import Progress
 
+    from streams.client import KafkaProducerClient
     from streams.logs import protect_client_logs
     from streams.publish import iter_files, messages_from_files, send
     from streams.settings import load
@@ -38,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
     files = list(iter_files(args.paths))
     messages = list(messages_from_files(files, validate=not args.send_invalid))
     ensure_topics(settings)
-    producer = KafkaProducer(
+    producer = KafkaProducerClient(
         **settings.kafka_common(),
         acks="all",
         linger_ms=settings.linger_ms,
@@ -54,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
                 on_sent=lambda _m: progress.advance(task),
             )
     finally:
-        producer.close()
+        producer.close(timeout_s=30)
     print(
         f"sent {counts['protocol']} protocol event(s) to {settings.topics.protocol} and "
         f"{counts['dicom']} DICOM file(s) to {settings.topics.rdsr} "

@@ -18,7 +18,7 @@ from optimiser.simulate import simulate_feed
 from streams import deadletter
 from streams.publish import messages_from_studies, send
 from streams.service import Service
-from streams.testing import ServiceThread, drain, header, producer, settings_for
+from streams.testing import ServiceThread, client_producer, drain, header, producer, settings_for
 from tests.paths import SHARED
 
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(300)]
@@ -106,14 +106,16 @@ def test_every_kind_of_bad_input_reaches_the_dlq_and_the_good_ones_are_assessed(
     service = Service(settings, pipeline_factory=fake_pipeline)
     with ServiceThread(service) as running:
         p = producer(kafka_bootstrap, max_request_size=33554432)
+        c = client_producer(kafka_bootstrap, max_request_size=33554432)
         chunks = [good[i :: len(bad) // 2 + 1] for i in range(len(bad) // 2 + 1)]
         for i, (_name, topic, key, value) in enumerate(bad):
             if i % 2 == 0 and chunks:
-                send(p, settings.topics, chunks.pop())
+                send(c, settings.topics, chunks.pop())
             p.send(topic, key=key, value=value).get(timeout=60)
         for chunk in chunks:
-            send(p, settings.topics, chunk)
+            send(c, settings.topics, chunk)
         p.close()
+        c.close(timeout_s=30)
         assessments = drain(
             kafka_bootstrap,
             settings.topics.assessments,

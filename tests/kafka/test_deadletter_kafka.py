@@ -21,7 +21,7 @@ from optimiser.simulate import simulate_feed
 from streams import deadletter
 from streams.publish import messages_from_studies, send
 from streams.service import Service
-from streams.testing import ServiceThread, drain, header, producer, settings_for
+from streams.testing import ServiceThread, client_producer, drain, header, producer, settings_for
 
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(240)]
 
@@ -44,10 +44,12 @@ def _run_with_poison(
     service = Service(settings, pipeline_factory=fake_pipeline)
     with ServiceThread(service) as running:
         p = producer(bootstrap, **config)
-        send(p, settings.topics, events[:3])
+        c = client_producer(bootstrap, **config)
+        send(c, settings.topics, events[:3])
         p.send(topic, key=b"poison", value=poison).get(timeout=60)
-        send(p, settings.topics, events[3:])
+        send(c, settings.topics, events[3:])
         p.close()
+        c.close(timeout_s=30)
         assessments = drain(
             bootstrap, settings.topics.assessments, until=lambda rs: len(rs) >= len(expected)
         )

@@ -15,7 +15,7 @@ from optimiser.simulate import simulate_feed
 from streams import deadletter
 from streams.publish import messages_from_studies, send
 from streams.service import Service
-from streams.testing import ServiceThread, drain, header, producer, settings_for
+from streams.testing import ServiceThread, client_producer, drain, header, producer, settings_for
 from tests.paths import SHARED
 
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(180)]
@@ -48,11 +48,13 @@ def test_bad_messages_go_to_the_dlq_and_good_ones_are_assessed(
     service = Service(settings, pipeline_factory=fake_pipeline)
     with ServiceThread(service):
         p = producer(kafka_bootstrap)
-        send(p, settings.topics, good[:6])
+        c = client_producer(kafka_bootstrap)
+        send(c, settings.topics, good[:6])
         for topic, value in bad:
             p.send(topic, key=b"bad", value=value)
-        send(p, settings.topics, good[6:])
+        send(c, settings.topics, good[6:])
         p.close()
+        c.close(timeout_s=30)
         assessments = drain(
             kafka_bootstrap,
             settings.topics.assessments,

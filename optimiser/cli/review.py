@@ -1,0 +1,67 @@
+"""``lowdose review [--store URL] [--host H] [--port P]``: serve the physicist's review desk.
+
+On a store without users it asks (at a terminal) for the first physicist's account; elsewhere
+it names the command that makes one. Serves on 127.0.0.1 by default; put a TLS reverse proxy
+in front for a department network and pass ``--https-only`` so the cookie is marked Secure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from optimiser.cli.storeopt import add_store_argument
+from optimiser.errors import ConfigurationError
+
+HELP = "serve the review desk (queue, acquisitions, trends, reference levels) on a local port"
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    add_store_argument(parser)
+    parser.add_argument("--host", default="127.0.0.1", help="address (default: 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=8765, help="port (default: 8765)")
+    parser.add_argument(
+        "--https-only",
+        action="store_true",
+        help="mark the session cookie Secure (the desk is behind an HTTPS reverse proxy)",
+    )
+
+
+def _first_user(store_url: str) -> None:
+    from optimiser.cli.users import read_password
+    from store import open_store
+    from store.users import add_user, list_users
+
+    db = open_store(store_url)
+    try:
+        with db.sessions.begin() as session:
+            if list_users(session):
+                return
+            if not sys.stdin.isatty():
+                raise ConfigurationError(
+                    f"store {db.url}: no users yet; add one with "
+                    f"lowdose users --store {store_url} add NAME --role physicist"
+                )
+            print("No users yet: create the first physicist's account.")
+            name = input("user name: ").strip()
+            add_user(session, name, read_password(False), "physicist")
+    finally:
+        db.close()
+
+
+def run(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from store import open_store, resolve_url
+    from web.app import create_app
+
+    url = resolve_url(args.store)
+    _first_user(url)
+    db = open_store(url)
+    app = create_app(db, https_only=args.https_only)
+    print(f"review desk on http://{args.host}:{args.port}/ (store {db.url}); Ctrl-C stops it")
+    try:
+        uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    finally:
+        db.close()
+    return 0

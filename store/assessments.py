@@ -1,0 +1,277 @@
+"""Writing assessments (idempotent by ``assessment_id``) and reading the review queue.
+
+An upsert inserts a new assessment or refreshes the facts of one already stored (a redelivered
+Kafka message, a re-imported report) without touching its review state: an acknowledged or
+justified acquisition stays so, and its ``version`` is unchanged, so a redelivery never makes a
+physicist's pending action conflict. Findings are replaced in the same transaction, after the
+assessment's row is locked by the upsert (PostgreSQL), so concurrent writers of one id leave one
+set of findings.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from typing import Any, cast
+
+from sqlalchemy import Select, Table, case, delete, func, insert, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from optimiser.assessment import SEVERITY_RANK, Assessment
+from store.db import Store
+from store.models import AssessmentRow, FindingRow
+
+# Columns an upsert refreshes; the review state (status except none/open, assignee,
+# justification, version) is the desk's and is kept.
+_FACTS = (
+    "input_kind", "input_id", "study_instance_uid", "accession_number", "acquisition_index",
+    "site", "description", "scanner_model", "station_name", "performed_at", "occurred_at",
+    "month", "ctdivol_mgy", "dlp_mgy_cm", "excess_dlp_mgy_cm", "avoidable_excess_dlp_mgy_cm",
+    "effective_dose_msv", "dlp_saving_mgy_cm", "severity_rank", "finding_codes", "document",
+    "updated_at",
+)  # fmt: skip
+
+
+def utcnow() -> datetime:
+    """Naive UTC, the store's time (both dialects store DateTime without a zone)."""
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def naive_utc(value: datetime | None) -> datetime | None:
+    if value is None or value.tzinfo is None:
+        return value
+    return value.astimezone(UTC).replace(tzinfo=None)
+
+
+def assessment_values(a: Assessment, now: datetime) -> dict[str, Any]:
+    """The row of one assessment (new rows: status ``open`` when it has a warning or alert)."""
+    rank = max((SEVERITY_RANK[f.severity] for f in a.findings), default=-1)
+    performed = naive_utc(a.performed_at)
+    occurred = performed or now
+    return {
+        "assessment_id": a.assessment_id,
+        "input_kind": a.input_kind,
+        "input_id": a.input_id[:256],
+        "study_instance_uid": a.study_instance_uid[:128],
+        "accession_number": (a.accession_number or None) and a.accession_number[:64],
+        "acquisition_index": a.acquisition_index,
+        "site": a.site[:64],
+        "description": (a.description or None) and a.description[:256],
+        "scanner_model": (a.scanner_model or "")[:128],
+        "station_name": (a.station_name or None) and a.station_name[:128],
+        "performed_at": performed,
+        "occurred_at": occurred,
+        "month": occurred.strftime("%Y-%m"),
+        "ctdivol_mgy": a.ctdivol_mgy,
+        "dlp_mgy_cm": a.dlp_mgy_cm,
+        "excess_dlp_mgy_cm": a.excess_dlp_mgy_cm,
+        "avoidable_excess_dlp_mgy_cm": a.avoidable_excess_dlp_mgy_cm,
+        "effective_dose_msv": a.effective_dose_msv,
+        "dlp_saving_mgy_cm": a.proposal.dlp_saving_mgy_cm if a.proposal else None,
+        "severity_rank": rank,
+        "finding_codes": " ".join(dict.fromkeys(f.code for f in a.findings))[:512],
+        "document": a.to_json(),
+        "status": "open" if rank >= 1 else "none",
+        "assignee": None,
+        "justification": None,
+        "version": 1,
+        "stored_at": now,
+        "updated_at": now,
+    }
+
+
+def finding_values(a: Assessment) -> list[dict[str, Any]]:
+    return [
+        {
+            "assessment_id": a.assessment_id,
+            "position": i,
+            "code": f.code,
+            "severity": f.severity,
+            "message": f.message,
+        }
+        for i, f in enumerate(a.findings)
+    ]
+
+
+def upsert_assessments(session: Session, assessments: Iterable[Assessment]) -> int:
+    """Insert or refresh ``assessments`` in the caller's transaction; returns the distinct ids.
+
+    The last of several assessments with one id in the batch wins (PostgreSQL refuses one
+    statement touching a row twice).
+    """
+    now = utcnow()
+    latest: dict[str, Assessment] = {}
+    for a in assessments:
+        latest[a.assessment_id] = a
+    if not latest:
+        return 0
+    rows = [assessment_values(a, now) for a in latest.values()]
+    dialect = session.get_bind().dialect.name
+    table = cast(Table, AssessmentRow.__table__)
+    stmt: Any
+    if dialect == "postgresql":
+        stmt = postgresql.insert(table)
+    elif dialect == "sqlite":
+        stmt = sqlite.insert(table)
+    else:  # pragma: no cover - the store supports these two
+        raise NotImplementedError(dialect)
+    current = table.c.status
+    refreshed = {name: stmt.excluded[name] for name in _FACTS}
+    # Facts changed under an open item keep it open; "none" becomes "open" once flagged.
+    refreshed["status"] = case((current.in_(("none", "open")), stmt.excluded.status), else_=current)
+    refreshed["stored_at"] = table.c.stored_at
+    for start in range(0, len(rows), 500):
+        chunk = rows[start : start + 500]
+        session.execute(
+            stmt.values(chunk).on_conflict_do_update(
+                index_elements=[table.c.assessment_id], set_=refreshed
+            )
+        )
+    ids = list(latest)
+    for start in range(0, len(ids), 500):
+        session.execute(
+            delete(FindingRow).where(FindingRow.assessment_id.in_(ids[start : start + 500]))
+        )
+    findings = [f for a in latest.values() for f in finding_values(a)]
+    if findings:
+        session.execute(insert(FindingRow), findings)
+    return len(latest)
+
+
+def write_assessments(store: Store, assessments: Sequence[Assessment]) -> int:
+    """Upsert in one transaction of its own; returns the distinct ids written."""
+    with store.sessions.begin() as session:
+        return upsert_assessments(session, assessments)
+
+
+# --- the queue ----------------------------------------------------------------------------------
+
+QUEUE_STATUSES = ("open", "acknowledged", "justified", "all")
+SEVERITIES = ("warning", "alert")
+
+
+@dataclass(frozen=True)
+class QueueFilter:
+    """The queue's filters (each one optional); values arrive from the web as plain text and
+    only ever reach the database as bound parameters."""
+
+    status: str = "open"
+    site: str | None = None
+    scanner: str | None = None
+    severity: str | None = None
+    code: str | None = None
+    date_from: date | None = None
+    date_to: date | None = None
+
+    def as_params(self) -> dict[str, str]:
+        out = {"status": self.status}
+        for name in ("site", "scanner", "severity", "code"):
+            value = getattr(self, name)
+            if value:
+                out[name] = value
+        if self.date_from:
+            out["from"] = self.date_from.isoformat()
+        if self.date_to:
+            out["to"] = self.date_to.isoformat()
+        return out
+
+
+@dataclass
+class QueuePage:
+    rows: list[AssessmentRow]
+    total: int
+    by_severity: dict[str, int] = field(default_factory=dict)
+
+
+def _filtered(query: Select[Any], f: QueueFilter) -> Select[Any]:
+    a = AssessmentRow
+    if f.status == "all":
+        query = query.where(a.status != "none")
+    else:
+        query = query.where(a.status == f.status)
+    if f.site:
+        query = query.where(a.site == f.site)
+    if f.scanner is not None and f.scanner != "":
+        query = query.where(a.scanner_model == f.scanner)
+    if f.severity in SEVERITY_RANK:
+        query = query.where(a.severity_rank == SEVERITY_RANK[f.severity or ""])
+    if f.code:
+        # The set of ids with that code comes from ix_findings_code (code, assessment_id).
+        query = query.where(
+            a.assessment_id.in_(select(FindingRow.assessment_id).where(FindingRow.code == f.code))
+        )
+    if f.date_from:
+        query = query.where(a.occurred_at >= datetime.combine(f.date_from, datetime.min.time()))
+    if f.date_to:
+        end = datetime.combine(f.date_to, datetime.min.time()) + timedelta(days=1)
+        query = query.where(a.occurred_at < end)
+    return query
+
+
+def queue(session: Session, f: QueueFilter, *, limit: int = 50, offset: int = 0) -> QueuePage:
+    """Flagged acquisitions matching ``f``, newest first, with the total and counts by
+    severity of everything that matches."""
+    a = AssessmentRow
+    rows = list(
+        session.scalars(
+            _filtered(select(a), f)
+            .order_by(a.occurred_at.desc(), a.assessment_id.desc())
+            .limit(limit)
+            .offset(offset)
+        )
+    )
+    counts = session.execute(
+        _filtered(select(a.severity_rank, func.count()), f).group_by(a.severity_rank)
+    ).all()
+    names = {v: k for k, v in SEVERITY_RANK.items()}
+    by_severity = {names.get(int(rank), str(rank)): int(n) for rank, n in counts}
+    return QueuePage(rows, sum(by_severity.values()), by_severity)
+
+
+def queue_all(session: Session, f: QueueFilter, *, limit: int = 100_000) -> list[AssessmentRow]:
+    a = AssessmentRow
+    query = _filtered(select(a), f).order_by(a.occurred_at.desc(), a.assessment_id.desc())
+    return list(session.scalars(query.limit(limit)))
+
+
+def get(session: Session, assessment_id: str) -> AssessmentRow | None:
+    return session.get(AssessmentRow, assessment_id)
+
+
+def findings_of(session: Session, assessment_id: str) -> list[FindingRow]:
+    return list(
+        session.scalars(
+            select(FindingRow)
+            .where(FindingRow.assessment_id == assessment_id)
+            .order_by(FindingRow.position)
+        )
+    )
+
+
+def document(row: AssessmentRow) -> dict[str, Any]:
+    doc: dict[str, Any] = json.loads(row.document)
+    return doc
+
+
+def distinct_values(session: Session) -> dict[str, list[str]]:
+    """Sites, scanners and finding codes present (the filters' choices)."""
+    a = AssessmentRow
+    return {
+        "site": [s for (s,) in session.execute(select(a.site).distinct().order_by(a.site))],
+        "scanner": [
+            s
+            for (s,) in session.execute(
+                select(a.scanner_model).distinct().order_by(a.scanner_model)
+            )
+        ],
+        "code": [
+            c for (c,) in session.execute(select(FindingRow.code).distinct().order_by("code"))
+        ],
+    }
+
+
+def count(session: Session) -> int:
+    return int(session.scalar(select(func.count()).select_from(AssessmentRow)) or 0)
