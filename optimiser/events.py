@@ -223,6 +223,12 @@ class ProtocolEvent(_Strict):
     def to_json(self) -> str:
         return self.model_dump_json(by_alias=True)
 
+    def without_identifiers(self) -> ProtocolEvent:
+        """This event without the Patient ID and accession number: what the study state keeps
+        (a dose report finds its event by Study Instance UID; assessment needs neither)."""
+        study = self.study.model_copy(update={"patient_id": None, "accession_number": None})
+        return self.model_copy(update={"study": study})
+
 
 def parse_protocol_event(data: bytes | str, *, source: str = "protocol event") -> ProtocolEvent:
     """Validate one protocol event from JSON; every failure is an :class:`InputError`."""

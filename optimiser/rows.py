@@ -95,7 +95,8 @@ class RowBuilder:
         problems = Problems(f"protocol event {event.event_id}", self.strictness)
         study = event.study
         state = self.state(study.study_instance_uid)
-        state.protocol_event = event
+        # The state (and so the changelog topic) keeps no patient identifier (issue 10).
+        state.protocol_event = event.without_identifiers()
         self.store.put(state)
         notes: list[str] = []
         protocol = self._protocol(event.planning.site, problems, notes)

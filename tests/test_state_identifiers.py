@@ -1,0 +1,33 @@
+"""The study state keeps no patient identifier (issue 10, defect 6): it is written to the
+`lowdose.state.v1` changelog, so the Patient ID and accession number of the protocol event are
+removed before the state is stored; a later dose report still finds its event (by Study
+Instance UID) and is assessed against the event's site."""
+
+from __future__ import annotations
+
+from optimiser.dicom import read_dose_report
+from optimiser.pipeline import Pipeline
+from optimiser.simulate import simulate_feed
+
+
+def test_state_holds_no_patient_id_or_accession_and_reports_still_find_their_event() -> None:
+    [study] = simulate_feed(1, seed=4)
+    event = study.protocol_event.model_copy(
+        update={
+            "study": study.protocol_event.study.model_copy(
+                update={"patient_id": "PAT-SECRET-123", "accession_number": "ACC-SECRET-9"}
+            )
+        }
+    )
+    pipeline = Pipeline()
+    from_event = pipeline.process([event])
+    assert from_event and all(a.accession_number == "ACC-SECRET-9" for a in from_event)
+    state = pipeline.store.get(event.study.study_instance_uid)
+    assert state is not None and state.protocol_event is not None
+    record = state.to_json()
+    assert b"PAT-SECRET-123" not in record and b"ACC-SECRET-9" not in record
+    assert state.protocol_event.planning == event.planning  # what assessment needs is kept
+
+    report = read_dose_report(study.rdsr_bytes, source="sim")
+    from_report = pipeline.process([report])
+    assert from_report and {a.site for a in from_report} == {event.planning.site}
