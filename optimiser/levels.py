@@ -186,3 +186,12 @@ def with_department_levels(
         usable = tuple(lv for lv in found if lv.n >= protocol.department.min_exams)
         sites[site] = protocol.model_copy(update={"department_levels": usable})
     return SiteLibrary(sites, library.k_factors, library.provenance, library.override_dir)
+
+
+def library_with_history(library: SiteLibrary, history: Path | None) -> SiteLibrary:
+    """``library`` with the department's levels from the assessment history file ``history``
+    (JSON lines, see :func:`read_history`), or unchanged when no file is given. This is how
+    ``lowdose assess --history`` and ``lowdose run`` (``LOWDOSE_DEPARTMENT_HISTORY``) use them."""
+    if history is None:
+        return library
+    return with_department_levels(library, department_levels(read_history(history)))

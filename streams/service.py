@@ -53,13 +53,13 @@ CLOSE_TIMEOUT_MS = 2000
 
 def default_pipeline_factory(settings: StreamSettings) -> PipelineFactory:
     def build(store: ChangelogStateStore) -> PipelineLike:
+        from optimiser.levels import library_with_history
         from optimiser.pipeline import Pipeline
+        from protocols.library import load_library
 
-        library = None
-        if settings.site_library is not None:
-            from protocols.library import load_library
-
-            library = load_library(settings.site_library)
+        library = library_with_history(
+            load_library(settings.site_library), settings.department_history
+        )
         pipeline: PipelineLike = Pipeline(
             library=library, store=store, strictness=settings.strictness
         )

@@ -113,6 +113,8 @@ class StreamSettings(BaseSettings):
 
     strictness: Strictness = Strictness.WARN
     site_library: Path | None = None
+    # The department's assessed history (JSON lines of assessments): its own levels (ICRP 135).
+    department_history: Path | None = None
 
     # Security, passed through to kafka-python.
     security_protocol: SecurityProtocol = "PLAINTEXT"

@@ -220,3 +220,47 @@ def test_local_drl_is_the_p75_of_room_medians_with_enough_rooms(tmp_path: Path) 
     lib = with_department_levels(load_library(tmp_path), {"prostate": [ctdi]})
     f = above_reference_level(_row(19.0, MODEL, lib), RES)
     assert f is not None and f.severity == "warning" and f.evidence["reference"] == 18.25
+
+
+def test_assess_with_history_uses_the_department_levels(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`lowdose assess --history FILE`: the department's median joins the cited levels at run
+    time (before, only `lowdose protocols --history` showed it)."""
+    hist = tmp_path / "history.jsonl"
+    hist.write_text("\n".join(a.model_dump_json(by_alias=True) for a in history()) + "\n")
+    event = {
+        "schema": "lowdose.protocol/1",
+        "event_id": "ev-history",
+        "emitted_at": "2026-10-01T08:00:00Z",
+        "scanner": {"model": MODEL, "station_name": "CTSIM1"},
+        "study": {"study_instance_uid": "1.2.3.777"},
+        "planning": {"site": "prostate", "needed_z_mm": [0.0, 200.0]},
+        "acquisitions": [
+            {"index": 1, "type": "spiral", "z_start_mm": 0.0, "z_end_mm": 200.0, "kvp": 120.0,
+             "mas": 200.0, "ctdivol_mgy": 16.0, "pitch": 1.0, "total_collimation_mm": 20.0,
+             "slice_thickness_mm": 2.5}
+        ],
+    }  # fmt: skip
+    path = tmp_path / "event.json"
+    path.write_text(json.dumps(event))
+
+    def statistics(*extra: str) -> set[str]:
+        assert main(["assess", str(path), "--json", *extra]) == 0
+        [out] = json.loads(capsys.readouterr().out)
+        return {
+            str(f["evidence"].get("statistic"))
+            for f in out["findings"]
+            if f["code"] == "above_reference_level"
+        }
+
+    # 16 mGy: under the cited prostate median (17 mGy) and the department's (22 mGy): silent.
+    assert statistics() == set()
+    assert statistics("--history", str(hist)) == set()
+    # 23 mGy: above both medians; the department's is named only when its history is given.
+    event["acquisitions"][0]["ctdivol_mgy"] = 23.0  # type: ignore[index]
+    path.write_text(json.dumps(event))
+    without = statistics()
+    with_history = statistics("--history", str(hist))
+    assert "department_typical" not in without
+    assert "department_typical" in with_history

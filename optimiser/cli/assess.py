@@ -43,6 +43,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="folder of department override files (<site>.toml) for the protocol library",
     )
     parser.add_argument(
+        "--history",
+        metavar="FILE",
+        type=Path,
+        help="the department's assessed history (JSON lines of assessments): its own median "
+        "and 75th percentile per site and scanner model join the cited levels (ICRP 135)",
+    )
+    parser.add_argument(
         "--strictness",
         choices=["ignore", "warn", "raise"],
         default="warn",
@@ -171,6 +178,7 @@ def _table(assessments: list[Assessment]) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from optimiser.cli.storeopt import check_store_value
+    from optimiser.levels import library_with_history
     from optimiser.pipeline import Pipeline
     from optimiser.strictness import Strictness
     from protocols.library import load_library
@@ -178,7 +186,7 @@ def run(args: argparse.Namespace) -> int:
     check_store_value(args.store)
     images: list[ImageSize] = []
     items = read_inputs(args.paths, args.strictness, images)
-    library = load_library(args.site_library)
+    library = library_with_history(load_library(args.site_library), args.history)
     pipeline = Pipeline(library, strictness=Strictness(args.strictness))
     pipeline.add_image_sizes(images)
     assessments = pipeline.process(items)
