@@ -14,19 +14,19 @@ docs/dicom.md), so a diagnostic CT in the same archive is never flagged.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from ingest.settings import DicomNode
-from optimiser.assessment import Finding
-from streams.errors import BrokerError
+from optimiser.assessment import Assessment, Finding
+from optimiser.errors import LowdoseError
 
 log = logging.getLogger("lowdose.ingest.pacs")
 
 STUDY_ROOT_FIND = "1.2.840.10008.5.1.4.1.2.2.1"
 
 
-class PacsError(BrokerError):
+class PacsError(LowdoseError):
     """The PACS could not be queried (association refused, timeout, failure status)."""
 
 
@@ -129,3 +129,30 @@ def check_study(
         len(findings),
     )
     return findings
+
+
+def apply_labelling(
+    assessments: Sequence[Assessment], found: Mapping[str, list[Finding]]
+) -> list[Assessment]:
+    """Put the PACS labelling findings of each queried study (``found``: Study Instance UID ->
+    its findings, empty when every CT series is labelled) into the assessments.
+
+    The PACS is the authority on how a study is labelled there: for a queried study the
+    protocol event's own ``unlabelled_planning_scan`` (from its ``labelled_planning`` flag) is
+    replaced, so one fact never gives two warnings, and the per-series findings go on the
+    study's first assessment only (a dose report does not link series to acquisitions).
+    Studies not queried are left as they are.
+    """
+    out: list[Assessment] = []
+    placed: set[str] = set()
+    for a in assessments:
+        uid = a.study_instance_uid
+        if uid not in found:
+            out.append(a)
+            continue
+        kept = [f for f in a.findings if f.code != "unlabelled_planning_scan"]
+        if uid not in placed:
+            placed.add(uid)
+            kept.extend(found[uid])
+        out.append(a if kept == a.findings else a.model_copy(update={"findings": kept}))
+    return out

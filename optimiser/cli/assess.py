@@ -50,6 +50,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "and 75th percentile per site and scanner model join the cited levels (ICRP 135)",
     )
     parser.add_argument(
+        "--pacs",
+        action="store_true",
+        help="ask the department PACS (LOWDOSE_DICOM_PACS__AE_TITLE/__HOST/__PORT, C-FIND) how "
+        "each assessed planning study's CT series are labelled: an unlabelled series is an "
+        "unlabelled_planning_scan warning with its description (docs/dicom.md)",
+    )
+    parser.add_argument(
         "--strictness",
         choices=["ignore", "warn", "raise"],
         default="warn",
@@ -176,6 +183,28 @@ def _table(assessments: list[Assessment]) -> None:
     console.print(table)
 
 
+def _with_pacs_labels(assessments: list[Assessment]) -> list[Assessment]:
+    """The assessments with the PACS labelling check of every planning study (a study assessed
+    against a named site, not the generic one) applied (ingest.pacs.apply_labelling)."""
+    from ingest.pacs import apply_labelling, check_study
+    from ingest.settings import load as load_dicom_settings
+    from optimiser.errors import ConfigurationError
+    from protocols.library import GENERIC_SITE
+
+    dicom = load_dicom_settings()
+    if dicom.pacs is None:
+        raise ConfigurationError(
+            "--pacs needs the department PACS: set LOWDOSE_DICOM_PACS__AE_TITLE, "
+            "LOWDOSE_DICOM_PACS__HOST and LOWDOSE_DICOM_PACS__PORT (docs/dicom.md)"
+        )
+    studies = dict.fromkeys(a.study_instance_uid for a in assessments if a.site != GENERIC_SITE)
+    found = {
+        uid: check_study(dicom.pacs, uid, calling_ae=dicom.ae_title, labels=dicom.planning_labels)
+        for uid in studies
+    }
+    return apply_labelling(assessments, found)
+
+
 def run(args: argparse.Namespace) -> int:
     from optimiser.cli.storeopt import check_store_value
     from optimiser.levels import library_with_history
@@ -190,6 +219,8 @@ def run(args: argparse.Namespace) -> int:
     pipeline = Pipeline(library, strictness=Strictness(args.strictness))
     pipeline.add_image_sizes(images)
     assessments = pipeline.process(items)
+    if args.pacs:
+        assessments = _with_pacs_labels(assessments)
     if args.json:
         print(
             json.dumps(

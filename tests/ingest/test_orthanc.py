@@ -134,3 +134,44 @@ def test_labelling_cfind_flags_only_the_unlabelled_ct_series(
     assert flagged[0].evidence["series_description"] == "Thorax 1.0 B31f"
     # Silence on a correctly labelled planning study.
     assert check_study(node, labelled, calling_ae="LOWDOSE", labels=DEFAULT_PLANNING_LABELS) == []
+
+
+def test_assess_with_pacs_flags_the_unlabelled_series_of_an_assessed_planning_study(
+    orthanc: tuple[Orthanc, int],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`lowdose assess --pacs`: each assessed planning study is looked up on the PACS; its
+    unlabelled CT series is one warning with the series description, on the study's first
+    assessment; a correctly labelled study stays silent (issue 12)."""
+    from optimiser.cli.main import main
+    from optimiser.simulate import ProblemRates, simulate_feed
+
+    server, _ = orthanc
+    monkeypatch.setenv("LOWDOSE_DICOM_PACS__AE_TITLE", "ORTHANC")
+    monkeypatch.setenv("LOWDOSE_DICOM_PACS__HOST", "127.0.0.1")
+    monkeypatch.setenv("LOWDOSE_DICOM_PACS__PORT", str(server.dicom_port))
+    unlabelled, labelled = simulate_feed(2, seed=8, problem_rates=ProblemRates.from_mapping({}))
+    server.rest(
+        "POST", "/instances", _ct_series(unlabelled.study_instance_uid, "Thorax 1.0 B31f", tmp_path)
+    )
+    server.rest(
+        "POST", "/instances", _ct_series(unlabelled.study_instance_uid, "RTP Pelvis", tmp_path)
+    )
+    server.rest(
+        "POST", "/instances", _ct_series(labelled.study_instance_uid, "Planning CT 3mm", tmp_path)
+    )
+    for i, study in enumerate((unlabelled, labelled)):
+        (tmp_path / f"event{i}.json").write_text(study.protocol_event.to_json())
+
+    assert main(["assess", str(tmp_path / "event0.json"), str(tmp_path / "event1.json"),
+                 "--pacs", "--json"]) == 0  # fmt: skip
+    out = json.loads(capsys.readouterr().out)
+    flags = [
+        (a["study_instance_uid"], f["evidence"].get("series_description"))
+        for a in out
+        for f in a["findings"]
+        if f["code"] == "unlabelled_planning_scan"
+    ]
+    assert flags == [(unlabelled.study_instance_uid, "Thorax 1.0 B31f")]

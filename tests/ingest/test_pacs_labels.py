@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from ingest.pacs import SeriesLabel, unlabelled_planning_findings
 from ingest.settings import DEFAULT_PLANNING_LABELS
 
@@ -28,3 +30,30 @@ def test_department_labels_replace_the_defaults() -> None:
     series = [SeriesLabel("3.1", "CT", "SIM CT Brain")]
     assert unlabelled_planning_findings(series, ["sim ct"]) == []
     assert len(unlabelled_planning_findings(series, ["planning"])) == 1
+
+
+def test_the_pacs_answer_replaces_the_event_flag_and_goes_on_the_first_assessment() -> None:
+    from ingest.pacs import apply_labelling
+    from optimiser.pipeline import Pipeline
+    from optimiser.simulate import simulate_feed
+
+    [study] = simulate_feed(1, seed=6)
+    event = study.protocol_event.model_copy(
+        update={"study": study.protocol_event.study.model_copy(update={"labelled_planning": False})}
+    )
+    assessed = Pipeline().process([event])
+    assert len(assessed) >= 1
+    uid = event.study.study_instance_uid
+
+    def codes(a: Any) -> list[str]:
+        return [f.code for f in a.findings if f.code == "unlabelled_planning_scan"]
+
+    assert all(codes(a) for a in assessed)  # the event's own flag, on every acquisition
+    # PACS: every CT series labelled -> the event's flag is gone (one source speaks).
+    assert not any(codes(a) for a in apply_labelling(assessed, {uid: []}))
+    # PACS: one unlabelled series -> one finding, on the first assessment only.
+    series = [SeriesLabel("1.2.3", "CT", "Thorax 1.0 B31f")]
+    with_pacs = apply_labelling(assessed, {uid: unlabelled_planning_findings(series, ["rtp"])})
+    assert [len(codes(a)) for a in with_pacs] == [1] + [0] * (len(assessed) - 1)
+    # A study not queried is left as it was.
+    assert apply_labelling(assessed, {}) == assessed
