@@ -113,3 +113,77 @@ def test_sigkill_mid_stream_leaves_every_assessment_once(
     ids = [r["assessment_id"] for r in rows]
     assert len(ids) == len(set(ids)) == len(alerts)
     assert set(ids) == {make_assessment(i).assessment_id for i in alerts}
+
+
+def test_feed_through_lowdose_run_and_lowdose_store_shows_every_alert_once_in_the_desk(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    """The issue's whole path: a simulated feed -> the stream service with the real pipeline
+    (`lowdose run`, here in-process) -> `lowdose store` (a subprocess, SIGKILLed once rows
+    arrive, then restarted) -> the desk: one row per assessment, every alert once."""
+    from optimiser.dicom import read_dicom
+    from optimiser.events import parse_protocol_event
+    from optimiser.pipeline import Pipeline
+    from optimiser.simulate import simulate_feed
+    from streams.publish import messages_from_studies, send
+    from streams.service import HEADER_ASSESSMENT_ID, Service
+    from streams.testing import ServiceThread, client_producer, drain, header
+
+    settings = settings_for(kafka_bootstrap, partitions=2)
+    ensure_topics(settings, create=True)
+    env = settings_env(settings)
+    url = f"sqlite:///{tmp_path / 'desk.db'}"
+    studies = simulate_feed(120, seed=21)
+    messages = list(messages_from_studies(studies))
+    # What the service must produce: the same inputs through one in-process pipeline (the ids
+    # derive from event ids and SOP Instance UIDs, not from where a message was read).
+    items = [
+        parse_protocol_event(m.value) if m.kind == "protocol" else read_dicom(m.value, source="x")
+        for m in messages
+    ]
+    expected = Pipeline().process(items)
+    assessment_ids = {a.assessment_id for a in expected}
+    alert_ids = {a.assessment_id for a in expected if a.is_alert}
+    assert alert_ids, "the simulated feed injects problems, so some assessments are flagged"
+    with ServiceThread(Service(settings)):
+        p = client_producer(kafka_bootstrap)
+        send(p, settings.topics, messages)
+        p.close(timeout_s=30)
+        drain(
+            kafka_bootstrap,
+            settings.topics.assessments,
+            until=lambda rs: {header(r, HEADER_ASSESSMENT_ID) for r in rs} >= assessment_ids,
+            timeout_s=150,
+        )
+
+    first = _sink(url, env, idle_stop=None)
+    deadline = time.monotonic() + 180
+    try:
+        while _rows(url) == 0:
+            assert first.poll() is None, first.communicate()
+            assert time.monotonic() < deadline, "the sink stored nothing within 180 s"
+            time.sleep(0.05)
+    finally:
+        first.send_signal(signal.SIGKILL)
+        first.wait(30)
+    second = _sink(url, env, idle_stop=10)
+    _out, err = second.communicate(timeout=300)
+    assert second.returncode == 0, err
+    assert _rows(url) == len(assessment_ids)
+
+    db = open_store(url)
+    try:
+        with db.sessions.begin() as s:
+            add_user(s, "ann", "a long enough password", "physicist")
+        client = TestClient(create_app(db, secret="t"), follow_redirects=False)
+        token = client.get("/login").text.split('name="csrf" value="', 1)[1].split('"', 1)[0]
+        client.post(
+            "/login",
+            data={"csrf": token, "username": "ann", "password": "a long enough password"},
+        )
+        rows = list(csv.DictReader(io.StringIO(client.get("/queue.csv").text)))
+    finally:
+        db.close()
+    ids = [r["assessment_id"] for r in rows]
+    assert len(ids) == len(set(ids)) == len(alert_ids)
+    assert set(ids) == alert_ids
