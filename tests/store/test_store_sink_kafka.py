@@ -60,6 +60,25 @@ def _sink(url: str, env: dict[str, str], idle_stop: float | None) -> subprocess.
     )
 
 
+def _queue_ids(url: str) -> list[str]:
+    """The assessment ids of the desk's queue (as its CSV export lists them), read by a
+    physicist logged in through the login form."""
+    db = open_store(url)
+    try:
+        with db.sessions.begin() as s:
+            add_user(s, "ann", "a long enough password", "physicist")
+        client = TestClient(create_app(db, secret="t"), follow_redirects=False)
+        token = client.get("/login").text.split('name="csrf" value="', 1)[1].split('"', 1)[0]
+        client.post(
+            "/login",
+            data={"csrf": token, "username": "ann", "password": "a long enough password"},
+        )
+        rows = list(csv.DictReader(io.StringIO(client.get("/queue.csv").text)))
+    finally:
+        db.close()
+    return [r["assessment_id"] for r in rows]
+
+
 def test_sigkill_mid_stream_leaves_every_assessment_once(
     kafka_bootstrap: str, tmp_path: Path
 ) -> None:
@@ -97,20 +116,7 @@ def test_sigkill_mid_stream_leaves_every_assessment_once(
     assert second.returncode == 0, err
     assert _rows(url) == N
 
-    db = open_store(url)
-    try:
-        with db.sessions.begin() as s:
-            add_user(s, "ann", "a long enough password", "physicist")
-        client = TestClient(create_app(db, secret="t"), follow_redirects=False)
-        token = client.get("/login").text.split('name="csrf" value="', 1)[1].split('"', 1)[0]
-        client.post(
-            "/login",
-            data={"csrf": token, "username": "ann", "password": "a long enough password"},
-        )
-        rows = list(csv.DictReader(io.StringIO(client.get("/queue.csv").text)))
-    finally:
-        db.close()
-    ids = [r["assessment_id"] for r in rows]
+    ids = _queue_ids(url)
     assert len(ids) == len(set(ids)) == len(alerts)
     assert set(ids) == {make_assessment(i).assessment_id for i in alerts}
 
@@ -171,19 +177,6 @@ def test_feed_through_lowdose_run_and_lowdose_store_shows_every_alert_once_in_th
     assert second.returncode == 0, err
     assert _rows(url) == len(assessment_ids)
 
-    db = open_store(url)
-    try:
-        with db.sessions.begin() as s:
-            add_user(s, "ann", "a long enough password", "physicist")
-        client = TestClient(create_app(db, secret="t"), follow_redirects=False)
-        token = client.get("/login").text.split('name="csrf" value="', 1)[1].split('"', 1)[0]
-        client.post(
-            "/login",
-            data={"csrf": token, "username": "ann", "password": "a long enough password"},
-        )
-        rows = list(csv.DictReader(io.StringIO(client.get("/queue.csv").text)))
-    finally:
-        db.close()
-    ids = [r["assessment_id"] for r in rows]
+    ids = _queue_ids(url)
     assert len(ids) == len(set(ids)) == len(alert_ids)
     assert set(ids) == alert_ids
