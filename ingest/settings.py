@@ -11,13 +11,12 @@ field and the remedy.
 
 from __future__ import annotations
 
-import os
 import re
 import ssl
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -26,6 +25,7 @@ from pydantic_settings import (
 )
 
 from optimiser.errors import ConfigurationError
+from streams.settings import construct
 
 # PS3.8 9.3.2: an AE title is 1 to 16 characters of the default repertoire, no backslash or
 # control characters; leading and trailing spaces are not significant.
@@ -182,26 +182,13 @@ _CONFIG_FILE: dict[str, Path] = {}
 
 def load(config: Path | None = None, **overrides: Any) -> DicomSettings:
     """Load the DICOM settings; every problem is a :class:`ConfigurationError`."""
-    env_config = os.environ.get("LOWDOSE_DICOM_CONFIG")
-    path = config or (Path(env_config) if env_config else None)
-    if path is not None and not path.is_file():
-        raise ConfigurationError(
-            f"DICOM config file {path} does not exist; pass an existing TOML file to "
-            "--dicom-config (or unset LOWDOSE_DICOM_CONFIG)"
-        )
-    clean = {k: v for k, v in overrides.items() if v is not None}
-    try:
-        if path is not None:
-            _CONFIG_FILE["path"] = path
-        return DicomSettings(**clean)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "settings"
-        raise ConfigurationError(
-            f"setting {where} = {first.get('input')!r}: {first['msg']}; fix the environment "
-            f"variable LOWDOSE_DICOM_{where.upper().replace('.', '__')} or the DICOM config file"
-        ) from exc
-    except ValueError as exc:  # malformed TOML
-        raise ConfigurationError(f"DICOM config file {path}: {exc}; fix its syntax") from exc
-    finally:
-        _CONFIG_FILE.pop("path", None)
+    return construct(
+        DicomSettings,
+        config,
+        overrides,
+        config_file=_CONFIG_FILE,
+        env_config="LOWDOSE_DICOM_CONFIG",
+        env_prefix="LOWDOSE_DICOM_",
+        file_label="DICOM config file",
+        file_option="--dicom-config (TOML)",
+    )

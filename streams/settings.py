@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from pydantic import (
     AliasChoices,
@@ -205,25 +205,43 @@ class StreamSettings(BaseSettings):
         return options
 
 
+_S = TypeVar("_S", bound=BaseSettings)
+
 # The file is chosen at run time (command line), but pydantic-settings asks for sources in a
 # classmethod: the chosen path is handed over here for the duration of one load().
 _CONFIG_FILE: dict[str, Path] = {}
 
 
-def load(config: Path | None = None, **overrides: Any) -> StreamSettings:
-    """Load settings; every problem is a :class:`ConfigurationError` naming field and remedy."""
-    env_config = os.environ.get("LOWDOSE_CONFIG")
-    path = config or (Path(env_config) if env_config else None)
+def construct(
+    cls: type[_S],
+    config: Path | None,
+    overrides: dict[str, Any],
+    *,
+    config_file: dict[str, Path],
+    env_config: str,
+    env_prefix: str,
+    file_label: str,
+    file_option: str,
+) -> _S:
+    """Build settings of ``cls`` from the environment, the config file (``config``, else the
+    file named by ``$env_config``) and ``overrides`` (None values ignored); every problem is a
+    :class:`ConfigurationError` naming the field, the environment variable and the file.
+
+    ``config_file`` is the module's hand-over slot read by ``cls``'s file source (the file is
+    chosen at run time, but pydantic-settings asks for sources in a classmethod).
+    """
+    from_env = os.environ.get(env_config)
+    path = config or (Path(from_env) if from_env else None)
     if path is not None and not path.is_file():
         raise ConfigurationError(
-            f"config file {path} does not exist; pass an existing TOML or .env file to --config "
-            "(or unset LOWDOSE_CONFIG)"
+            f"{file_label} {path} does not exist; pass an existing file to {file_option} "
+            f"(or unset {env_config})"
         )
     clean = {k: v for k, v in overrides.items() if v is not None}
     try:
         if path is not None:
-            _CONFIG_FILE["path"] = path
-        settings = StreamSettings(**clean)
+            config_file["path"] = path
+        return cls(**clean)
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
@@ -232,12 +250,26 @@ def load(config: Path | None = None, **overrides: Any) -> StreamSettings:
         shown = "***" if "password" in where else repr(first.get("input"))
         raise ConfigurationError(
             f"setting {where} = {shown}: {first['msg']}; fix the environment variable "
-            f"LOWDOSE_{where.upper().replace('.', '__')} or the config file"
+            f"{env_prefix}{where.upper().replace('.', '__')} or the {file_label}"
         ) from exc
     except ValueError as exc:  # malformed TOML / .env
-        raise ConfigurationError(f"config file {path}: {exc}; fix its syntax") from exc
+        raise ConfigurationError(f"{file_label} {path}: {exc}; fix its syntax") from exc
     finally:
-        _CONFIG_FILE.pop("path", None)
+        config_file.pop("path", None)
+
+
+def load(config: Path | None = None, **overrides: Any) -> StreamSettings:
+    """Load settings; every problem is a :class:`ConfigurationError` naming field and remedy."""
+    settings = construct(
+        StreamSettings,
+        config,
+        overrides,
+        config_file=_CONFIG_FILE,
+        env_config="LOWDOSE_CONFIG",
+        env_prefix="LOWDOSE_",
+        file_label="config file",
+        file_option="--config (TOML or .env)",
+    )
     if not settings.bootstrap_servers:
         settings.bootstrap_servers = _local_broker_address() or ""
     if not settings.bootstrap_servers:

@@ -28,6 +28,7 @@ from streams.fake import FakeBroker, FakeConsumer, FakeProducer, FakeReader
 from streams.loop import HEADER_ASSESSMENT_ID, ServiceLoop, StopSignal
 from streams.policy import FailurePolicy
 from streams.settings import Topics
+from tests.blank import blank_assessment
 
 TOPICS = Topics(
     protocol="in.protocol",
@@ -59,22 +60,9 @@ class Collect:
 
 
 def _blank(**fields: Any) -> Assessment:
-    zero: dict[str, Any] = {
-        "needed_z_mm": None,
-        "needed_basis": "given",
-        "irradiated_z_mm": None,
-        "dlp_mgy_cm": 0.0,
-        "scan_length_mm": 0.0,
-        "excess_length_mm": 0.0,
-        "excess_dlp_mgy_cm": 0.0,
-        "excess_fraction": 0.0,
-        "effective_dose_msv": 0.0,
-        "excess_effective_dose_msv": 0.0,
-        "site": "pelvis",
-        "placement": "planned",
-        "ctdivol_mgy": 1.0,
-    }
-    return Assessment(**(zero | fields))
+    return blank_assessment(
+        **({"site": "pelvis", "placement": "planned", "ctdivol_mgy": 1.0} | fields)
+    )
 
 
 class InPlacePipeline:

@@ -16,6 +16,7 @@ from optimiser.errors import InputError
 from optimiser.events import ProtocolEvent
 from optimiser.state import StudyState, StudyStateStore
 from streams.testing import kafka_bootstrap, kafka_broker, kafka_tls
+from tests.blank import blank_assessment
 
 __all__ = ["kafka_bootstrap", "kafka_broker", "kafka_tls"]
 
@@ -57,28 +58,11 @@ class FakePipeline:
         return out
 
 
-def _fake(**fields: Any) -> Assessment:
-    """A fake pipeline's assessment: no range and zero dose unless ``fields`` say otherwise."""
-    blank: dict[str, Any] = {
-        "needed_z_mm": None,
-        "needed_basis": "given",
-        "irradiated_z_mm": None,
-        "dlp_mgy_cm": 0.0,
-        "scan_length_mm": 0.0,
-        "excess_length_mm": 0.0,
-        "excess_dlp_mgy_cm": 0.0,
-        "excess_fraction": 0.0,
-        "effective_dose_msv": 0.0,
-        "excess_effective_dose_msv": 0.0,
-    }
-    return Assessment(**(blank | fields))
-
-
 def _assessment(event: ProtocolEvent, index: int, ctdivol: float, earlier: int) -> Assessment:
     findings = []
     if ctdivol > ALERT_CTDIVOL_MGY:
         findings.append(Finding(code="above_reference_level", severity="alert", message="high"))
-    return _fake(
+    return blank_assessment(
         assessment_id=assessment_id("protocol_event", event.event_id, str(index)),
         input_kind="protocol_event",
         input_id=event.event_id,
@@ -94,7 +78,7 @@ def _assessment(event: ProtocolEvent, index: int, ctdivol: float, earlier: int) 
 
 def _report_assessment(report: Any, state: StudyState) -> Assessment:
     assert state.protocol_event is not None
-    return _fake(
+    return blank_assessment(
         assessment_id=assessment_id("dose_report", report.source, "0"),
         input_kind="dose_report",
         input_id=report.source,
