@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
 from optimiser.errors import ConfigurationError
 
@@ -82,6 +82,12 @@ class DiagnosticKeywords(_Model):
 
     keywords: list[str] = Field(default_factory=list)
     source: str
+    # Each keyword as the padded phrase :meth:`match` looks for, normalised once (this runs
+    # for every acquisition of every event).
+    _phrases: tuple[tuple[str, str], ...] = PrivateAttr(default=())
+
+    def model_post_init(self, context: object, /) -> None:
+        self._phrases = tuple((kw, f" {_words(kw)} ") for kw in self.keywords)
 
     def match(self, *names: str | None) -> str | None:
         """The first name holding a keyword as a whole word (any case, ``_`` and ``-`` read as
@@ -89,11 +95,16 @@ class DiagnosticKeywords(_Model):
         for name in names:
             if not name:
                 continue
-            text = " " + " ".join(name.lower().replace("_", " ").replace("-", " ").split()) + " "
-            for kw in self.keywords:
-                if f" {' '.join(kw.lower().split())} " in text:
+            text = f" {_words(name)} "
+            for kw, phrase in self._phrases:
+                if phrase in text:
                     return f"{name!r} ({kw})"
         return None
+
+
+def _words(text: str) -> str:
+    """``text`` in lower case with ``_`` and ``-`` read as spaces and runs of space as one."""
+    return " ".join(text.lower().replace("_", " ").replace("-", " ").split())
 
 
 class DepartmentPolicy(_Model):

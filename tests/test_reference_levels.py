@@ -444,3 +444,15 @@ def test_reassessed_proposal_event_has_no_ctdivol_level_warning(site: str, ctdiv
         and f.evidence["statistic"] == "drl"
     ]
     assert bad == []
+
+
+def test_diagnostic_keywords_match_whole_words_however_written() -> None:
+    """A department's keyword is normalised like the names it is looked for in: a hyphen or
+    underscore in either reads as a space, case is ignored, and only whole words match."""
+    from protocols.library import DiagnosticKeywords
+
+    names = DiagnosticKeywords(keywords=["multi-phase", "Triple  Phase", "cta"], source="test")
+    assert names.match("MULTI_PHASE abdomen") == "'MULTI_PHASE abdomen' (multi-phase)"
+    assert names.match(None, "", "liver triple-phase") == "'liver triple-phase' (Triple  Phase)"
+    assert names.match("RT thorax planning", "actual planning") is None  # no "cta" inside a word
+    assert names.match("Thorax CTA") == "'Thorax CTA' (cta)"
