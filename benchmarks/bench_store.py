@@ -158,6 +158,10 @@ def bulk_fill(db: Store, n: int, seed: int = 11) -> None:
         "INSERT INTO findings (assessment_id, position, code, severity, message) "
         "VALUES (?, ?, ?, ?, ?)"
     )
+    insert_codes = (  # what store.assessments.upsert_assessments writes beside the findings
+        "INSERT INTO assessment_codes (code, assessment_id, status, severity_rank, occurred_at, "
+        "site, scanner_model) VALUES (?, ?, ?, ?, ?, ?, ?)"
+    )
     with db.engine.begin() as conn:
         for index in table.indexes:
             index.drop(conn)
@@ -165,6 +169,7 @@ def bulk_fill(db: Store, n: int, seed: int = 11) -> None:
         for chunk in range(0, n, 100_000):
             rows: list[tuple[Any, ...]] = []
             findings: list[tuple[Any, ...]] = []
+            codes: list[tuple[Any, ...]] = []
             for i in range(chunk, min(n, chunk + 100_000)):
                 site = SITES[i % len(SITES)]
                 when = start + timedelta(minutes=i * (730 * 24 * 60) // n)
@@ -182,8 +187,10 @@ def bulk_fill(db: Store, n: int, seed: int = 11) -> None:
                              now, now))  # fmt: skip
                 if rank >= 1:
                     findings.append((aid, 0, code, "alert" if rank == 2 else "warning", "bench"))
+                    codes.append((code, aid, "open", rank, when, site, SCANNERS[i % len(SCANNERS)]))
             raw.executemany(insert_rows, rows)
             raw.executemany(insert_findings, findings)
+            raw.executemany(insert_codes, codes)
         for index in table.indexes:
             index.create(conn)
         conn.exec_driver_sql("ANALYZE")

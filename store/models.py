@@ -2,8 +2,9 @@
 ``store/migrations/versions`` creates exactly these (tests/store/test_schema.py compares them).
 
 Queue and trend queries read only indexed columns: ``status`` + ``occurred_at`` (the open
-queue, newest first, and its filters by site, scanner and severity), ``findings.code`` (filter by
-finding code) and ``site``/``scanner_model`` + ``month`` covering the trend aggregates.
+queue, newest first, and its filters by site, scanner and severity), ``assessment_codes`` (the
+queue filtered by finding code) and ``site``/``scanner_model`` + ``month`` covering the trend
+aggregates.
 """
 
 from __future__ import annotations
@@ -119,6 +120,49 @@ class FindingRow(Base):
     __table_args__ = (
         Index("ix_findings_assessment", "assessment_id"),
         Index("ix_findings_code", "code", "assessment_id"),
+    )
+
+
+class AssessmentCodeRow(Base):
+    """One row per (finding code, assessment): the queue filtered by finding code.
+
+    The queue's filter and sort columns are copied from the assessment (``status``,
+    ``severity_rank``, ``occurred_at``, ``site``, ``scanner_model``), so the filtered queue and
+    its counts read ``ix_assessment_codes_queue`` in queue order and look up only the rows of the
+    page, instead of probing ``assessments`` once per matching finding. A findings row cannot
+    carry the copies: one assessment may have several findings of one code (one per unlabelled
+    series). Written only by :func:`store.assessments.upsert_assessments` (with the findings)
+    and kept current by :func:`store.review.apply`, each in the transaction of its change.
+    """
+
+    __tablename__ = "assessment_codes"
+
+    code: Mapped[str] = mapped_column(String(64), primary_key=True)
+    assessment_id: Mapped[str] = mapped_column(
+        String(64),
+        ForeignKey("assessments.assessment_id", ondelete="CASCADE"),
+        primary_key=True,
+    )
+    status: Mapped[str] = mapped_column(String(16))
+    severity_rank: Mapped[int] = mapped_column(Integer)
+    occurred_at: Mapped[datetime] = mapped_column(DateTime)
+    site: Mapped[str] = mapped_column(String(64))
+    scanner_model: Mapped[str] = mapped_column(String(128))
+
+    __table_args__ = (
+        # Covering for the page (equality on code and status, newest first, the rest checked
+        # in the index) and for the counts by severity.
+        Index(
+            "ix_assessment_codes_queue",
+            "code",
+            "status",
+            "occurred_at",
+            "assessment_id",
+            "severity_rank",
+            "site",
+            "scanner_model",
+        ),
+        Index("ix_assessment_codes_assessment", "assessment_id"),
     )
 
 
