@@ -5,8 +5,9 @@
   dose reports repeated to 10,000 files (each copy with its own SOP Instance UID, so every file
   is a distinct report and a distinct row); rate in reports/s. Baseline: the parse alone
   (:func:`optimiser.dicom.read_dicom` of the same files). Goal: ratio >= 0.5.
-- ``queue_page_1m`` and ``trend_page_1m``: the desk's filtered queue (``/?site=..&severity=alert``)
-  and a trend page (``/trends?site=..``) through the whole app in process (middleware, session,
+- ``queue_page_1m``, ``queue_code_filter_1m``, ``queue_status_all_1m`` and ``trend_page_1m``: the
+  desk's filtered queue (``/?site=..&severity=alert``, ``/?code=..``, ``/?status=all``) and a trend
+  page (``/trends?site=..``) through the whole app in process (middleware, session,
   SQL, templates) over a SQLite store of 1,000,000 assessments; median and p99 of single
   requests are reported (goal: p99 < 200 ms; reported, not gated: absolute times depend on the
   machine's load). The 1M fixture is bulk-inserted (indexes dropped and rebuilt) and rows carry a
@@ -241,6 +242,7 @@ def _p99(samples: list[float]) -> float:
     [
         ("queue_page_1m", "/?site=prostate&severity=alert"),
         ("queue_code_filter_1m", "/?code=repeat_acquisition"),
+        ("queue_status_all_1m", "/?status=all"),
         ("trend_page_1m", "/trends?site=prostate"),
     ],
 )

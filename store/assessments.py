@@ -18,13 +18,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Select, Table, case, delete, func, insert, select, update
+from sqlalchemy import Select, Table, case, delete, func, insert, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from optimiser.assessment import SEVERITY_RANK, Assessment
 from store.db import Store
-from store.models import AssessmentCodeRow, AssessmentRow, FindingRow
+from store.models import FLAGGED_SQL, STATUSES, AssessmentCodeRow, AssessmentRow, FindingRow
 
 # Columns an upsert refreshes; the review state (status except none/open, assignee,
 # justification, version) is the desk's and is kept.
@@ -193,6 +193,7 @@ def write_assessments(store: Store, assessments: Sequence[Assessment]) -> int:
 # --- the queue ----------------------------------------------------------------------------------
 
 QUEUE_STATUSES = ("open", "acknowledged", "justified", "all")
+FLAGGED_STATUSES = tuple(s for s in STATUSES if s != "none")  # "all": the same rows as FLAGGED_SQL
 SEVERITIES = ("warning", "alert")
 
 
@@ -229,12 +230,22 @@ class QueuePage:
     by_severity: dict[str, int] = field(default_factory=dict)
 
 
-def _filtered(query: Select[Any], f: QueueFilter, t: type[AssessmentRow | AssessmentCodeRow]
-              ) -> Select[Any]:  # fmt: skip
+def _filtered(
+    query: Select[Any],
+    f: QueueFilter,
+    t: type[AssessmentRow | AssessmentCodeRow],
+    *,
+    counting: bool = False,
+) -> Select[Any]:
     """``query`` restricted to ``f``, on the columns of ``t``: the assessments, or their
     copies on ``assessment_codes`` when ``f`` names a finding code."""
-    if f.status == "all":
-        query = query.where(t.status != "none")
+    if f.status == "all" and counting:
+        # Three equality ranges of the (status, ...) covering indexes, not one whole index.
+        query = query.where(t.status.in_(FLAGGED_STATUSES))
+    elif f.status == "all":
+        # A page newest first: spelt as the partial indexes' condition, with a literal, so
+        # ix_assessments_flagged / ix_assessment_codes_flagged serve it in time order.
+        query = query.where(text(f"{t.__tablename__}.{FLAGGED_SQL}"))
     else:
         query = query.where(t.status == f.status)
     if f.site:
@@ -270,7 +281,7 @@ def queue_statements(f: QueueFilter, *, limit: int, offset: int) -> tuple[Select
     counts = select(t.severity_rank, func.count()).select_from(t)
     if f.code:
         counts = counts.where(AssessmentCodeRow.code == f.code)
-    return rows, _filtered(counts, f, t).group_by(t.severity_rank)
+    return rows, _filtered(counts, f, t, counting=True).group_by(t.severity_rank)
 
 
 def queue(session: Session, f: QueueFilter, *, limit: int = 50, offset: int = 0) -> QueuePage:

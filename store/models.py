@@ -20,11 +20,16 @@ from sqlalchemy import (
     Integer,
     String,
     Text,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 # Review states. "none": nothing to review (no warning or alert); "open": in the queue.
 STATUSES = ("none", "open", "acknowledged", "justified")
+# The queue with status "all" (everything ever flagged): partial indexes hold only these rows.
+# Queries must spell the condition with a literal, as here (a bound parameter cannot prove that
+# a row is in a partial index); store.assessments.FLAGGED is that condition.
+FLAGGED_SQL = "status != 'none'"
 ROLES = ("physicist", "viewer")
 
 
@@ -102,6 +107,14 @@ class AssessmentRow(Base):
         Index("ix_assessments_site_time", "site", "occurred_at"),
         Index("ix_assessments_scanner_time", "scanner_model", "occurred_at"),
         Index("ix_assessments_study", "study_instance_uid"),
+        Index(
+            "ix_assessments_flagged",
+            "occurred_at",
+            "assessment_id",
+            "severity_rank",
+            sqlite_where=text(FLAGGED_SQL),
+            postgresql_where=text(FLAGGED_SQL),
+        ),
     )
 
 
@@ -161,6 +174,17 @@ class AssessmentCodeRow(Base):
             "severity_rank",
             "site",
             "scanner_model",
+        ),
+        Index(
+            "ix_assessment_codes_flagged",
+            "code",
+            "occurred_at",
+            "assessment_id",
+            "severity_rank",
+            "site",
+            "scanner_model",
+            sqlite_where=text(FLAGGED_SQL),
+            postgresql_where=text(FLAGGED_SQL),
         ),
         Index("ix_assessment_codes_assessment", "assessment_id"),
     )

@@ -9,6 +9,8 @@ dialects), and the query plans (SQLite's EXPLAIN QUERY PLAN; PostgreSQL's EXPLAI
 
 from __future__ import annotations
 
+import re
+from datetime import date
 from typing import Any
 
 import pytest
@@ -145,32 +147,60 @@ def _sqlite_plan(s: Session, stmt: Select[Any]) -> str:
     return "\n".join(str(r[-1]) for r in rows)
 
 
-def test_sqlite_plan_of_the_code_filter_reads_the_code_index(tmp_path: Any) -> None:
+CODE = "repeat_acquisition"
+
+
+def test_sqlite_plans_of_the_queue_read_indexes(tmp_path: Any) -> None:
     from store import open_store
 
     store = open_store(f"sqlite:///{tmp_path / 'plan.db'}")
     try:
         write_assessments(
             store,
-            [make_assessment(i, findings=[("repeat_acquisition", "alert")]) for i in range(30)],
+            [make_assessment(i, findings=[(CODE, "alert")] if i % 3 else None) for i in range(60)],
         )
         with store.engine.begin() as conn:
             conn.exec_driver_sql("ANALYZE")
         with store.sessions() as s:
-            for f in (QueueFilter(code="repeat_acquisition"),
-                      QueueFilter(code="repeat_acquisition", site="prostate",
-                                  severity="alert")):  # fmt: skip
+            for f in (QueueFilter(code=CODE), QueueFilter(code=CODE, status="all"),
+                      QueueFilter(code=CODE, site="prostate", severity="alert")):  # fmt: skip
                 rows, counts = queue_statements(f, limit=50, offset=0)
                 plan = _sqlite_plan(s, rows)
-                # Matches come from the index in queue order: the page stops after 50 rows,
+                # Matches come from a code index in queue order: the page stops after 50 rows,
                 # with no sort of every match and no full scan of any table.
-                assert "USING COVERING INDEX ix_assessment_codes_queue" in plan, plan
+                assert "USING COVERING INDEX ix_assessment_codes_queue" in plan or (
+                    "USING INDEX ix_assessment_codes_flagged" in plan
+                ), plan
                 assert "TEMP B-TREE FOR ORDER BY" not in plan, plan
                 assert "SCAN" not in plan, plan
                 # The counts never touch the assessments (no lookup per match).
                 plan = _sqlite_plan(s, counts)
                 assert "USING COVERING INDEX ix_assessment_codes_queue" in plan, plan
                 assert "assessments" not in plan and "SCAN" not in plan, plan
+            # Status "all" (status != 'none', which a (status, ...) index cannot serve): the
+            # page walks the partial index of flagged rows; the counts seek three statuses.
+            for f in (QueueFilter(status="all"), QueueFilter(status="all", severity="alert")):
+                rows, counts = queue_statements(f, limit=50, offset=0)
+                plan = _sqlite_plan(s, rows)
+                assert "ix_assessments_flagged" in plan, plan
+                assert "TEMP B-TREE FOR ORDER BY" not in plan, plan
+                plan = _sqlite_plan(s, counts)
+                assert "SEARCH assessments USING COVERING INDEX" in plan, plan
+                assert "SCAN" not in plan, plan
+            # Every filter's counts: an index search, never a scan.
+            every = [
+                QueueFilter(),
+                QueueFilter(site="prostate"),
+                QueueFilter(scanner="x"),
+                QueueFilter(severity="warning"),
+                QueueFilter(status="justified"),
+                QueueFilter(status="all", site="prostate"),
+                QueueFilter(status="all", scanner="x", severity="alert"),
+                QueueFilter(date_from=date(2026, 3, 1), date_to=date(2026, 3, 2)),
+            ]
+            for f in every:
+                plan = _sqlite_plan(s, queue_statements(f, limit=50, offset=0)[1])
+                assert "SEARCH assessments USING" in plan and "SCAN" not in plan, (f, plan)
     finally:
         store.close()
 
@@ -211,6 +241,7 @@ def test_postgresql_plan_of_the_code_filter_reads_the_code_index(store: Store) -
     filters = [
         QueueFilter(code="repeat_acquisition"),
         QueueFilter(code="repeat_acquisition", site="brain", severity="alert"),
+        QueueFilter(code="repeat_acquisition", status="all"),
     ]
     with store.engine.connect() as conn:
         for f in filters:
@@ -220,9 +251,10 @@ def test_postgresql_plan_of_the_code_filter_reads_the_code_index(store: Store) -
                 compiled = stmt.compile(conn, compile_kwargs={"literal_binds": True})
                 plans.append("\n".join(r[0] for r in conn.exec_driver_sql(f"EXPLAIN {compiled}")))
             rows_plan, counts_plan = plans
-            # The page: the code index read backwards (newest first) under the limit, one
+            # The page: a code index read backwards (newest first) under the limit, one
             # primary-key lookup per row of the page; no sort of every match, no full scan.
-            assert "ix_assessment_codes_queue" in rows_plan, rows_plan
+            used = r"Index (Only )?Scan Backward using ix_assessment_codes_(queue|flagged)"
+            assert re.search(used, rows_plan), rows_plan
             assert "Seq Scan" not in rows_plan and "Sort" not in rows_plan, rows_plan
             # The counts: the rows of that code found through an index on assessment_codes
             # (which one, and whether index-only, depends on the visibility map), never the
@@ -232,3 +264,12 @@ def test_postgresql_plan_of_the_code_filter_reads_the_code_index(store: Store) -
             assert "Seq Scan" not in counts_plan and "on assessments" not in counts_plan, (
                 counts_plan
             )
+    # Status "all": the page from the partial index of flagged rows, newest first.
+    with store.engine.connect() as conn:
+        rows, counts = queue_statements(QueueFilter(status="all"), limit=50, offset=0)
+        compiled = rows.compile(conn, compile_kwargs={"literal_binds": True})
+        plan = "\n".join(r[0] for r in conn.exec_driver_sql(f"EXPLAIN {compiled}"))
+        assert "ix_assessments_flagged" in plan and "Sort" not in plan, plan
+        compiled = counts.compile(conn, compile_kwargs={"literal_binds": True})
+        plan = "\n".join(r[0] for r in conn.exec_driver_sql(f"EXPLAIN {compiled}"))
+        assert "Seq Scan" not in plan, plan

@@ -1,6 +1,7 @@
 """The queue filtered by finding code: ``assessment_codes``, one row per (code, assessment) with
 copies of the queue's filter and sort columns, indexed in queue order; filled from the stored
-findings and assessments.
+findings and assessments. Partial indexes of the flagged rows (``status != 'none'``) for the
+queue with status "all", on both tables.
 
 Revision ID: 0002
 Revises: 0001
@@ -46,7 +47,23 @@ def upgrade() -> None:
          "scanner_model"],
     )  # fmt: skip
     op.create_index("ix_assessment_codes_assessment", "assessment_codes", ["assessment_id"])
+    flagged = sa.text("status != 'none'")
+    op.create_index(
+        "ix_assessment_codes_flagged",
+        "assessment_codes",
+        ["code", "occurred_at", "assessment_id", "severity_rank", "site", "scanner_model"],
+        sqlite_where=flagged,
+        postgresql_where=flagged,
+    )
+    op.create_index(
+        "ix_assessments_flagged",
+        "assessments",
+        ["occurred_at", "assessment_id", "severity_rank"],
+        sqlite_where=flagged,
+        postgresql_where=flagged,
+    )
 
 
 def downgrade() -> None:
+    op.drop_index("ix_assessments_flagged", "assessments")
     op.drop_table("assessment_codes")
