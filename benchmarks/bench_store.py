@@ -5,8 +5,9 @@
   dose reports repeated to 10,000 files (each copy with its own SOP Instance UID, so every file
   is a distinct report and a distinct row); rate in reports/s. Baseline: the parse alone
   (:func:`optimiser.dicom.read_dicom` of the same files). Goal: ratio >= 0.5.
-- ``queue_page_1m`` and ``trend_page_1m``: the desk's filtered queue (``/?site=..&severity=alert``)
-  and a trend page (``/trends?site=..``) through the whole app in process (middleware, session,
+- ``queue_page_1m``, ``queue_code_filter_1m``, ``queue_status_all_1m`` and ``trend_page_1m``: the
+  desk's filtered queue (``/?site=..&severity=alert``, ``/?code=..``, ``/?status=all``) and a trend
+  page (``/trends?site=..``) through the whole app in process (middleware, session,
   SQL, templates) over a SQLite store of 1,000,000 assessments; median and p99 of single
   requests are reported (goal: p99 < 200 ms; reported, not gated: absolute times depend on the
   machine's load). The 1M fixture is bulk-inserted (indexes dropped and rebuilt) and rows carry a
@@ -158,6 +159,10 @@ def bulk_fill(db: Store, n: int, seed: int = 11) -> None:
         "INSERT INTO findings (assessment_id, position, code, severity, message) "
         "VALUES (?, ?, ?, ?, ?)"
     )
+    insert_codes = (  # what store.assessments.upsert_assessments writes beside the findings
+        "INSERT INTO assessment_codes (code, assessment_id, status, severity_rank, occurred_at, "
+        "site, scanner_model) VALUES (?, ?, ?, ?, ?, ?, ?)"
+    )
     with db.engine.begin() as conn:
         for index in table.indexes:
             index.drop(conn)
@@ -165,6 +170,7 @@ def bulk_fill(db: Store, n: int, seed: int = 11) -> None:
         for chunk in range(0, n, 100_000):
             rows: list[tuple[Any, ...]] = []
             findings: list[tuple[Any, ...]] = []
+            codes: list[tuple[Any, ...]] = []
             for i in range(chunk, min(n, chunk + 100_000)):
                 site = SITES[i % len(SITES)]
                 when = start + timedelta(minutes=i * (730 * 24 * 60) // n)
@@ -182,8 +188,10 @@ def bulk_fill(db: Store, n: int, seed: int = 11) -> None:
                              now, now))  # fmt: skip
                 if rank >= 1:
                     findings.append((aid, 0, code, "alert" if rank == 2 else "warning", "bench"))
+                    codes.append((code, aid, "open", rank, when, site, SCANNERS[i % len(SCANNERS)]))
             raw.executemany(insert_rows, rows)
             raw.executemany(insert_findings, findings)
+            raw.executemany(insert_codes, codes)
         for index in table.indexes:
             index.create(conn)
         conn.exec_driver_sql("ANALYZE")
@@ -234,6 +242,7 @@ def _p99(samples: list[float]) -> float:
     [
         ("queue_page_1m", "/?site=prostate&severity=alert"),
         ("queue_code_filter_1m", "/?code=repeat_acquisition"),
+        ("queue_status_all_1m", "/?status=all"),
         ("trend_page_1m", "/trends?site=prostate"),
     ],
 )

@@ -5,7 +5,9 @@ Kafka message, a re-imported report) without touching its review state: an ackno
 justified acquisition stays so, and its ``version`` is unchanged, so a redelivery never makes a
 physicist's pending action conflict. Findings are replaced in the same transaction, after the
 assessment's row is locked by the upsert (PostgreSQL), so concurrent writers of one id leave one
-set of findings.
+set of findings; so are the assessment's ``assessment_codes`` rows (one per distinct finding
+code, with copies of the queue's columns taken from the row just written), which the queue
+filtered by finding code reads.
 """
 
 from __future__ import annotations
@@ -16,13 +18,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Select, Table, case, delete, func, insert, select
+from sqlalchemy import Select, Table, case, delete, func, insert, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from optimiser.assessment import SEVERITY_RANK, Assessment
 from store.db import Store
-from store.models import AssessmentRow, FindingRow
+from store.models import FLAGGED_SQL, STATUSES, AssessmentCodeRow, AssessmentRow, FindingRow
 
 # Columns an upsert refreshes; the review state (status except none/open, assignee,
 # justification, version) is the desk's and is kept.
@@ -33,6 +35,8 @@ _FACTS = (
     "effective_dose_msv", "dlp_saving_mgy_cm", "severity_rank", "finding_codes", "document",
     "updated_at",
 )  # fmt: skip
+# The assessment's columns copied onto its assessment_codes rows (the queue's filters and sort).
+CODE_COPIES = ("status", "severity_rank", "occurred_at", "site", "scanner_model")
 
 
 def utcnow() -> datetime:
@@ -132,13 +136,52 @@ def upsert_assessments(session: Session, assessments: Iterable[Assessment]) -> i
         )
     ids = list(latest)
     for start in range(0, len(ids), 500):
+        chunk_ids = ids[start : start + 500]
+        session.execute(delete(FindingRow).where(FindingRow.assessment_id.in_(chunk_ids)))
         session.execute(
-            delete(FindingRow).where(FindingRow.assessment_id.in_(ids[start : start + 500]))
+            delete(AssessmentCodeRow).where(AssessmentCodeRow.assessment_id.in_(chunk_ids))
         )
     findings = [f for a in latest.values() for f in finding_values(a)]
     if findings:
         session.execute(insert(FindingRow), findings)
+    codes = [(a.assessment_id, code) for a in latest.values()
+             for code in dict.fromkeys(f.code for f in a.findings)]  # fmt: skip
+    for start in range(0, len(codes), 500):
+        _insert_codes(session, codes[start : start + 500])
     return len(latest)
+
+
+def _insert_codes(session: Session, pairs: Sequence[tuple[str, str]]) -> None:
+    """``assessment_codes`` rows for (assessment id, code) ``pairs``, the copies read from the
+    assessments rows as they are now in this transaction (so an upsert that kept a review
+    status copies the kept one)."""
+    a, c = AssessmentRow, AssessmentCodeRow
+    by_id: dict[str, list[str]] = {}
+    for aid, code in pairs:
+        by_id.setdefault(aid, []).append(code)
+    current = session.execute(
+        select(a.assessment_id, *(getattr(a, n) for n in CODE_COPIES)).where(
+            a.assessment_id.in_(list(by_id))
+        )
+    ).all()
+    rows = [
+        {"code": code, "assessment_id": r[0], **dict(zip(CODE_COPIES, r[1:], strict=True))}
+        for r in current
+        for code in by_id[r[0]]
+    ]
+    if rows:
+        session.execute(insert(c), rows)
+
+
+def copy_status(session: Session, assessment_id: str, status: str) -> None:
+    """Carry an assessment's new review status onto its ``assessment_codes`` rows (in the
+    caller's transaction: the action's)."""
+    session.execute(
+        update(AssessmentCodeRow)
+        .where(AssessmentCodeRow.assessment_id == assessment_id)
+        .values(status=status)
+        .execution_options(synchronize_session=False)
+    )
 
 
 def write_assessments(store: Store, assessments: Sequence[Assessment]) -> int:
@@ -150,6 +193,7 @@ def write_assessments(store: Store, assessments: Sequence[Assessment]) -> int:
 # --- the queue ----------------------------------------------------------------------------------
 
 QUEUE_STATUSES = ("open", "acknowledged", "justified", "all")
+FLAGGED_STATUSES = tuple(s for s in STATUSES if s != "none")  # "all": the same rows as FLAGGED_SQL
 SEVERITIES = ("warning", "alert")
 
 
@@ -186,55 +230,73 @@ class QueuePage:
     by_severity: dict[str, int] = field(default_factory=dict)
 
 
-def _filtered(query: Select[Any], f: QueueFilter) -> Select[Any]:
-    a = AssessmentRow
-    if f.status == "all":
-        query = query.where(a.status != "none")
+def _filtered(
+    query: Select[Any],
+    f: QueueFilter,
+    t: type[AssessmentRow | AssessmentCodeRow],
+    *,
+    counting: bool = False,
+) -> Select[Any]:
+    """``query`` restricted to ``f``, on the columns of ``t``: the assessments, or their
+    copies on ``assessment_codes`` when ``f`` names a finding code."""
+    if f.status == "all" and counting:
+        # Three equality ranges of the (status, ...) covering indexes, not one whole index.
+        query = query.where(t.status.in_(FLAGGED_STATUSES))
+    elif f.status == "all":
+        # A page newest first: spelt as the partial indexes' condition, with a literal, so
+        # ix_assessments_flagged / ix_assessment_codes_flagged serve it in time order.
+        query = query.where(text(f"{t.__tablename__}.{FLAGGED_SQL}"))
     else:
-        query = query.where(a.status == f.status)
+        query = query.where(t.status == f.status)
     if f.site:
-        query = query.where(a.site == f.site)
+        query = query.where(t.site == f.site)
     if f.scanner is not None and f.scanner != "":
-        query = query.where(a.scanner_model == f.scanner)
+        query = query.where(t.scanner_model == f.scanner)
     if f.severity in SEVERITY_RANK:
-        query = query.where(a.severity_rank == SEVERITY_RANK[f.severity or ""])
-    if f.code:
-        # The set of ids with that code comes from ix_findings_code (code, assessment_id).
-        query = query.where(
-            a.assessment_id.in_(select(FindingRow.assessment_id).where(FindingRow.code == f.code))
-        )
+        query = query.where(t.severity_rank == SEVERITY_RANK[f.severity or ""])
     if f.date_from:
-        query = query.where(a.occurred_at >= datetime.combine(f.date_from, datetime.min.time()))
+        query = query.where(t.occurred_at >= datetime.combine(f.date_from, datetime.min.time()))
     if f.date_to:
         end = datetime.combine(f.date_to, datetime.min.time()) + timedelta(days=1)
-        query = query.where(a.occurred_at < end)
+        query = query.where(t.occurred_at < end)
     return query
+
+
+def _rows_statement(f: QueueFilter) -> Select[Any]:
+    a = AssessmentRow
+    if not f.code:
+        return _filtered(select(a), f, a).order_by(a.occurred_at.desc(), a.assessment_id.desc())
+    # By code: matches come from ix_assessment_codes_queue in queue order (code, status,
+    # occurred_at, assessment_id); only the page's rows are looked up in assessments.
+    c = AssessmentCodeRow
+    query = select(a).join(c, c.assessment_id == a.assessment_id).where(c.code == f.code)
+    return _filtered(query, f, c).order_by(c.occurred_at.desc(), c.assessment_id.desc())
+
+
+def queue_statements(f: QueueFilter, *, limit: int, offset: int) -> tuple[Select[Any], Select[Any]]:
+    """The queue's two statements: one page of rows matching ``f`` (newest first) and the
+    counts by severity rank of everything that matches."""
+    rows = _rows_statement(f).limit(limit).offset(offset)
+    t: type[AssessmentRow | AssessmentCodeRow] = AssessmentCodeRow if f.code else AssessmentRow
+    counts = select(t.severity_rank, func.count()).select_from(t)
+    if f.code:
+        counts = counts.where(AssessmentCodeRow.code == f.code)
+    return rows, _filtered(counts, f, t, counting=True).group_by(t.severity_rank)
 
 
 def queue(session: Session, f: QueueFilter, *, limit: int = 50, offset: int = 0) -> QueuePage:
     """Flagged acquisitions matching ``f``, newest first, with the total and counts by
     severity of everything that matches."""
-    a = AssessmentRow
-    rows = list(
-        session.scalars(
-            _filtered(select(a), f)
-            .order_by(a.occurred_at.desc(), a.assessment_id.desc())
-            .limit(limit)
-            .offset(offset)
-        )
-    )
-    counts = session.execute(
-        _filtered(select(a.severity_rank, func.count()), f).group_by(a.severity_rank)
-    ).all()
+    rows_stmt, counts_stmt = queue_statements(f, limit=limit, offset=offset)
+    rows = list(session.scalars(rows_stmt))
+    counts = session.execute(counts_stmt).all()
     names = {v: k for k, v in SEVERITY_RANK.items()}
     by_severity = {names.get(int(rank), str(rank)): int(n) for rank, n in counts}
     return QueuePage(rows, sum(by_severity.values()), by_severity)
 
 
 def queue_all(session: Session, f: QueueFilter, *, limit: int = 100_000) -> list[AssessmentRow]:
-    a = AssessmentRow
-    query = _filtered(select(a), f).order_by(a.occurred_at.desc(), a.assessment_id.desc())
-    return list(session.scalars(query.limit(limit)))
+    return list(session.scalars(_rows_statement(f).limit(limit)))
 
 
 def get(session: Session, assessment_id: str) -> AssessmentRow | None:
@@ -268,7 +330,10 @@ def distinct_values(session: Session) -> dict[str, list[str]]:
             )
         ],
         "code": [
-            c for (c,) in session.execute(select(FindingRow.code).distinct().order_by("code"))
+            c
+            for (c,) in session.execute(
+                select(AssessmentCodeRow.code).distinct().order_by(AssessmentCodeRow.code)
+            )
         ],
     }
 

@@ -2,8 +2,9 @@
 ``store/migrations/versions`` creates exactly these (tests/store/test_schema.py compares them).
 
 Queue and trend queries read only indexed columns: ``status`` + ``occurred_at`` (the open
-queue, newest first, and its filters by site, scanner and severity), ``findings.code`` (filter by
-finding code) and ``site``/``scanner_model`` + ``month`` covering the trend aggregates.
+queue, newest first, and its filters by site, scanner and severity), ``assessment_codes`` (the
+queue filtered by finding code) and ``site``/``scanner_model`` + ``month`` covering the trend
+aggregates.
 """
 
 from __future__ import annotations
@@ -19,11 +20,16 @@ from sqlalchemy import (
     Integer,
     String,
     Text,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 # Review states. "none": nothing to review (no warning or alert); "open": in the queue.
 STATUSES = ("none", "open", "acknowledged", "justified")
+# The queue with status "all" (everything ever flagged): partial indexes hold only these rows.
+# Queries must spell the condition with a literal, as here (a bound parameter cannot prove that
+# a row is in a partial index); store.assessments.FLAGGED is that condition.
+FLAGGED_SQL = "status != 'none'"
 ROLES = ("physicist", "viewer")
 
 
@@ -101,6 +107,14 @@ class AssessmentRow(Base):
         Index("ix_assessments_site_time", "site", "occurred_at"),
         Index("ix_assessments_scanner_time", "scanner_model", "occurred_at"),
         Index("ix_assessments_study", "study_instance_uid"),
+        Index(
+            "ix_assessments_flagged",
+            "occurred_at",
+            "assessment_id",
+            "severity_rank",
+            sqlite_where=text(FLAGGED_SQL),
+            postgresql_where=text(FLAGGED_SQL),
+        ),
     )
 
 
@@ -119,6 +133,60 @@ class FindingRow(Base):
     __table_args__ = (
         Index("ix_findings_assessment", "assessment_id"),
         Index("ix_findings_code", "code", "assessment_id"),
+    )
+
+
+class AssessmentCodeRow(Base):
+    """One row per (finding code, assessment): the queue filtered by finding code.
+
+    The queue's filter and sort columns are copied from the assessment (``status``,
+    ``severity_rank``, ``occurred_at``, ``site``, ``scanner_model``), so the filtered queue and
+    its counts read ``ix_assessment_codes_queue`` in queue order and look up only the rows of the
+    page, instead of probing ``assessments`` once per matching finding. A findings row cannot
+    carry the copies: one assessment may have several findings of one code (one per unlabelled
+    series). Written only by :func:`store.assessments.upsert_assessments` (with the findings)
+    and kept current by :func:`store.review.apply`, each in the transaction of its change.
+    """
+
+    __tablename__ = "assessment_codes"
+
+    code: Mapped[str] = mapped_column(String(64), primary_key=True)
+    assessment_id: Mapped[str] = mapped_column(
+        String(64),
+        ForeignKey("assessments.assessment_id", ondelete="CASCADE"),
+        primary_key=True,
+    )
+    status: Mapped[str] = mapped_column(String(16))
+    severity_rank: Mapped[int] = mapped_column(Integer)
+    occurred_at: Mapped[datetime] = mapped_column(DateTime)
+    site: Mapped[str] = mapped_column(String(64))
+    scanner_model: Mapped[str] = mapped_column(String(128))
+
+    __table_args__ = (
+        # Covering for the page (equality on code and status, newest first, the rest checked
+        # in the index) and for the counts by severity.
+        Index(
+            "ix_assessment_codes_queue",
+            "code",
+            "status",
+            "occurred_at",
+            "assessment_id",
+            "severity_rank",
+            "site",
+            "scanner_model",
+        ),
+        Index(
+            "ix_assessment_codes_flagged",
+            "code",
+            "occurred_at",
+            "assessment_id",
+            "severity_rank",
+            "site",
+            "scanner_model",
+            sqlite_where=text(FLAGGED_SQL),
+            postgresql_where=text(FLAGGED_SQL),
+        ),
+        Index("ix_assessment_codes_assessment", "assessment_id"),
     )
 
 

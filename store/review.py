@@ -3,7 +3,8 @@
 acknowledge, justify (reason required), assign and comment. State-changing actions carry the
 ``version`` the physicist saw; the update applies only if it is still current
 (``UPDATE ... WHERE version = :seen``), so of two physicists acting at once the second gets a
-:class:`ConflictError` naming who changed it and when, never a silently lost update.
+:class:`ConflictError` naming who changed it and when, never a silently lost update. A status
+change is copied onto the assessment's ``assessment_codes`` rows in the same transaction.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from optimiser.errors import InputError, LowdoseError
-from store.assessments import utcnow
+from store.assessments import copy_status, utcnow
 from store.models import AssessmentRow, AuditRow
 
 ACTIONS = ("acknowledge", "justify", "assign", "comment")
@@ -98,6 +99,8 @@ def apply(session: Session, assessment_id: str, act: Action) -> AuditRow:
         )
         if result.rowcount != 1:  # type: ignore[attr-defined]
             raise ConflictError(_conflict_message(session, assessment_id, act.seen_version))
+        if "status" in changes:  # the code-filtered queue's copy, in this same transaction
+            copy_status(session, assessment_id, str(changes["status"]))
         after = {**before, **changes, "version": int(before["version"]) + 1}  # type: ignore[call-overload]
     else:
         after = before

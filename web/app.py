@@ -17,7 +17,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from store import Store
 from web import views
-from web.auth import AccessMiddleware
+from web.auth import AccessMiddleware, ProxyAuth
 
 HERE = Path(__file__).parent
 PLOTLY_JS = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
@@ -66,9 +66,17 @@ def templates() -> Environment:
     return env
 
 
-def create_app(store: Store, *, secret: str | None = None, https_only: bool = False) -> Starlette:
+def create_app(
+    store: Store,
+    *,
+    secret: str | None = None,
+    https_only: bool = False,
+    proxy_auth: ProxyAuth | None = None,
+) -> Starlette:
     """The desk on ``store``. ``secret`` signs session cookies (default $LOWDOSE_REVIEW_SECRET,
-    else random per start); ``https_only`` adds the Secure flag (behind a TLS proxy)."""
+    else random per start); ``https_only`` adds the Secure flag (behind a TLS proxy);
+    ``proxy_auth`` turns on single sign-on by a trusted reverse proxy's header (off when None:
+    ``lowdose review`` reads it from its options and environment, web.auth.proxy_auth_from)."""
     key = secret or os.environ.get(SECRET_ENV) or secrets.token_urlsafe(32)
     desk = views.Desk(store, templates())
     routes = [
@@ -102,7 +110,7 @@ def create_app(store: Store, *, secret: str | None = None, https_only: bool = Fa
                 same_site="strict",
                 https_only=https_only,
             ),
-            Middleware(AccessMiddleware, store=store),
+            Middleware(AccessMiddleware, store=store, proxy_auth=proxy_auth),
         ],
         exception_handlers={
             409: desk.error_page,

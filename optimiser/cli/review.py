@@ -3,11 +3,17 @@
 On a store without users it asks (at a terminal) for the first physicist's account; elsewhere
 it names the command that makes one. Serves on 127.0.0.1 by default; put a TLS reverse proxy
 in front for a department network and pass ``--https-only`` so the cookie is marked Secure.
+
+Single sign-on (off by default): ``--proxy-user-header`` / $LOWDOSE_REVIEW_PROXY_USER_HEADER names
+the header in which the reverse proxy passes the authenticated user, ``--trusted-proxies`` /
+$LOWDOSE_REVIEW_TRUSTED_PROXIES the proxy addresses it is read from (web.auth.ProxyAuth). The
+desk then takes the peer address from the TCP connection only (no X-Forwarded-For rewriting).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from optimiser.cli.storeopt import add_store_argument
@@ -24,6 +30,18 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--https-only",
         action="store_true",
         help="mark the session cookie Secure (the desk is behind an HTTPS reverse proxy)",
+    )
+    parser.add_argument(
+        "--proxy-user-header",
+        metavar="HEADER",
+        help="single sign-on: the header in which a trusted reverse proxy names the user, e.g. "
+        "X-Remote-User (default $LOWDOSE_REVIEW_PROXY_USER_HEADER; unset: off)",
+    )
+    parser.add_argument(
+        "--trusted-proxies",
+        metavar="ADDRESSES",
+        help="single sign-on: comma-separated addresses or networks of the reverse proxy; the "
+        "header is ignored from any other peer (default $LOWDOSE_REVIEW_TRUSTED_PROXIES)",
     )
 
 
@@ -54,14 +72,26 @@ def run(args: argparse.Namespace) -> int:
 
     from store import open_store, resolve_url
     from web.app import create_app
+    from web.auth import HEADER_ENV, PROXIES_ENV, proxy_auth_from
 
+    settings = dict(os.environ)
+    if args.proxy_user_header is not None:
+        settings[HEADER_ENV] = args.proxy_user_header
+    if args.trusted_proxies is not None:
+        settings[PROXIES_ENV] = args.trusted_proxies
+    proxy_auth = proxy_auth_from(settings)  # checked before anything starts
     url = resolve_url(args.store)
     _first_user(url)
     db = open_store(url)
-    app = create_app(db, https_only=args.https_only)
+    app = create_app(db, https_only=args.https_only, proxy_auth=proxy_auth)
     print(f"review desk on http://{args.host}:{args.port}/ (store {db.url}); Ctrl-C stops it")
+    if proxy_auth:
+        print(f"single sign-on: header {proxy_auth.header} from "
+              + ", ".join(str(n) for n in proxy_auth.proxies))  # fmt: skip
     try:
-        uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+        # proxy_headers=False: the peer address is the TCP connection's, never a client-sent
+        # X-Forwarded-For (the single sign-on check depends on it).
+        uvicorn.run(app, host=args.host, port=args.port, log_level="warning", proxy_headers=False)
     finally:
         db.close()
     return 0
