@@ -169,7 +169,9 @@ def _reference_verdict(
     """
     t = protocol.thresholds
     has_drl = protocol.drl(quantity) is not None
-    found: list[_Level] = []
+    # The first of the most severe levels exceeded (a _Level is made only for a new best).
+    best: _Level | None = None
+    rank = -1
     for ref in protocol.levels(quantity):
         if ref.kind == "drl":
             if value >= ref.value * t.above_reference_alert_ratio:
@@ -182,8 +184,11 @@ def _reference_verdict(
             sev = "warning"
         else:
             sev = "info" if value > ref.value else None
-        if sev is not None:
-            found.append(_Level(ref.kind, ref.value, ref.statistic, ref.source, sev))
+        if sev is not None and SEVERITY_RANK[sev] > rank:
+            best, rank = (
+                _Level(ref.kind, ref.value, ref.statistic, ref.source, sev),
+                SEVERITY_RANK[sev],
+            )
     dept_quantity = "ctdivol_mgy" if quantity == "ctdivol_mgy" else "exam_dlp_mgy_cm"
     for lvl in protocol.department_levels:
         if lvl.quantity != dept_quantity or lvl.scanner_model != (scanner_model or ""):
@@ -193,12 +198,13 @@ def _reference_verdict(
         policy = protocol.department
         promoted = lvl.warning_value(policy.local_drl_min_rooms)
         if policy.promote_p75_to_warning and value > promoted > 0:
-            found.append(_Level("department_p75", promoted, stat, src, "warning"))
-        elif value > lvl.median > 0:
-            found.append(_Level("department_typical", lvl.median, stat, src, "info"))
-    if not found:
+            if SEVERITY_RANK["warning"] > rank:
+                best = _Level("department_p75", promoted, stat, src, "warning")
+                rank = SEVERITY_RANK["warning"]
+        elif value > lvl.median > 0 and SEVERITY_RANK["info"] > rank:
+            best, rank = _Level("department_typical", lvl.median, stat, src, "info"), 0
+    if best is None:
         return None
-    best = max(found, key=lambda lv: SEVERITY_RANK[lv.severity])  # first of the most severe
     if protocol.site == GENERIC_SITE and best.severity != "info":
         best = replace(best, severity="info")
     return best
@@ -210,6 +216,7 @@ def _reference_finding(
     value: float,
     level: _Level,
     scope: str,
+    **extra: float,
 ) -> Finding:
     name, unit = _QUANTITY_TEXT[quantity]
     ratio = value / level.value
@@ -248,6 +255,7 @@ def _reference_finding(
         reference=level.value,
         ratio=round(ratio, 4),
         reference_source=level.source,
+        **extra,
     )
 
 
@@ -275,9 +283,8 @@ def exam_dlp_finding(row: AcquisitionRow, before: float, after: float) -> Findin
     was = _reference_verdict(row.protocol, "dlp_mgy_cm", before, row.scanner_model)
     if was is not None and SEVERITY_RANK[was.severity] >= SEVERITY_RANK[now.severity]:
         return None
-    found = _reference_finding(row, "dlp_mgy_cm", after, now, "exam")
-    return found.model_copy(
-        update={"evidence": {**found.evidence, "exam_dlp_before_mgy_cm": round(before, 3)}}
+    return _reference_finding(
+        row, "dlp_mgy_cm", after, now, "exam", exam_dlp_before_mgy_cm=round(before, 3)
     )
 
 
