@@ -8,9 +8,9 @@ The findings and proposal rules and their sources are in :mod:`optimiser.finding
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-from optimiser.assessment import Assessment, Finding, Proposal, assessment_id
+from optimiser.assessment import Assessment, Finding, Proposal, assessment_id, trusted
 from optimiser.dose_model import AcquisitionRow
 from optimiser.findings import acquisition_findings, needed_is_guess
 from optimiser.kernels import RowResult
@@ -77,43 +77,53 @@ def _build(
         if row.acquisition_index is not None
         else str(row.irradiation_event_uid)
     )
-    return Assessment(
-        assessment_id=assessment_id(row.input_kind, row.input_id, key),
-        input_kind=row.input_kind,
-        input_id=row.input_id,
-        study_instance_uid=row.study_instance_uid,
-        accession_number=row.accession_number,
-        acquisition_index=row.acquisition_index,
-        irradiation_event_uid=row.irradiation_event_uid,
-        site=row.site,
-        acquisition_type=row.acquisition_type,
-        description=row.description,
-        scanner_model=row.scanner_model,
-        station_name=row.station_name,
-        performed_at=row.performed_at,
-        needed_z_mm=m.needed_z_mm,
-        needed_basis=row.needed.basis,
-        irradiated_z_mm=m.irradiated_z_mm,
-        placement=row.placement,
-        excess_is_lower_bound=row.excess_is_lower_bound,
-        ctdivol_mgy=m.ctdivol_mgy,
-        dlp_mgy_cm=m.dlp_mgy_cm,
-        scan_length_mm=m.scan_length_mm,
-        excess_length_mm=m.excess_length_mm,
-        excess_dlp_mgy_cm=m.excess_dlp_mgy_cm,
-        excess_fraction=m.excess_fraction,
-        effective_dose_msv=m.effective_dose_msv,
-        excess_effective_dose_msv=m.excess_effective_dose_msv,
-        overranging_mm=m.overranging_mm,
-        avoidable_excess_length_mm=m.avoidable_excess_length_mm,
-        avoidable_excess_dlp_mgy_cm=m.avoidable_excess_dlp_mgy_cm,
-        avoidable_effective_dose_msv=m.avoidable_effective_dose_msv,
-        ssde_mgy=None if row.ssde_mgy is None else _r(row.ssde_mgy),
-        water_equivalent_diameter_mm=row.water_equivalent_diameter_mm,
-        findings=findings,
-        proposal=proposal,
-        notes=notes,
+    # Trusted (optimiser.assessment.trusted): identity from the validated input, numbers from
+    # ``m`` (floats from round), findings and proposal built trusted from the same rules.
+    return trusted(
+        Assessment,
+        {
+            "assessment_id": assessment_id(row.input_kind, row.input_id, key),
+            "input_kind": row.input_kind,
+            "input_id": row.input_id,
+            "study_instance_uid": row.study_instance_uid,
+            "accession_number": row.accession_number,
+            "acquisition_index": row.acquisition_index,
+            "irradiation_event_uid": row.irradiation_event_uid,
+            "site": row.site,
+            "acquisition_type": row.acquisition_type,
+            "description": row.description,
+            "scanner_model": row.scanner_model,
+            "station_name": row.station_name,
+            "performed_at": row.performed_at,
+            "needed_z_mm": m.needed_z_mm,
+            "needed_basis": row.needed.basis,
+            "irradiated_z_mm": m.irradiated_z_mm,
+            "placement": row.placement,
+            "excess_is_lower_bound": row.excess_is_lower_bound,
+            "ctdivol_mgy": m.ctdivol_mgy,
+            "dlp_mgy_cm": m.dlp_mgy_cm,
+            "scan_length_mm": m.scan_length_mm,
+            "excess_length_mm": m.excess_length_mm,
+            "excess_dlp_mgy_cm": m.excess_dlp_mgy_cm,
+            "excess_fraction": m.excess_fraction,
+            "effective_dose_msv": m.effective_dose_msv,
+            "excess_effective_dose_msv": m.excess_effective_dose_msv,
+            "overranging_mm": m.overranging_mm,
+            "avoidable_excess_length_mm": m.avoidable_excess_length_mm,
+            "avoidable_excess_dlp_mgy_cm": m.avoidable_excess_dlp_mgy_cm,
+            "avoidable_effective_dose_msv": m.avoidable_effective_dose_msv,
+            "ssde_mgy": None if row.ssde_mgy is None else _r(row.ssde_mgy),
+            "water_equivalent_diameter_mm": row.water_equivalent_diameter_mm,
+            "findings": findings,
+            "proposal": proposal,
+            "notes": notes,
+        },
+        _ASSESSMENT_DEFAULTS,
     )
+
+
+# The one field an assessment leaves at its default (not in its fields set, like validation).
+_ASSESSMENT_DEFAULTS = {"schema_": "lowdose.assessment/1"}
 
 
 def assessment(row: AcquisitionRow, res: RowResult, cross: list[Finding]) -> Assessment:
@@ -132,7 +142,7 @@ def assessment(row: AcquisitionRow, res: RowResult, cross: list[Finding]) -> Ass
     m = _measures(row, res)
     surplus = [f for f in cross if is_surplus(f)]
     if surplus:
-        return _surplus(_build(row, m, findings, _omit(row, m, surplus), notes))
+        return _build(row, _surplus(m), findings, _omit(row, m, surplus), notes)
     proposal = build_proposal(row, res, exposure_scale(row))
     return _build(row, m, findings, proposal, notes)
 
@@ -156,31 +166,33 @@ def _omit(row: AcquisitionRow, m: Measures, why: list[Finding]) -> Proposal:
     mAs, CTDIvol and DLP are 0."""
     codes = " and ".join(dict.fromkeys(f.code.replace("_", " ") for f in why))
     own = (row.lo, row.hi) if row.is_planned or m.irradiated_z_mm is None else m.irradiated_z_mm
-    return Proposal(
-        z_mm=(_r(own[0], 2), _r(own[1], 2)),
-        mas=0.0,
-        ctdivol_mgy=0.0,
-        dlp_mgy_cm=0.0,
-        dlp_saving_mgy_cm=m.dlp_mgy_cm,
-        effective_dose_saving_msv=m.effective_dose_msv,
-        changes=[
-            f"omit this acquisition: {codes} over a range the earlier acquisition(s) already "
-            f"cover; its DLP {m.dlp_mgy_cm:.1f} mGy.cm and effective dose "
-            f"{m.effective_dose_msv:.2f} mSv are avoidable"
-        ],
+    return trusted(  # trusted: floats from _r and constants (optimiser.assessment.trusted)
+        Proposal,
+        {
+            "z_mm": (_r(own[0], 2), _r(own[1], 2)),
+            "mas": 0.0,
+            "ctdivol_mgy": 0.0,
+            "dlp_mgy_cm": 0.0,
+            "dlp_saving_mgy_cm": m.dlp_mgy_cm,
+            "effective_dose_saving_msv": m.effective_dose_msv,
+            "changes": [
+                f"omit this acquisition: {codes} over a range the earlier acquisition(s) already "
+                f"cover; its DLP {m.dlp_mgy_cm:.1f} mGy.cm and effective dose "
+                f"{m.effective_dose_msv:.2f} mSv are avoidable"
+            ],
+        },
     )
 
 
-def _surplus(a: Assessment) -> Assessment:
+def _surplus(m: Measures) -> Measures:
     """A surplus acquisition is avoidable as a whole (issue 9: repeats and extra phases are
     avoidable dose): its DLP, effective dose and irradiated length replace the coverage part of
     the avoidable totals, which they contain, so nothing is counted twice."""
-    return a.model_copy(
-        update={
-            "avoidable_excess_length_mm": a.scan_length_mm,
-            "avoidable_excess_dlp_mgy_cm": a.dlp_mgy_cm,
-            "avoidable_effective_dose_msv": a.effective_dose_msv,
-        }
+    return replace(
+        m,
+        avoidable_excess_length_mm=m.scan_length_mm,
+        avoidable_excess_dlp_mgy_cm=m.dlp_mgy_cm,
+        avoidable_effective_dose_msv=m.effective_dose_msv,
     )
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Literal
 
-from optimiser.assessment import SEVERITY_RANK, Finding, FindingCode, Severity
+from optimiser.assessment import SEVERITY_RANK, Finding, FindingCode, Severity, trusted
 from optimiser.dose_model import AcquisitionRow
 from optimiser.events import ContrastPhase, ZRange, is_enhanced, phase_name
 from optimiser.kernels import RowResult
@@ -24,7 +24,11 @@ def _finding(
     message: str,
     **evidence: float | int | str | bool | None,
 ) -> Finding:
-    return Finding(code=code, severity=severity, message=message, evidence=evidence)
+    # Trusted (optimiser.assessment.trusted): a literal code and severity, our own message and
+    # evidence of plain floats, ints, strings, bools and None.
+    return trusted(
+        Finding, {"code": code, "severity": severity, "message": message, "evidence": evidence}
+    )
 
 
 def _capped(row: AcquisitionRow, severity: Severity) -> Severity:

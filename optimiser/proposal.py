@@ -11,7 +11,7 @@ below the site's planning image-quality floor (``[image_quality] min_ctdivol_mgy
 
 from __future__ import annotations
 
-from optimiser.assessment import Proposal
+from optimiser.assessment import Proposal, trusted
 from optimiser.dose_model import AcquisitionRow
 from optimiser.findings import OWN_CLASS_TYPES
 from optimiser.kernels import RowResult
@@ -94,12 +94,16 @@ def build_proposal(row: AcquisitionRow, res: RowResult, scale: float) -> Proposa
         review = _typical_review(row)
         if review is not None:
             changes.append(review)
-    return Proposal(
-        z_mm=(round(res.proposal_lo, 2), round(res.proposal_hi, 2)),
-        mas=None if row.mas is None else round(row.mas * scale, 2),
-        ctdivol_mgy=round(ctdivol, 4),
-        dlp_mgy_cm=round(res.proposal_dlp, 4),
-        dlp_saving_mgy_cm=round(res.dlp - res.proposal_dlp, 4),
-        effective_dose_saving_msv=round(res.effective_dose - res.proposal_effective_dose, 5),
-        changes=changes,
+    # Trusted (optimiser.assessment.trusted): every number is a float from round().
+    return trusted(
+        Proposal,
+        {
+            "z_mm": (round(res.proposal_lo, 2), round(res.proposal_hi, 2)),
+            "mas": None if row.mas is None else round(row.mas * scale, 2),
+            "ctdivol_mgy": round(ctdivol, 4),
+            "dlp_mgy_cm": round(res.proposal_dlp, 4),
+            "dlp_saving_mgy_cm": round(res.dlp - res.proposal_dlp, 4),
+            "effective_dose_saving_msv": round(res.effective_dose - res.proposal_effective_dose, 5),
+            "changes": changes,
+        },
     )
