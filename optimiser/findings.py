@@ -15,6 +15,7 @@ from optimiser.assessment import SEVERITY_RANK, Finding, FindingCode, Severity, 
 from optimiser.dose_model import AcquisitionRow
 from optimiser.events import ContrastPhase, ZRange, is_enhanced, phase_name
 from optimiser.kernels import RowResult
+from optimiser.rounding import Rounded, rounded_one
 from protocols.library import GENERIC_SITE, SiteProtocol
 
 
@@ -51,7 +52,9 @@ def needed_is_guess(row: AcquisitionRow) -> bool:
     )
 
 
-def excess_coverage(row: AcquisitionRow, res: RowResult) -> Finding | None:
+def excess_coverage(
+    row: AcquisitionRow, res: RowResult, rd: Rounded | None = None
+) -> Finding | None:
     """Coverage beyond the needed range N (planning-ct.md section 4; severity rule 1).
 
     Severity follows the *avoidable* excess only: the planned range beyond N +- the site's
@@ -59,10 +62,13 @@ def excess_coverage(row: AcquisitionRow, res: RowResult) -> Finding | None:
     outside N is unavoidable with the scanner's collimation and pitch: reported as info with its
     own number, never a warning. When N is a guess, info only and no excess claimed as a bound.
     """
+    if rd is None:  # one row alone (the batch passes its rounded numbers, optimiser.rounding)
+        rd = rounded_one(row, res, 1.0)
     t = row.protocol.thresholds
     tol = row.protocol.coverage.tolerance_mm
     avoidable = res.avoidable_length
     over_dlp = row.ctdivol_mgy * res.overrange / 10.0
+    guess = needed_is_guess(row)
     needed = f"the {row.needed.z_mm[1] - row.needed.z_mm[0]:.0f} mm needed for {row.site} planning"
     over_text = (
         f"helical over-ranging adds {res.overrange:.0f} mm ({over_dlp:.1f} mGy.cm), unavoidable "
@@ -71,19 +77,19 @@ def excess_coverage(row: AcquisitionRow, res: RowResult) -> Finding | None:
         else "no helical over-ranging"
     )
     evidence: dict[str, float | int | str | bool | None] = {
-        "avoidable_excess_length_mm": round(avoidable, 3),
-        "avoidable_excess_dlp_mgy_cm": round(res.avoidable_dlp, 3),
-        "avoidable_fraction": round(res.avoidable_fraction, 4),
-        "excess_length_mm": round(res.excess_length, 3),
-        "excess_dlp_mgy_cm": round(res.excess_dlp, 3),
-        "overranging_mm": round(res.overrange, 3),
-        "overranging_dlp_mgy_cm": round(over_dlp, 3),
+        "avoidable_excess_length_mm": rd.ev_avoidable_length,
+        "avoidable_excess_dlp_mgy_cm": rd.ev_avoidable_dlp,
+        "avoidable_fraction": rd.ev_avoidable_fraction,
+        "excess_length_mm": rd.ev_excess_length,
+        "excess_dlp_mgy_cm": rd.ev_excess_dlp,
+        "overranging_mm": rd.ev_overrange,
+        "overranging_dlp_mgy_cm": rd.ev_overrange_dlp,
         "tolerance_mm": tol,
-        "needed_is_guess": needed_is_guess(row),
+        "needed_is_guess": guess,
         "warning_fraction": t.excess_coverage_warning_fraction,
         "alert_fraction": t.excess_coverage_alert_fraction,
     }
-    if needed_is_guess(row):
+    if guess:
         if not (avoidable > PLANNING_PRECISION_MM or res.excess_length > t.excess_coverage_info_mm):
             return None
         why = (
@@ -407,10 +413,12 @@ def dose_check_exceeded(row: AcquisitionRow) -> Finding | None:
     return None
 
 
-def acquisition_findings(row: AcquisitionRow, res: RowResult) -> list[Finding]:
-    """The single-acquisition findings, in a fixed order."""
+def acquisition_findings(
+    row: AcquisitionRow, res: RowResult, rd: Rounded | None = None
+) -> list[Finding]:
+    """The single-acquisition findings, in a fixed order (``rd``: the row's rounded numbers)."""
     found = [
-        excess_coverage(row, res),
+        excess_coverage(row, res, rd),
         above_reference_level(row, res),
         thin_reconstruction(row),
         kv_not_calibrated(row),

@@ -28,6 +28,7 @@ from optimiser.findings import Previous, exam_dlp_finding, study_findings
 from optimiser.kernels import BatchInput, RowResult, assess_batch
 from optimiser.profile_kernel import profile_batch
 from optimiser.records import DoseReport, StructureSet
+from optimiser.rounding import rounded_rows
 from optimiser.rows import RowBuilder
 from optimiser.ssde import ImageSize
 from optimiser.state import MemoryStateStore, StudyStateStore
@@ -127,13 +128,17 @@ class Pipeline:
             row.unusable = batch.unusable(row)
             if row.unusable is not None:
                 row.comparable_placement = False
-        results = batch.run(rows, self.site_index, self.tables, self.dose_profiles)
+        run = batch.run(rows, self.site_index, self.tables, self.dose_profiles)
+        results = run.results
         cross = study_findings(rows, results, self._previous(rows, results, item_of))
         for i, found in self._exam_dlp(rows, results, item_of).items():
             cross.setdefault(i, []).append(found)
-        return [assemble.assessment(row, res, cross.get(i, [])) for i, (row, res) in enumerate(
-            zip(rows, results, strict=True)
-        )]  # fmt: skip
+        # Every reported number of the batch rounded at once (optimiser.rounding).
+        rounded = rounded_rows(rows, run.out, run.scale)
+        return [
+            assemble.assessment(row, res, cross.get(i, []), rd)
+            for i, (row, res, rd) in enumerate(zip(rows, results, rounded, strict=True))
+        ]
 
     def _exam_dlp(
         self, rows: list[AcquisitionRow], results: list[RowResult], item_of: list[int]
