@@ -13,7 +13,8 @@ set:
   pipeline one per batch, then all of them in one batch;
 - ``studies``: 300 simulated studies, protocol event then dose report, 25 studies per batch,
   with CT-image sizes and dose profiles for some studies; then the same with the department's
-  own levels from that history, promoted to warnings on every site.
+  own levels from that history, promoted to warnings on every site;
+- ``unusable``: dose reports with numbers that cannot be modelled (absurd z, CTDIvol, pitch).
 
 Record on the commit before a change, check after it (output stays outside the repository)::
 
@@ -124,7 +125,34 @@ def studies() -> Iterator[str]:
             yield from _lines(out, f"{name} batch {i // 50}")
 
 
-SETS = {"feed": feed, "clinical": clinical, "rdsr": rdsr, "studies": studies}
+def unusable() -> Iterator[str]:
+    """Dose reports whose numbers cannot be modelled (absurd z, CTDIvol, pitch, collimation)."""
+    sim = simulate_feed(6, seed=2)
+    for n, s in enumerate(sim):
+        report = read_dose_report(s.rdsr_bytes, source=f"bad-{n}.dcm")
+        for k, acq in enumerate(report.acquisitions):
+            bad = (n + k) % 6
+            if bad == 0:
+                acq.top_z_mm, acq.bottom_z_mm = 1e7, 0.0
+            elif bad == 1:
+                acq.mean_ctdivol_mgy, acq.dlp_mgy_cm = 1e6, None
+            elif bad == 2:
+                acq.pitch_factor = float("inf")
+            elif bad == 3:
+                acq.nominal_total_collimation_mm = float("nan")
+            elif bad == 4:
+                acq.top_z_mm, acq.bottom_z_mm = float("nan"), 10.0
+        pipeline = Pipeline()
+        yield from _lines(pipeline.process([s.protocol_event, report]), f"study {n}")
+
+
+SETS = {
+    "feed": feed,
+    "clinical": clinical,
+    "rdsr": rdsr,
+    "studies": studies,
+    "unusable": unusable,
+}
 
 
 def record(out: Path) -> None:

@@ -113,7 +113,13 @@ class Assessment(_Out):
         return any(SEVERITY_RANK[f.severity] >= 1 for f in self.findings)
 
     def to_json(self) -> str:
-        return self.model_dump_json(by_alias=True)
+        return self.json_bytes().decode()
+
+    def json_bytes(self) -> bytes:
+        """The JSON document as UTF-8 bytes, what a producer sends: the same bytes as
+        ``to_json().encode()`` (= ``model_dump_json(by_alias=True)``) without the decode and
+        encode, and without model_dump_json's argument handling (a tenth of its time)."""
+        return self.__pydantic_serializer__.to_json(self, by_alias=True)
 
 
 _M = TypeVar("_M", bound=BaseModel)

@@ -40,6 +40,17 @@ MAX_CTDIVOL_MGY = 1.0e5
 
 def unusable(row: AcquisitionRow) -> str | None:
     """Why the row's numbers cannot be modelled (field, value, rule), or None when they can."""
+    n_lo, n_hi = row.needed.z_mm
+    if (  # the usual case at once (a comparison with NaN is False: those go on below)
+        abs(row.lo) <= MAX_ABS_Z_MM
+        and abs(row.hi) <= MAX_ABS_Z_MM
+        and abs(n_lo) <= MAX_ABS_Z_MM
+        and abs(n_hi) <= MAX_ABS_Z_MM
+        and 0 <= row.ctdivol_mgy <= MAX_CTDIVOL_MGY
+        and (row.collimation_mm is None or math.isfinite(row.collimation_mm))
+        and (row.pitch is None or math.isfinite(row.pitch))
+    ):
+        return None
     for name, value in (
         ("z range low end", row.lo),
         ("z range high end", row.hi),

@@ -4,7 +4,8 @@ That is safe only while every value it passes is already what validation would m
 every assessment, finding and proposal the pipeline builds from the clinical cases and from a
 simulated feed (protocol events, dose reports, CT-image sizes and dose profiles, department
 levels), validating the same values must give the same fields, with the same types and in the
-same order, the same fields set, and the same JSON.
+same order, the same fields set, and the same JSON (also from the shortcuts
+Assessment.to_json / json_bytes take to it).
 """
 
 from __future__ import annotations
@@ -73,6 +74,8 @@ def test_every_trusted_model_equals_its_validated_twin(source: object) -> None:
     kinds: set[str] = set()
     for a in source():
         _same_as_validated(a)
+        assert a.to_json() == a.model_dump_json(by_alias=True)
+        assert a.json_bytes() == a.to_json().encode()
         for f in a.findings:
             _same_as_validated(f)
             kinds.add(f.code)
