@@ -1,12 +1,13 @@
 """The assessment pipeline: protocol events, dose reports and structure sets in, assessments out.
 
-One :meth:`Pipeline.process` call handles one batch in three stages, each its own module:
+One :meth:`Pipeline.process` call handles one batch in stages, each its own module:
 :mod:`optimiser.rows` turns each input into kernel rows, walking the items in order and updating
 the per-study state as it goes (so a dose report after its protocol event in the same batch finds
 it); :mod:`optimiser.batch` packs every row of the batch into one struct-of-arrays input and calls
-the numba batch kernel once; :mod:`optimiser.assemble` turns each row into an
-:class:`~optimiser.assessment.Assessment` with its findings and proposal. Study-level findings
-(repeats, contrast phases) compare each row with the study's earlier acquisitions here; the
+the numba batch kernel once; :mod:`optimiser.rounding` rounds every reported number of the
+batch at once (equal to ``round`` value for value); :mod:`optimiser.assemble` turns each row
+into an :class:`~optimiser.assessment.Assessment` with its findings and proposal. Study-level
+findings (repeats, contrast phases) compare each row with the study's earlier acquisitions here; the
 surplus acquisition they flag is assembled as avoidable as a whole, with a proposal to omit it. The
 model's sources are cited in :mod:`optimiser.dose_model`, :mod:`optimiser.findings` and
 :mod:`optimiser.ssde` (../shared/reference/planning-ct.md).
