@@ -8,13 +8,14 @@ The findings and proposal rules and their sources are in :mod:`optimiser.finding
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-from optimiser.assessment import Assessment, Finding, Proposal, assessment_id
+from optimiser.assessment import Assessment, Finding, Proposal, assessment_id, trusted
 from optimiser.dose_model import AcquisitionRow
 from optimiser.findings import acquisition_findings, needed_is_guess
 from optimiser.kernels import RowResult
 from optimiser.proposal import build_proposal, exposure_scale
+from optimiser.rounding import Rounded, rounded_one
 
 
 def _r(value: float, digits: int = 4) -> float:
@@ -39,28 +40,31 @@ class Measures:
     avoidable_excess_length_mm: float = 0.0
     avoidable_excess_dlp_mgy_cm: float = 0.0
     avoidable_effective_dose_msv: float = 0.0
+    ssde_mgy: float | None = None
 
 
-def _measures(row: AcquisitionRow, res: RowResult) -> Measures:
-    """The numbers of one modelled row. Avoidable dose, coverage part: the planned range beyond
-    the needed range plus the site tolerance (the kernel's avoidable columns; over-ranging is
-    never avoidable by planning, severity rules 1 and 4). None is claimed when N is a guess."""
+def _measures(row: AcquisitionRow, rd: Rounded) -> Measures:
+    """The numbers of one modelled row (``rd``: its rounded numbers). Avoidable dose, coverage
+    part: the planned range beyond the needed range plus the site tolerance (the kernel's
+    avoidable columns; over-ranging is never avoidable by planning, severity rules 1 and 4).
+    None is claimed when N is a guess."""
     guess = needed_is_guess(row)
     return Measures(
-        needed_z_mm=(_r(row.needed.z_mm[0], 2), _r(row.needed.z_mm[1], 2)),
-        irradiated_z_mm=(_r(res.x_lo, 2), _r(res.x_hi, 2)),
-        ctdivol_mgy=_r(row.ctdivol_mgy),
-        dlp_mgy_cm=_r(res.dlp),
-        scan_length_mm=_r(res.x_hi - res.x_lo, 2),
-        excess_length_mm=_r(res.excess_length, 2),
-        excess_dlp_mgy_cm=_r(res.excess_dlp),
-        excess_fraction=_r(res.excess_fraction),
-        effective_dose_msv=_r(res.effective_dose, 5),
-        excess_effective_dose_msv=_r(res.excess_effective_dose, 5),
-        overranging_mm=_r(res.overrange, 2),
-        avoidable_excess_length_mm=0.0 if guess else _r(res.avoidable_length, 2),
-        avoidable_excess_dlp_mgy_cm=0.0 if guess else _r(res.avoidable_dlp),
-        avoidable_effective_dose_msv=0.0 if guess else _r(res.avoidable_effective_dose, 5),
+        needed_z_mm=(rd.needed_lo, rd.needed_hi),
+        irradiated_z_mm=(rd.x_lo, rd.x_hi),
+        ctdivol_mgy=rd.ctdivol_mgy,
+        dlp_mgy_cm=rd.dlp,
+        scan_length_mm=rd.scan_length,
+        excess_length_mm=rd.excess_length,
+        excess_dlp_mgy_cm=rd.excess_dlp,
+        excess_fraction=rd.excess_fraction,
+        effective_dose_msv=rd.effective_dose,
+        excess_effective_dose_msv=rd.excess_effective_dose,
+        overranging_mm=rd.overrange,
+        avoidable_excess_length_mm=0.0 if guess else rd.avoidable_length,
+        avoidable_excess_dlp_mgy_cm=0.0 if guess else rd.avoidable_dlp,
+        avoidable_effective_dose_msv=0.0 if guess else rd.avoidable_effective_dose,
+        ssde_mgy=None if row.ssde_mgy is None else rd.ssde_mgy,
     )
 
 
@@ -77,49 +81,65 @@ def _build(
         if row.acquisition_index is not None
         else str(row.irradiation_event_uid)
     )
-    return Assessment(
-        assessment_id=assessment_id(row.input_kind, row.input_id, key),
-        input_kind=row.input_kind,
-        input_id=row.input_id,
-        study_instance_uid=row.study_instance_uid,
-        accession_number=row.accession_number,
-        acquisition_index=row.acquisition_index,
-        irradiation_event_uid=row.irradiation_event_uid,
-        site=row.site,
-        acquisition_type=row.acquisition_type,
-        description=row.description,
-        scanner_model=row.scanner_model,
-        station_name=row.station_name,
-        performed_at=row.performed_at,
-        needed_z_mm=m.needed_z_mm,
-        needed_basis=row.needed.basis,
-        irradiated_z_mm=m.irradiated_z_mm,
-        placement=row.placement,
-        excess_is_lower_bound=row.excess_is_lower_bound,
-        ctdivol_mgy=m.ctdivol_mgy,
-        dlp_mgy_cm=m.dlp_mgy_cm,
-        scan_length_mm=m.scan_length_mm,
-        excess_length_mm=m.excess_length_mm,
-        excess_dlp_mgy_cm=m.excess_dlp_mgy_cm,
-        excess_fraction=m.excess_fraction,
-        effective_dose_msv=m.effective_dose_msv,
-        excess_effective_dose_msv=m.excess_effective_dose_msv,
-        overranging_mm=m.overranging_mm,
-        avoidable_excess_length_mm=m.avoidable_excess_length_mm,
-        avoidable_excess_dlp_mgy_cm=m.avoidable_excess_dlp_mgy_cm,
-        avoidable_effective_dose_msv=m.avoidable_effective_dose_msv,
-        ssde_mgy=None if row.ssde_mgy is None else _r(row.ssde_mgy),
-        water_equivalent_diameter_mm=row.water_equivalent_diameter_mm,
-        findings=findings,
-        proposal=proposal,
-        notes=notes,
+    # Trusted (optimiser.assessment.trusted): identity from the validated input, numbers from
+    # ``m`` (floats from round), findings and proposal built trusted from the same rules.
+    return trusted(
+        Assessment,
+        {
+            "assessment_id": assessment_id(row.input_kind, row.input_id, key),
+            "input_kind": row.input_kind,
+            "input_id": row.input_id,
+            "study_instance_uid": row.study_instance_uid,
+            "accession_number": row.accession_number,
+            "acquisition_index": row.acquisition_index,
+            "irradiation_event_uid": row.irradiation_event_uid,
+            "site": row.site,
+            "acquisition_type": row.acquisition_type,
+            "description": row.description,
+            "scanner_model": row.scanner_model,
+            "station_name": row.station_name,
+            "performed_at": row.performed_at,
+            "needed_z_mm": m.needed_z_mm,
+            "needed_basis": row.needed.basis,
+            "irradiated_z_mm": m.irradiated_z_mm,
+            "placement": row.placement,
+            "excess_is_lower_bound": row.excess_is_lower_bound,
+            "ctdivol_mgy": m.ctdivol_mgy,
+            "dlp_mgy_cm": m.dlp_mgy_cm,
+            "scan_length_mm": m.scan_length_mm,
+            "excess_length_mm": m.excess_length_mm,
+            "excess_dlp_mgy_cm": m.excess_dlp_mgy_cm,
+            "excess_fraction": m.excess_fraction,
+            "effective_dose_msv": m.effective_dose_msv,
+            "excess_effective_dose_msv": m.excess_effective_dose_msv,
+            "overranging_mm": m.overranging_mm,
+            "avoidable_excess_length_mm": m.avoidable_excess_length_mm,
+            "avoidable_excess_dlp_mgy_cm": m.avoidable_excess_dlp_mgy_cm,
+            "avoidable_effective_dose_msv": m.avoidable_effective_dose_msv,
+            "ssde_mgy": m.ssde_mgy,
+            "water_equivalent_diameter_mm": row.water_equivalent_diameter_mm,
+            "findings": findings,
+            "proposal": proposal,
+            "notes": notes,
+        },
+        _ASSESSMENT_DEFAULTS,
     )
 
 
-def assessment(row: AcquisitionRow, res: RowResult, cross: list[Finding]) -> Assessment:
-    """The assessment of one modelled row; ``cross`` holds its study-level findings."""
+# The one field an assessment leaves at its default (not in its fields set, like validation).
+_ASSESSMENT_DEFAULTS = {"schema_": "lowdose.assessment/1"}
+
+
+def assessment(
+    row: AcquisitionRow, res: RowResult, cross: list[Finding], rd: Rounded | None = None
+) -> Assessment:
+    """The assessment of one modelled row; ``cross`` holds its study-level findings, ``rd``
+    its rounded numbers when the batch rounded them at once (:func:`rounded_rows`)."""
     if row.unusable is not None:
         return unmodelled(row)
+    scale = exposure_scale(row)
+    if rd is None:
+        rd = rounded_one(row, res, scale)
     notes = list(dict.fromkeys(row.notes))
     reported = row.reported_dlp_mgy_cm
     if reported is not None and reported > 0 and abs(res.dlp - reported) > 0.01 * reported:
@@ -127,13 +147,13 @@ def assessment(row: AcquisitionRow, res: RowResult, cross: list[Finding]) -> Ass
             f"modelled DLP {res.dlp:.1f} mGy.cm differs from the reported "
             f"{reported:.1f} mGy.cm by more than 1%"
         )
-    findings = acquisition_findings(row, res)
+    findings = acquisition_findings(row, res, rd)
     findings.extend(cross)
-    m = _measures(row, res)
+    m = _measures(row, rd)
     surplus = [f for f in cross if is_surplus(f)]
     if surplus:
-        return _surplus(_build(row, m, findings, _omit(row, m, surplus), notes))
-    proposal = build_proposal(row, res, exposure_scale(row))
+        return _build(row, _surplus(m), findings, _omit(row, m, surplus), notes)
+    proposal = build_proposal(row, res, scale, rd)
     return _build(row, m, findings, proposal, notes)
 
 
@@ -156,31 +176,33 @@ def _omit(row: AcquisitionRow, m: Measures, why: list[Finding]) -> Proposal:
     mAs, CTDIvol and DLP are 0."""
     codes = " and ".join(dict.fromkeys(f.code.replace("_", " ") for f in why))
     own = (row.lo, row.hi) if row.is_planned or m.irradiated_z_mm is None else m.irradiated_z_mm
-    return Proposal(
-        z_mm=(_r(own[0], 2), _r(own[1], 2)),
-        mas=0.0,
-        ctdivol_mgy=0.0,
-        dlp_mgy_cm=0.0,
-        dlp_saving_mgy_cm=m.dlp_mgy_cm,
-        effective_dose_saving_msv=m.effective_dose_msv,
-        changes=[
-            f"omit this acquisition: {codes} over a range the earlier acquisition(s) already "
-            f"cover; its DLP {m.dlp_mgy_cm:.1f} mGy.cm and effective dose "
-            f"{m.effective_dose_msv:.2f} mSv are avoidable"
-        ],
+    return trusted(  # trusted: floats from _r and constants (optimiser.assessment.trusted)
+        Proposal,
+        {
+            "z_mm": (_r(own[0], 2), _r(own[1], 2)),
+            "mas": 0.0,
+            "ctdivol_mgy": 0.0,
+            "dlp_mgy_cm": 0.0,
+            "dlp_saving_mgy_cm": m.dlp_mgy_cm,
+            "effective_dose_saving_msv": m.effective_dose_msv,
+            "changes": [
+                f"omit this acquisition: {codes} over a range the earlier acquisition(s) already "
+                f"cover; its DLP {m.dlp_mgy_cm:.1f} mGy.cm and effective dose "
+                f"{m.effective_dose_msv:.2f} mSv are avoidable"
+            ],
+        },
     )
 
 
-def _surplus(a: Assessment) -> Assessment:
+def _surplus(m: Measures) -> Measures:
     """A surplus acquisition is avoidable as a whole (issue 9: repeats and extra phases are
     avoidable dose): its DLP, effective dose and irradiated length replace the coverage part of
     the avoidable totals, which they contain, so nothing is counted twice."""
-    return a.model_copy(
-        update={
-            "avoidable_excess_length_mm": a.scan_length_mm,
-            "avoidable_excess_dlp_mgy_cm": a.dlp_mgy_cm,
-            "avoidable_effective_dose_msv": a.effective_dose_msv,
-        }
+    return replace(
+        m,
+        avoidable_excess_length_mm=m.scan_length_mm,
+        avoidable_excess_dlp_mgy_cm=m.dlp_mgy_cm,
+        avoidable_effective_dose_msv=m.effective_dose_msv,
     )
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import replace
+from typing import NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -19,6 +20,7 @@ import numpy.typing as npt
 from optimiser.dose_model import AcquisitionRow, row_profiles
 from optimiser.kernels import (
     MAX_ABS_Z_MM,
+    OUT_COLUMNS,
     BatchInput,
     RowResult,
     SiteTables,
@@ -38,6 +40,17 @@ MAX_CTDIVOL_MGY = 1.0e5
 
 def unusable(row: AcquisitionRow) -> str | None:
     """Why the row's numbers cannot be modelled (field, value, rule), or None when they can."""
+    n_lo, n_hi = row.needed.z_mm
+    if (  # the usual case at once (a comparison with NaN is False: those go on below)
+        abs(row.lo) <= MAX_ABS_Z_MM
+        and abs(row.hi) <= MAX_ABS_Z_MM
+        and abs(n_lo) <= MAX_ABS_Z_MM
+        and abs(n_hi) <= MAX_ABS_Z_MM
+        and 0 <= row.ctdivol_mgy <= MAX_CTDIVOL_MGY
+        and (row.collimation_mm is None or math.isfinite(row.collimation_mm))
+        and (row.pitch is None or math.isfinite(row.pitch))
+    ):
+        return None
     for name, value in (
         ("z range low end", row.lo),
         ("z range high end", row.hi),
@@ -110,18 +123,30 @@ def pack(rows: list[AcquisitionRow], site_index: dict[str, int]) -> BatchInput:
     )
 
 
+class Run(NamedTuple):
+    """One batch's kernel results: one :class:`RowResult` per row, the same numbers as the
+    kernel's output array (:data:`optimiser.kernels.OUT_COLUMNS`), and each row's exposure
+    scale as the kernel got it."""
+
+    results: list[RowResult]
+    out: F64
+    scale: F64
+
+
 def run(
     rows: list[AcquisitionRow],
     site_index: dict[str, int],
     tables: SiteTables,
     dose_profiles: DoseProfiles,
-) -> list[RowResult]:
+) -> Run:
     """Assess ``rows`` in one kernel call; one result per row, in order."""
     batch = pack(rows, site_index)
-    results = results_of(assess_batch(batch, tables))
+    out = assess_batch(batch, tables)
+    results = results_of(out)
     if dose_profiles:
-        _apply_profiles(rows, results, batch.scale, site_index, tables, dose_profiles)
-    return results
+        for i in _apply_profiles(rows, results, batch.scale, site_index, tables, dose_profiles):
+            out[i] = [getattr(results[i], name) for name in OUT_COLUMNS]
+    return Run(results, out, batch.scale)
 
 
 def _apply_profiles(
@@ -131,16 +156,17 @@ def _apply_profiles(
     site_index: dict[str, int],
     tables: SiteTables,
     dose_profiles: DoseProfiles,
-) -> None:
+) -> list[int]:
     """Where CT images gave CTDIvol(z), integrate it instead of a constant CTDIvol: one
-    profile-kernel call for every such row of the batch (actual and proposed ranges)."""
+    profile-kernel call for every such row of the batch (actual and proposed ranges). Returns
+    the rows whose results it replaced."""
     which = [
         i
         for i, row in enumerate(rows)
         if row.study_instance_uid in dose_profiles and row.unusable is None
     ]
     if not which:
-        return
+        return []
     profiles = []
     for i in which:
         z, w = dose_profiles[rows[i].study_instance_uid]
@@ -149,10 +175,12 @@ def _apply_profiles(
     n_hi = np.repeat([rows[i].needed.z_mm[1] for i in which], 2)
     sites = np.repeat([site_index[rows[i].site] for i in which], 2)
     out = profile_batch(profiles, n_lo, n_hi, sites, tables)
+    replaced = []
     for k, i in enumerate(which):
         actual, proposed = out[2 * k], out[2 * k + 1]
         if np.isnan(actual).any() or np.isnan(proposed).any():
             continue
+        replaced.append(i)
         results[i] = replace(
             results[i],
             dlp=float(actual[0]),
@@ -166,3 +194,4 @@ def _apply_profiles(
             "CTDIvol(z) follows the per-image CTDIvol or tube current of the study's CT "
             "images (mean kept at the acquisition's CTDIvol)"
         )
+    return replaced

@@ -11,10 +11,11 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Literal
 
-from optimiser.assessment import SEVERITY_RANK, Finding, FindingCode, Severity
+from optimiser.assessment import SEVERITY_RANK, Finding, FindingCode, Severity, trusted
 from optimiser.dose_model import AcquisitionRow
 from optimiser.events import ContrastPhase, ZRange, is_enhanced, phase_name
 from optimiser.kernels import RowResult
+from optimiser.rounding import Rounded, rounded_one
 from protocols.library import GENERIC_SITE, SiteProtocol
 
 
@@ -24,7 +25,11 @@ def _finding(
     message: str,
     **evidence: float | int | str | bool | None,
 ) -> Finding:
-    return Finding(code=code, severity=severity, message=message, evidence=evidence)
+    # Trusted (optimiser.assessment.trusted): a literal code and severity, our own message and
+    # evidence of plain floats, ints, strings, bools and None.
+    return trusted(
+        Finding, {"code": code, "severity": severity, "message": message, "evidence": evidence}
+    )
 
 
 def _capped(row: AcquisitionRow, severity: Severity) -> Severity:
@@ -47,7 +52,9 @@ def needed_is_guess(row: AcquisitionRow) -> bool:
     )
 
 
-def excess_coverage(row: AcquisitionRow, res: RowResult) -> Finding | None:
+def excess_coverage(
+    row: AcquisitionRow, res: RowResult, rd: Rounded | None = None
+) -> Finding | None:
     """Coverage beyond the needed range N (planning-ct.md section 4; severity rule 1).
 
     Severity follows the *avoidable* excess only: the planned range beyond N +- the site's
@@ -55,10 +62,13 @@ def excess_coverage(row: AcquisitionRow, res: RowResult) -> Finding | None:
     outside N is unavoidable with the scanner's collimation and pitch: reported as info with its
     own number, never a warning. When N is a guess, info only and no excess claimed as a bound.
     """
+    if rd is None:  # one row alone (the batch passes its rounded numbers, optimiser.rounding)
+        rd = rounded_one(row, res, 1.0)
     t = row.protocol.thresholds
     tol = row.protocol.coverage.tolerance_mm
     avoidable = res.avoidable_length
     over_dlp = row.ctdivol_mgy * res.overrange / 10.0
+    guess = needed_is_guess(row)
     needed = f"the {row.needed.z_mm[1] - row.needed.z_mm[0]:.0f} mm needed for {row.site} planning"
     over_text = (
         f"helical over-ranging adds {res.overrange:.0f} mm ({over_dlp:.1f} mGy.cm), unavoidable "
@@ -67,19 +77,19 @@ def excess_coverage(row: AcquisitionRow, res: RowResult) -> Finding | None:
         else "no helical over-ranging"
     )
     evidence: dict[str, float | int | str | bool | None] = {
-        "avoidable_excess_length_mm": round(avoidable, 3),
-        "avoidable_excess_dlp_mgy_cm": round(res.avoidable_dlp, 3),
-        "avoidable_fraction": round(res.avoidable_fraction, 4),
-        "excess_length_mm": round(res.excess_length, 3),
-        "excess_dlp_mgy_cm": round(res.excess_dlp, 3),
-        "overranging_mm": round(res.overrange, 3),
-        "overranging_dlp_mgy_cm": round(over_dlp, 3),
+        "avoidable_excess_length_mm": rd.ev_avoidable_length,
+        "avoidable_excess_dlp_mgy_cm": rd.ev_avoidable_dlp,
+        "avoidable_fraction": rd.ev_avoidable_fraction,
+        "excess_length_mm": rd.ev_excess_length,
+        "excess_dlp_mgy_cm": rd.ev_excess_dlp,
+        "overranging_mm": rd.ev_overrange,
+        "overranging_dlp_mgy_cm": rd.ev_overrange_dlp,
         "tolerance_mm": tol,
-        "needed_is_guess": needed_is_guess(row),
+        "needed_is_guess": guess,
         "warning_fraction": t.excess_coverage_warning_fraction,
         "alert_fraction": t.excess_coverage_alert_fraction,
     }
-    if needed_is_guess(row):
+    if guess:
         if not (avoidable > PLANNING_PRECISION_MM or res.excess_length > t.excess_coverage_info_mm):
             return None
         why = (
@@ -169,7 +179,9 @@ def _reference_verdict(
     """
     t = protocol.thresholds
     has_drl = protocol.drl(quantity) is not None
-    found: list[_Level] = []
+    # The first of the most severe levels exceeded (a _Level is made only for a new best).
+    best: _Level | None = None
+    rank = -1
     for ref in protocol.levels(quantity):
         if ref.kind == "drl":
             if value >= ref.value * t.above_reference_alert_ratio:
@@ -182,8 +194,11 @@ def _reference_verdict(
             sev = "warning"
         else:
             sev = "info" if value > ref.value else None
-        if sev is not None:
-            found.append(_Level(ref.kind, ref.value, ref.statistic, ref.source, sev))
+        if sev is not None and SEVERITY_RANK[sev] > rank:
+            best, rank = (
+                _Level(ref.kind, ref.value, ref.statistic, ref.source, sev),
+                SEVERITY_RANK[sev],
+            )
     dept_quantity = "ctdivol_mgy" if quantity == "ctdivol_mgy" else "exam_dlp_mgy_cm"
     for lvl in protocol.department_levels:
         if lvl.quantity != dept_quantity or lvl.scanner_model != (scanner_model or ""):
@@ -193,12 +208,13 @@ def _reference_verdict(
         policy = protocol.department
         promoted = lvl.warning_value(policy.local_drl_min_rooms)
         if policy.promote_p75_to_warning and value > promoted > 0:
-            found.append(_Level("department_p75", promoted, stat, src, "warning"))
-        elif value > lvl.median > 0:
-            found.append(_Level("department_typical", lvl.median, stat, src, "info"))
-    if not found:
+            if SEVERITY_RANK["warning"] > rank:
+                best = _Level("department_p75", promoted, stat, src, "warning")
+                rank = SEVERITY_RANK["warning"]
+        elif value > lvl.median > 0 and SEVERITY_RANK["info"] > rank:
+            best, rank = _Level("department_typical", lvl.median, stat, src, "info"), 0
+    if best is None:
         return None
-    best = max(found, key=lambda lv: SEVERITY_RANK[lv.severity])  # first of the most severe
     if protocol.site == GENERIC_SITE and best.severity != "info":
         best = replace(best, severity="info")
     return best
@@ -210,6 +226,7 @@ def _reference_finding(
     value: float,
     level: _Level,
     scope: str,
+    **extra: float,
 ) -> Finding:
     name, unit = _QUANTITY_TEXT[quantity]
     ratio = value / level.value
@@ -248,6 +265,7 @@ def _reference_finding(
         reference=level.value,
         ratio=round(ratio, 4),
         reference_source=level.source,
+        **extra,
     )
 
 
@@ -275,9 +293,8 @@ def exam_dlp_finding(row: AcquisitionRow, before: float, after: float) -> Findin
     was = _reference_verdict(row.protocol, "dlp_mgy_cm", before, row.scanner_model)
     if was is not None and SEVERITY_RANK[was.severity] >= SEVERITY_RANK[now.severity]:
         return None
-    found = _reference_finding(row, "dlp_mgy_cm", after, now, "exam")
-    return found.model_copy(
-        update={"evidence": {**found.evidence, "exam_dlp_before_mgy_cm": round(before, 3)}}
+    return _reference_finding(
+        row, "dlp_mgy_cm", after, now, "exam", exam_dlp_before_mgy_cm=round(before, 3)
     )
 
 
@@ -396,10 +413,12 @@ def dose_check_exceeded(row: AcquisitionRow) -> Finding | None:
     return None
 
 
-def acquisition_findings(row: AcquisitionRow, res: RowResult) -> list[Finding]:
-    """The single-acquisition findings, in a fixed order."""
+def acquisition_findings(
+    row: AcquisitionRow, res: RowResult, rd: Rounded | None = None
+) -> list[Finding]:
+    """The single-acquisition findings, in a fixed order (``rd``: the row's rounded numbers)."""
     found = [
-        excess_coverage(row, res),
+        excess_coverage(row, res, rd),
         above_reference_level(row, res),
         thin_reconstruction(row),
         kv_not_calibrated(row),

@@ -1,12 +1,13 @@
 """The assessment pipeline: protocol events, dose reports and structure sets in, assessments out.
 
-One :meth:`Pipeline.process` call handles one batch in three stages, each its own module:
+One :meth:`Pipeline.process` call handles one batch in stages, each its own module:
 :mod:`optimiser.rows` turns each input into kernel rows, walking the items in order and updating
 the per-study state as it goes (so a dose report after its protocol event in the same batch finds
 it); :mod:`optimiser.batch` packs every row of the batch into one struct-of-arrays input and calls
-the numba batch kernel once; :mod:`optimiser.assemble` turns each row into an
-:class:`~optimiser.assessment.Assessment` with its findings and proposal. Study-level findings
-(repeats, contrast phases) compare each row with the study's earlier acquisitions here; the
+the numba batch kernel once; :mod:`optimiser.rounding` rounds every reported number of the
+batch at once (equal to ``round`` value for value); :mod:`optimiser.assemble` turns each row
+into an :class:`~optimiser.assessment.Assessment` with its findings and proposal. Study-level
+findings (repeats, contrast phases) compare each row with the study's earlier acquisitions here; the
 surplus acquisition they flag is assembled as avoidable as a whole, with a proposal to omit it. The
 model's sources are cited in :mod:`optimiser.dose_model`, :mod:`optimiser.findings` and
 :mod:`optimiser.ssde` (../shared/reference/planning-ct.md).
@@ -28,6 +29,7 @@ from optimiser.findings import Previous, exam_dlp_finding, study_findings
 from optimiser.kernels import BatchInput, RowResult, assess_batch
 from optimiser.profile_kernel import profile_batch
 from optimiser.records import DoseReport, StructureSet
+from optimiser.rounding import rounded_rows
 from optimiser.rows import RowBuilder
 from optimiser.ssde import ImageSize
 from optimiser.state import MemoryStateStore, StudyStateStore
@@ -127,13 +129,17 @@ class Pipeline:
             row.unusable = batch.unusable(row)
             if row.unusable is not None:
                 row.comparable_placement = False
-        results = batch.run(rows, self.site_index, self.tables, self.dose_profiles)
+        run = batch.run(rows, self.site_index, self.tables, self.dose_profiles)
+        results = run.results
         cross = study_findings(rows, results, self._previous(rows, results, item_of))
         for i, found in self._exam_dlp(rows, results, item_of).items():
             cross.setdefault(i, []).append(found)
-        return [assemble.assessment(row, res, cross.get(i, [])) for i, (row, res) in enumerate(
-            zip(rows, results, strict=True)
-        )]  # fmt: skip
+        # Every reported number of the batch rounded at once (optimiser.rounding).
+        rounded = rounded_rows(rows, run.out, run.scale)
+        return [
+            assemble.assessment(row, res, cross.get(i, []), rd)
+            for i, (row, res, rd) in enumerate(zip(rows, results, rounded, strict=True))
+        ]
 
     def _exam_dlp(
         self, rows: list[AcquisitionRow], results: list[RowResult], item_of: list[int]

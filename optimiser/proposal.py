@@ -11,10 +11,11 @@ below the site's planning image-quality floor (``[image_quality] min_ctdivol_mgy
 
 from __future__ import annotations
 
-from optimiser.assessment import Proposal
+from optimiser.assessment import Proposal, trusted
 from optimiser.dose_model import AcquisitionRow
 from optimiser.findings import OWN_CLASS_TYPES
 from optimiser.kernels import RowResult
+from optimiser.rounding import Rounded, rounded_one
 
 
 def exposure_scale(row: AcquisitionRow) -> float:
@@ -76,7 +77,12 @@ def _range_change(row: AcquisitionRow, res: RowResult) -> str | None:
     return text
 
 
-def build_proposal(row: AcquisitionRow, res: RowResult, scale: float) -> Proposal:
+def build_proposal(
+    row: AcquisitionRow, res: RowResult, scale: float, rd: Rounded | None = None
+) -> Proposal:
+    """The proposal for one row (``rd``: its rounded numbers, when the batch has them)."""
+    if rd is None:
+        rd = rounded_one(row, res, scale)
     changes: list[str] = []
     range_change = _range_change(row, res)
     if range_change is not None:
@@ -94,12 +100,16 @@ def build_proposal(row: AcquisitionRow, res: RowResult, scale: float) -> Proposa
         review = _typical_review(row)
         if review is not None:
             changes.append(review)
-    return Proposal(
-        z_mm=(round(res.proposal_lo, 2), round(res.proposal_hi, 2)),
-        mas=None if row.mas is None else round(row.mas * scale, 2),
-        ctdivol_mgy=round(ctdivol, 4),
-        dlp_mgy_cm=round(res.proposal_dlp, 4),
-        dlp_saving_mgy_cm=round(res.dlp - res.proposal_dlp, 4),
-        effective_dose_saving_msv=round(res.effective_dose - res.proposal_effective_dose, 5),
-        changes=changes,
+    # Trusted (optimiser.assessment.trusted): every number is a float rounded as round() does.
+    return trusted(
+        Proposal,
+        {
+            "z_mm": (rd.proposal_lo, rd.proposal_hi),
+            "mas": None if row.mas is None else rd.proposal_mas,
+            "ctdivol_mgy": rd.proposal_ctdivol_mgy,
+            "dlp_mgy_cm": rd.proposal_dlp,
+            "dlp_saving_mgy_cm": rd.dlp_saving,
+            "effective_dose_saving_msv": rd.effective_dose_saving,
+            "changes": changes,
+        },
     )

@@ -103,15 +103,15 @@ class RowBuilder:
         scans = [a for a in event.acquisitions if a.type != "localizer"]
         if not scans:
             return []
-        centre = 0.5 * (min(a.z_range_mm[0] for a in scans) + max(a.z_range_mm[1] for a in scans))
+        planned = [a.z_range_mm for a in scans]  # once each: a property computing min and max
+        centre = 0.5 * (min(r[0] for r in planned) + max(r[1] for r in planned))
         needed = self._needed(state, protocol, event, centre)
         names = protocol.diagnostic_names
         size = self.image_sizes.get(study.study_instance_uid)
         if size is not None:
             notes.append(size[1])
         rows = []
-        for acq in scans:
-            lo, hi = acq.z_range_mm
+        for acq, (lo, hi) in zip(scans, planned, strict=True):
             intent = _event_intent(
                 study.purpose, names.match(acq.series_description, study.study_description)
             )

@@ -11,6 +11,7 @@ changes) or ``_defaults.toml`` / ``_regions.toml`` in an override directory.
 
 from __future__ import annotations
 
+import functools
 import math
 import tomllib
 from dataclasses import dataclass, field
@@ -19,7 +20,7 @@ from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from optimiser.errors import ConfigurationError
 
@@ -82,24 +83,28 @@ class DiagnosticKeywords(_Model):
 
     keywords: list[str] = Field(default_factory=list)
     source: str
-    # Each keyword as the padded phrase :meth:`match` looks for, normalised once (this runs
-    # for every acquisition of every event).
-    _phrases: tuple[tuple[str, str], ...] = PrivateAttr(default=())
-
-    def model_post_init(self, context: object, /) -> None:
-        self._phrases = tuple((kw, f" {_words(kw)} ") for kw in self.keywords)
 
     def match(self, *names: str | None) -> str | None:
         """The first name holding a keyword as a whole word (any case, ``_`` and ``-`` read as
         spaces), quoted with the keyword; None when no name reads diagnostic."""
+        phrases = _phrases(tuple(self.keywords))
         for name in names:
             if not name:
                 continue
             text = f" {_words(name)} "
-            for kw, phrase in self._phrases:
+            for kw, phrase in phrases:
                 if phrase in text:
                     return f"{name!r} ({kw})"
         return None
+
+
+@functools.lru_cache(maxsize=64)
+def _phrases(keywords: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+    """Each keyword with the padded phrase :meth:`DiagnosticKeywords.match` looks for,
+    normalised once per keyword list (match runs for every acquisition of every event). A
+    cache keyed by the keywords, not a private attribute: pydantic's private-attribute access
+    cost about 5 us a call, and a copied model can never keep another list's phrases."""
+    return tuple((kw, f" {_words(kw)} ") for kw in keywords)
 
 
 def _words(text: str) -> str:
@@ -317,12 +322,15 @@ class SiteProtocol(_Model):
 
     def levels(self, quantity: Literal["ctdivol_mgy", "dlp_mgy_cm"]) -> list[ReferenceValue]:
         """The cited levels of ``quantity``: the investigation level, then a typical value."""
-        found = [getattr(self, f"reference_{quantity}"), getattr(self, f"typical_{quantity}")]
-        return [v for v in found if v is not None]
+        if quantity == "ctdivol_mgy":  # plain reads, no getattr: this runs for every acquisition
+            return [
+                v for v in (self.reference_ctdivol_mgy, self.typical_ctdivol_mgy) if v is not None
+            ]
+        return [v for v in (self.reference_dlp_mgy_cm, self.typical_dlp_mgy_cm) if v is not None]
 
     def drl(self, quantity: Literal["ctdivol_mgy", "dlp_mgy_cm"]) -> ReferenceValue | None:
         """The 75th-percentile-type level of ``quantity`` when the site has one."""
-        ref: ReferenceValue | None = getattr(self, f"reference_{quantity}")
+        ref = self.reference_ctdivol_mgy if quantity == "ctdivol_mgy" else self.reference_dlp_mgy_cm
         return ref if ref is not None and ref.kind == "drl" else None
 
 

@@ -31,3 +31,24 @@ def test_state_holds_no_patient_id_or_accession_and_reports_still_find_their_eve
     report = read_dose_report(study.rdsr_bytes, source="sim")
     from_report = pipeline.process([report])
     assert from_report and {a.site for a in from_report} == {event.planning.site}
+
+
+def test_without_identifiers_is_what_model_copy_gives_and_leaves_the_event_alone() -> None:
+    [study] = simulate_feed(1, seed=6)
+    event = study.protocol_event.model_copy(
+        update={
+            "study": study.protocol_event.study.model_copy(
+                update={"patient_id": "PAT-1", "accession_number": "ACC-1"}
+            )
+        }
+    )
+    before = event.to_json()
+    stripped = event.without_identifiers()
+    twin_study = event.study.model_copy(update={"patient_id": None, "accession_number": None})
+    twin = event.model_copy(update={"study": twin_study})
+    assert stripped == twin and stripped.study == twin_study
+    assert stripped.to_json() == twin.to_json() and "PAT-1" not in stripped.to_json()
+    assert stripped.model_fields_set == twin.model_fields_set
+    assert stripped.study.model_fields_set == twin_study.model_fields_set
+    assert repr(stripped.study.__dict__) == repr(twin_study.__dict__)
+    assert event.to_json() == before and event.study.patient_id == "PAT-1"
