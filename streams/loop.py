@@ -283,7 +283,7 @@ class ServiceLoop:
         alerts = 0
         for a in assessments:
             key = a.study_instance_uid.encode()
-            value = a.to_json().encode()
+            value = a.json_bytes()
             headers = [(HEADER_ASSESSMENT_ID, a.assessment_id.encode()), _CONTENT_TYPE]
             out.append(send(topics.assessments, key=key, value=value, headers=headers, stop=stop))
             if a.is_alert:
