@@ -99,10 +99,15 @@ def test_records_larger_than_the_fetch_limit_do_not_starve_behind_a_waiting_repo
     messages = events + [m for m in messages if m.kind != "protocol"][::-1]
     assert all(len(m.value) > 1024 for m in messages)
     expected = sum(len(s.protocol_event.acquisitions) + 1 for s in studies)
-    c = client_producer(kafka_bootstrap)
     ensure_topics(settings)
-    send(c, settings.topics, messages)  # all in the log before the service starts
-    c.close(timeout_s=30)
+    # One record per record batch (each acknowledged before the next is sent), all in the log
+    # before the service starts: a fetch then returns one record, from its first partition.
+    p = producer(kafka_bootstrap, linger_ms=0)
+    for m in messages:
+        p.send(m.topic(settings.topics), key=m.key, value=m.value, headers=list(m.headers)).get(
+            timeout=30
+        )
+    p.close()
     service = Service(settings, pipeline_factory=fake_pipeline)
     with ServiceThread(service):
         assessments = drain(
