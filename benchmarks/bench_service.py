@@ -189,7 +189,7 @@ def _latency(
     """
     import os
 
-    from kafka import KafkaConsumer
+    from kafka import KafkaConsumer, TopicPartition
 
     events = _events(int(seconds * RATE_PER_S), "lat")
     sent_at: dict[str, float] = {}  # perf_counter (end to end) and wall clock (split)
@@ -198,16 +198,22 @@ def _latency(
     service_part: list[float] = []
     # fetch_max_wait_ms does not delay records: the broker answers a fetch as soon as any data
     # is there (fetch_min_bytes 1); a short wait only makes this reader poll an idle topic often,
-    # burning CPU the service on this 2-core machine then lacks.
+    # burning CPU the service on this 2-core machine then lacks. No consumer group: a reader of
+    # a reused group once never joined (its group stayed Empty, the loop below spun until the
+    # test timed out); assigning the partitions needs no coordinator.
     reader = KafkaConsumer(
-        settings.topics.alerts,
         bootstrap_servers=bootstrap,
-        group_id=f"{settings.group_id}.latency",
-        auto_offset_reset="latest",
+        group_id=None,
+        enable_auto_commit=False,
         fetch_max_wait_ms=100,
     )
-    while not reader.assignment():
-        reader.poll(timeout_ms=100)
+    partitions = reader.partitions_for_topic(settings.topics.alerts) or set()
+    assert partitions, f"no partitions known for {settings.topics.alerts}"
+    tps = [TopicPartition(settings.topics.alerts, p) for p in sorted(partitions)]
+    reader.assign(tps)
+    reader.seek_to_end(*tps)
+    for tp in tps:  # resolve the log end now: only alerts of the events below are read
+        reader.position(tp)
     done = threading.Event()
 
     def read() -> None:
