@@ -12,7 +12,9 @@
   N events.
 - latency: p50/p99 from producing a protocol event to its alert arriving, at a steady 500
   events/s, through a ``lowdose run`` process, after a discarded 3 s warm-up; recorded in the
-  subject's extra_info (not asserted; goal p99 < 50 ms).
+  subject's extra_info (not asserted; goal p99 < 50 ms), with the part until the service hands
+  the alert to its producer, the machine's load average and the service's CPU; printed in the
+  terminal summary. ``python -m benchmarks.latency`` repeats only this measurement.
 
 Quick mode (``make test``): 2,000 events, 2 s of latency sampling; full mode 20,000 and 10 s.
 """
@@ -41,6 +43,7 @@ __all__ = ["kafka_bootstrap", "kafka_broker"]  # the session broker fixtures, sh
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(300)]
 
 RATE_PER_S = 500.0
+GOAL_P99_MS = 50.0  # issue 10: p99 produce-to-alert latency below this, in every run
 
 
 def _events(n: int, tag: str) -> list[tuple[bytes, bytes, str]]:
@@ -160,22 +163,57 @@ def _raw_round(consumer: Any, n: int) -> int:
     return got
 
 
-def _latency(bootstrap: str, settings: Any, seconds: float) -> dict[str, float]:
-    """Produce at a steady rate; time each alert's arrival against its event's send time."""
-    from kafka import KafkaConsumer
+def _cpu_seconds(pid: int) -> float | None:
+    """User plus system CPU seconds of process ``pid`` so far (Linux /proc; None elsewhere)."""
+    import os
+
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _latency(
+    bootstrap: str, settings: Any, seconds: float, service_pid: int | None = None
+) -> dict[str, float]:
+    """Produce at a steady rate; time each alert's arrival against its event's send time.
+
+    Besides the end-to-end p50/p99 it records where the time went, so a slow run can be read:
+    ``latency_service_*`` ends when the service *handed the alert to its producer* (the alert
+    record's timestamp, stamped by the service's producer on this host's wall clock): input
+    fetch, waiting behind the batch in progress, decoding and assessing; the rest is its flush
+    and this reader. The 1-minute load average before the window and the service's CPU (cores)
+    during it say how busy the shared machine was.
+    """
+    import os
+
+    from kafka import KafkaConsumer, TopicPartition
 
     events = _events(int(seconds * RATE_PER_S), "lat")
-    sent_at: dict[str, float] = {}
+    sent_at: dict[str, float] = {}  # perf_counter (end to end) and wall clock (split)
+    sent_wall: dict[str, float] = {}
     latencies: list[float] = []
+    service_part: list[float] = []
+    # fetch_max_wait_ms does not delay records: the broker answers a fetch as soon as any data
+    # is there (fetch_min_bytes 1); a short wait only makes this reader poll an idle topic often,
+    # burning CPU the service on this 2-core machine then lacks. No consumer group: a reader of
+    # a reused group once never joined (its group stayed Empty, the loop below spun until the
+    # test timed out); assigning the partitions needs no coordinator.
     reader = KafkaConsumer(
-        settings.topics.alerts,
         bootstrap_servers=bootstrap,
-        group_id=f"{settings.group_id}.latency",
-        auto_offset_reset="latest",
-        fetch_max_wait_ms=5,
+        group_id=None,
+        enable_auto_commit=False,
+        fetch_max_wait_ms=100,
     )
-    while not reader.assignment():
-        reader.poll(timeout_ms=100)
+    partitions = reader.partitions_for_topic(settings.topics.alerts) or set()
+    assert partitions, f"no partitions known for {settings.topics.alerts}"
+    tps = [TopicPartition(settings.topics.alerts, p) for p in sorted(partitions)]
+    reader.assign(tps)
+    reader.seek_to_end(*tps)
+    for tp in tps:  # resolve the log end now: only alerts of the events below are read
+        reader.position(tp)
     done = threading.Event()
 
     def read() -> None:
@@ -188,18 +226,24 @@ def _latency(bootstrap: str, settings: Any, seconds: float) -> dict[str, float]:
                     input_id = json.loads(r.value)["input_id"]
                     if input_id in sent_at:
                         latencies.append(now - sent_at[input_id])
+                        service_part.append(r.timestamp / 1000.0 - sent_wall[input_id])
 
     thread = threading.Thread(target=read, daemon=True)
     thread.start()
     p = producer(bootstrap, linger_ms=0)
+    load_1m = os.getloadavg()[0]
+    cpu_before = _cpu_seconds(service_pid) if service_pid else None
     started = time.perf_counter()
     for i, (key, value, _) in enumerate(events):
         delay = started + i / RATE_PER_S - time.perf_counter()
         if delay > 0:
             time.sleep(delay)
+        sent_wall[f"lat-{i}"] = time.time()
         sent_at[f"lat-{i}"] = time.perf_counter()
         p.send(settings.topics.protocol, key=key, value=value)
     p.flush()
+    cpu_after = _cpu_seconds(service_pid) if service_pid else None
+    sending_s = time.perf_counter() - started
     time.sleep(1.0)
     done.set()
     thread.join(5)
@@ -207,12 +251,19 @@ def _latency(bootstrap: str, settings: Any, seconds: float) -> dict[str, float]:
     p.close()
     assert latencies, "alerts arrived for the flagged events"
     ms = np.array(latencies) * 1000.0
-    return {
+    service_ms = np.array(service_part) * 1000.0
+    out: dict[str, float] = {
         "latency_rate_per_s": RATE_PER_S,
         "latency_samples": len(ms),
         "latency_p50_ms": round(float(np.percentile(ms, 50)), 2),
         "latency_p99_ms": round(float(np.percentile(ms, 99)), 2),
+        "latency_service_p50_ms": round(float(np.percentile(service_ms, 50)), 2),
+        "latency_service_p99_ms": round(float(np.percentile(service_ms, 99)), 2),
+        "latency_load_1m": round(load_1m, 2),
     }
+    if cpu_before is not None and cpu_after is not None:
+        out["latency_service_cores"] = round((cpu_after - cpu_before) / sending_s, 2)
+    return out
 
 
 def _latency_of_a_running_service(
@@ -253,7 +304,7 @@ def _latency_of_a_running_service(
                 time.sleep(0.1)
             time.sleep(0.5)  # the log-end position is resolved on the first fetch
             _latency(bootstrap, settings, 3.0)  # warm-up, discarded
-            return _latency(bootstrap, settings, seconds)
+            return _latency(bootstrap, settings, seconds, service_pid=proc.pid)
         finally:
             proc.terminate()
             proc.wait(60)

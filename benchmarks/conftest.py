@@ -124,3 +124,8 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
         )
     for line in gate.failures(rows):
         tr.write_line(f"GATE FAILED: {line}", red=True)
+    for m in _measurements(config):  # recorded, not gated (goal: issue 10)
+        if "latency_p99_ms" in m.extra:
+            extra = m.extra.items()
+            figures = ", ".join(f"{k[8:]} {v}" for k, v in extra if k.startswith("latency_"))
+            tr.write_line(f"produce-to-alert latency ({m.name}): {figures}")

@@ -16,6 +16,7 @@ from streams import deadletter
 from streams.publish import messages_from_studies, send
 from streams.service import Service
 from streams.testing import ServiceThread, client_producer, drain, header, producer, settings_for
+from streams.topics import ensure_topics
 from tests.paths import SHARED
 
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(180)]
@@ -79,3 +80,44 @@ def test_bad_messages_go_to_the_dlq_and_good_ones_are_assessed(
     reasons = {header(by_value[v], deadletter.HEADER_ERROR_MESSAGE) for _, v in bad[:2]}
     assert any("planning" in (r or "") for r in reasons)  # the schema violation names the field
     assert service.stats.bad == len(bad)
+
+
+def test_records_larger_than_the_fetch_limit_do_not_starve_behind_a_waiting_report(
+    kafka_bootstrap: str, fake_pipeline: Any
+) -> None:
+    """The broker returns a record batch larger than ``max_partition_fetch_bytes`` only when it
+    is the first data of a fetch response. Events and reports here are all larger than the
+    configured limit (1 KiB, far below the topics' max.message.bytes); a report fetched before
+    its event is sought back to wait, and must not then keep the event from being fetched until
+    ``max_defer_s`` (60 s) runs out."""
+    settings = settings_for(kafka_bootstrap, partitions=1, max_partition_fetch_bytes=1024)
+    studies = simulate_feed(6, seed=11)
+    messages = list(messages_from_studies(studies))
+    # Every event first, then the reports, the last study's first: that report is fetched while
+    # its event still waits behind five others on the protocol partition.
+    events = [m for m in messages if m.kind == "protocol"]
+    messages = events + [m for m in messages if m.kind != "protocol"][::-1]
+    assert all(len(m.value) > 1024 for m in messages)
+    expected = sum(len(s.protocol_event.acquisitions) + 1 for s in studies)
+    ensure_topics(settings)
+    # One record per record batch (each acknowledged before the next is sent), all in the log
+    # before the service starts: a fetch then returns one record, from its first partition.
+    p = producer(kafka_bootstrap, linger_ms=0)
+    for m in messages:
+        p.send(m.topic(settings.topics), key=m.key, value=m.value, headers=list(m.headers)).get(
+            timeout=30
+        )
+    p.close()
+    service = Service(settings, pipeline_factory=fake_pipeline)
+    with ServiceThread(service):
+        assessments = drain(
+            kafka_bootstrap,
+            settings.topics.assessments,
+            until=lambda rs: len(rs) >= expected,
+            timeout_s=30,
+        )
+    kinds = [json.loads(r.value)["input_kind"] for r in assessments]
+    assert kinds.count("dose_report") == len(studies), "every report assessed within 30 s"
+    loop = service._loop
+    assert loop is not None and loop.alignment.deferred > 0, "a report was sought back to wait"
+    assert len(assessments) == expected
