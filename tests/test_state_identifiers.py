@@ -6,19 +6,26 @@ Instance UID) and is assessed against the event's site."""
 from __future__ import annotations
 
 from optimiser.dicom import read_dose_report
+from optimiser.events import ProtocolEvent
 from optimiser.pipeline import Pipeline
-from optimiser.simulate import simulate_feed
+from optimiser.simulate import SimulatedStudy, simulate_feed
+
+
+def _with_identifiers(study: SimulatedStudy, patient_id: str, accession: str) -> ProtocolEvent:
+    """The study's protocol event carrying this Patient ID and accession number."""
+    event = study.protocol_event
+    return event.model_copy(
+        update={
+            "study": event.study.model_copy(
+                update={"patient_id": patient_id, "accession_number": accession}
+            )
+        }
+    )
 
 
 def test_state_holds_no_patient_id_or_accession_and_reports_still_find_their_event() -> None:
     [study] = simulate_feed(1, seed=4)
-    event = study.protocol_event.model_copy(
-        update={
-            "study": study.protocol_event.study.model_copy(
-                update={"patient_id": "PAT-SECRET-123", "accession_number": "ACC-SECRET-9"}
-            )
-        }
-    )
+    event = _with_identifiers(study, "PAT-SECRET-123", "ACC-SECRET-9")
     pipeline = Pipeline()
     from_event = pipeline.process([event])
     assert from_event and all(a.accession_number == "ACC-SECRET-9" for a in from_event)
@@ -35,13 +42,7 @@ def test_state_holds_no_patient_id_or_accession_and_reports_still_find_their_eve
 
 def test_without_identifiers_is_what_model_copy_gives_and_leaves_the_event_alone() -> None:
     [study] = simulate_feed(1, seed=6)
-    event = study.protocol_event.model_copy(
-        update={
-            "study": study.protocol_event.study.model_copy(
-                update={"patient_id": "PAT-1", "accession_number": "ACC-1"}
-            )
-        }
-    )
+    event = _with_identifiers(study, "PAT-1", "ACC-1")
     before = event.to_json()
     stripped = event.without_identifiers()
     twin_study = event.study.model_copy(update={"patient_id": None, "accession_number": None})
