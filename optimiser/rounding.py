@@ -31,14 +31,21 @@ F64 = npt.NDArray[np.float64]
 
 def round_exact(x: F64, digits: int) -> list[float]:
     """``[round(float(v), digits) for v in x]``, computed in numpy (see the module docstring)."""
-    scale = 10.0**digits
+    return _round_matrix(x.reshape(1, -1), np.array([[10.0**digits]]), (digits,))[0]
+
+
+def _round_matrix(x: F64, scale: F64, digits: Sequence[int]) -> list[list[float]]:
+    """Row ``i`` of ``x`` rounded to ``digits[i]`` decimals (``scale[i, 0] == 10**digits[i]``),
+    as lists; one pass over the whole matrix, so a batch of one row costs a few numpy calls,
+    not a few per column."""
     with np.errstate(all="ignore"):
         y = x * scale
-        out: list[float] = (np.rint(y) / scale).tolist()
+        out: list[list[float]] = (np.rint(y) / scale).tolist()
         distance = np.abs(y - np.floor(y) - 0.5)
-        sure = (distance > 4.0 * np.spacing(np.abs(y))) & (np.abs(y) < 2.0**52)
-    for i in np.flatnonzero(~sure).tolist():
-        out[i] = round(float(x[i]), digits)
+        unsure = (distance <= 4.0 * np.spacing(np.abs(y))) | ~(np.abs(y) < 2.0**52)
+    if unsure.any():
+        for i, j in np.argwhere(unsure).tolist():
+            out[i][j] = round(float(x[i, j]), digits[i])
     return out
 
 
@@ -86,6 +93,7 @@ DIGITS: tuple[int, ...] = (
     2, 2, 2, 4, 4, 4, 5,
 )  # fmt: skip
 assert len(DIGITS) == len(Rounded._fields)
+_SCALES: F64 = (10.0 ** np.array(DIGITS, np.float64)).reshape(-1, 1)
 
 
 def _fraction(part: F64, whole: F64) -> F64:
@@ -162,7 +170,7 @@ def rounded_rows(rows: Sequence[AcquisitionRow], out: F64, scale: F64) -> list[R
     needed, ctdivol, ssde, mas = _row_inputs(rows)
     with np.errstate(all="ignore"):  # unusable rows may hold NaN or inf: never reported
         columns = _columns(needed, out, ctdivol, ssde, mas, scale)
-    done = [round_exact(col, d) for col, d in zip(columns, DIGITS, strict=True)]
+    done = _round_matrix(np.stack(columns), _SCALES, DIGITS)
     return [Rounded(*values) for values in zip(*done, strict=True)]
 
 

@@ -10,7 +10,7 @@ import pytest
 from optimiser import batch
 from optimiser.pipeline import Pipeline
 from optimiser.proposal import exposure_scale
-from optimiser.rounding import round_exact, rounded_one, rounded_rows
+from optimiser.rounding import _round_matrix, round_exact, rounded_one, rounded_rows
 from optimiser.simulate import simulate_feed
 
 
@@ -35,6 +35,18 @@ def test_round_exact_equals_round_value_for_value(digits: int) -> None:
     got = round_exact(x, digits)
     want = [round(float(v), digits) for v in x]
     assert [repr(v) for v in got] == [repr(v) for v in want]
+
+
+def test_a_matrix_rounds_each_row_to_its_own_digits() -> None:
+    """The batch path rounds every column of a batch in one pass (rows of a matrix, each to
+    its own decimals); values needing the fallback sit in every row, so a fallback written
+    back to the wrong cell would show."""
+    digits = (2, 5, 3, 4, 2)
+    x = np.stack([_adversarial(d)[:3000] for d in digits])
+    scale = (10.0 ** np.array(digits, np.float64)).reshape(-1, 1)
+    got = _round_matrix(x, scale, digits)
+    for i, d in enumerate(digits):
+        assert [repr(v) for v in got[i]] == [repr(round(float(v), d)) for v in x[i]]
 
 
 def test_the_fast_path_is_taken_and_would_differ_without_the_fallback() -> None:
