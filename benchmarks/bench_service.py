@@ -6,6 +6,11 @@
   same number of output records of the same size (one per acquisition plus the alerts, about
   1.8 per event, about 1.3 KB each) with the service's producer settings, flushes and commits:
   what kafka-python allows an at-least-once processor. Goal (issue 10): >= 0.7.
+- ``service_without_assessment`` (informational): the same service with its pipeline replaced by
+  a lookup of the assessments the real pipeline made for the same events beforehand (each
+  event's study state still written and checkpointed, every assessment still serialised and
+  produced), against the passthrough: what the rest of the service costs, so how far the
+  assessment itself could lift ``service_throughput``.
 - ``passthrough``: that passthrough against a raw kafka-python consumer that produces nothing
   (the client's ceiling; informational: each ``send`` costs tens of microseconds).
   The service and the passthrough are joined to their groups before timing (the raw consumer is
@@ -90,6 +95,39 @@ def _outputs_per_event(events: list[tuple[bytes, bytes, str]]) -> tuple[dict[str
         counts[event.event_id] = sum(1 + a.is_alert for a in assessments)
         sizes.extend(len(a.to_json()) for a in assessments)
     return counts, int(sum(sizes) / len(sizes))
+
+
+class Precomputed:
+    """A stand-in for the service's pipeline: the assessments the real pipeline made for the
+    same events beforehand, looked up by event id; each event's study state is written as the
+    real pipeline writes it (``StudyState.protocol_event``), so the checkpoint's changelog is
+    the same. For ``service_without_assessment`` only."""
+
+    def __init__(self, events: list[tuple[bytes, bytes, str]], store: Any) -> None:
+        from optimiser.events import parse_protocol_event
+        from optimiser.pipeline import Pipeline
+
+        pipeline = Pipeline()
+        self.store = store
+        self.assessments: dict[str, list[Any]] = {}
+        for _, value, _ in events:
+            event = parse_protocol_event(value, source="bench")
+            self.assessments[event.event_id] = pipeline.process([event])
+
+    def warm_up(self) -> None:
+        pass
+
+    def process(self, items: Any) -> list[Any]:
+        from optimiser.state import StudyState
+
+        out: list[Any] = []
+        for item in items:
+            uid = item.study.study_instance_uid
+            state = self.store.get(uid) or StudyState(study_instance_uid=uid)
+            state.protocol_event = item
+            self.store.put(state)
+            out.extend(self.assessments[item.event_id])
+        return out
 
 
 class Passthrough:
@@ -352,6 +390,34 @@ def test_passthrough_against_raw(bench: Bench, feed: tuple[Any, int], passthroug
     _, n = feed
     got = bench(passthrough.round, n, subject="passthrough", role="subject", items=n)
     assert got >= n
+
+
+# Before test_service_throughput: its latency measurement publishes more events to the topic.
+def test_passthrough_beside_the_service_without_assessment(
+    bench: Bench, feed: tuple[Any, int], passthrough: Any
+) -> None:
+    _, n = feed
+    got = bench(
+        passthrough.round, n, subject="service_without_assessment", role="baseline", items=n
+    )
+    assert got >= n
+
+
+def test_service_without_assessment(bench: Bench, feed: tuple[Any, int]) -> None:
+    settings, n = feed
+    service = Service(settings.model_copy(update={"group_id": settings.group_id + ".floor"}))
+    loop = service.open()
+    loop.pipeline = Precomputed(_events(n, "thr"), loop.store)
+    try:
+        assert _service_round(loop, n) >= n  # joins the group, warms every path
+        processed = bench(
+            _service_round, loop, n, subject="service_without_assessment", role="subject", items=n
+        )
+        assert processed >= n
+        assert service.stats.bad == 0
+        assert service.stats.assessed >= 2 * n  # the precomputed assessments were produced
+    finally:
+        service.close(loop)
 
 
 def test_service_throughput(
