@@ -30,6 +30,7 @@ from pydantic import (
     model_validator,
 )
 
+from optimiser.construct import unvalidated
 from optimiser.errors import InputError
 
 PROTOCOL_SCHEMA = "lowdose.protocol/1"
@@ -239,12 +240,9 @@ def _replaced(model: _M, **changes: object) -> _M:
     per model: 9 us an event on a loaded machine. Only for models of this module without
     private attributes or extras, and for values their fields accept (None where optional, a
     model of the field's type); tests/test_state_identifiers.py compares it with model_copy."""
-    new = model.__class__.__new__(model.__class__)
-    object.__setattr__(new, "__dict__", {**model.__dict__, **changes})
-    object.__setattr__(new, "__pydantic_fields_set__", model.model_fields_set | changes.keys())
-    object.__setattr__(new, "__pydantic_extra__", None)
-    object.__setattr__(new, "__pydantic_private__", None)
-    return new
+    return unvalidated(
+        model.__class__, {**model.__dict__, **changes}, model.model_fields_set | changes.keys()
+    )
 
 
 def parse_protocol_event(data: bytes | str, *, source: str = "protocol event") -> ProtocolEvent:
