@@ -40,29 +40,20 @@ MAX_CTDIVOL_MGY = 1.0e5
 
 def unusable(row: AcquisitionRow) -> str | None:
     """Why the row's numbers cannot be modelled (field, value, rule), or None when they can."""
-    n_lo, n_hi = row.needed.z_mm
-    if (  # the usual case at once (a comparison with NaN is False: those go on below)
-        abs(row.lo) <= MAX_ABS_Z_MM
-        and abs(row.hi) <= MAX_ABS_Z_MM
-        and abs(n_lo) <= MAX_ABS_Z_MM
-        and abs(n_hi) <= MAX_ABS_Z_MM
-        and 0 <= row.ctdivol_mgy <= MAX_CTDIVOL_MGY
-        and (row.collimation_mm is None or math.isfinite(row.collimation_mm))
-        and (row.pitch is None or math.isfinite(row.pitch))
-    ):
-        return None
+    # ``not abs(v) <= limit`` also holds for NaN and infinities (every comparison with NaN is
+    # False), so each value costs one comparison.
     for name, value in (
         ("z range low end", row.lo),
         ("z range high end", row.hi),
         ("needed range low end", row.needed.z_mm[0]),
         ("needed range high end", row.needed.z_mm[1]),
     ):
-        if not math.isfinite(value) or abs(value) > MAX_ABS_Z_MM:
+        if not abs(value) <= MAX_ABS_Z_MM:
             return (
                 f"{name} = {value!r} mm is not a table position (finite, within "
                 f"{MAX_ABS_Z_MM:g} mm); fix the feed's z values"
             )
-    if not math.isfinite(row.ctdivol_mgy) or not 0 <= row.ctdivol_mgy <= MAX_CTDIVOL_MGY:
+    if not 0 <= row.ctdivol_mgy <= MAX_CTDIVOL_MGY:
         return (
             f"CTDIvol = {row.ctdivol_mgy!r} mGy is outside 0..{MAX_CTDIVOL_MGY:g} mGy; "
             "fix the feed's CTDIvol"

@@ -28,7 +28,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 STATUSES = ("none", "open", "acknowledged", "justified")
 # The queue with status "all" (everything ever flagged): partial indexes hold only these rows.
 # Queries must spell the condition with a literal, as here (a bound parameter cannot prove that
-# a row is in a partial index); store.assessments.FLAGGED is that condition.
+# a row is in a partial index); store.assessments._filtered spells it with this text.
 FLAGGED_SQL = "status != 'none'"
 ROLES = ("physicist", "viewer")
 

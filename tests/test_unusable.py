@@ -1,5 +1,5 @@
 """Rows whose numbers cannot be modelled are told apart (batch.unusable) and reported, never
-assessed: the usual case is decided at once, every absurd value still by name."""
+assessed: every absurd value is named."""
 
 from __future__ import annotations
 
