@@ -80,39 +80,36 @@ def _service_round(loop: ServiceLoop, n: int) -> int:
     return loop.stats.consumed - start
 
 
-def _outputs_per_event(events: list[tuple[bytes, bytes, str]]) -> tuple[dict[str, int], int]:
-    """What the service produces per event (assessments plus alerts) and the mean record size,
-    from the real pipeline on the same events."""
+def _assess_each(events: list[tuple[bytes, bytes, str]]) -> dict[str, list[Any]]:
+    """Each event's assessments from the real pipeline (one event at a time), by event id."""
     from optimiser.events import parse_protocol_event
     from optimiser.pipeline import Pipeline
 
     pipeline = Pipeline()
-    counts: dict[str, int] = {}
-    sizes: list[int] = []
+    out: dict[str, list[Any]] = {}
     for _, value, _ in events:
         event = parse_protocol_event(value, source="bench")
-        assessments = pipeline.process([event])
-        counts[event.event_id] = sum(1 + a.is_alert for a in assessments)
-        sizes.extend(len(a.to_json()) for a in assessments)
+        out[event.event_id] = pipeline.process([event])
+    return out
+
+
+def _outputs_per_event(assessed: dict[str, list[Any]]) -> tuple[dict[str, int], int]:
+    """What the service produces per event (assessments plus alerts) and the mean record size,
+    from the real pipeline's assessments of the same events (:func:`_assess_each`)."""
+    counts = {eid: sum(1 + a.is_alert for a in found) for eid, found in assessed.items()}
+    sizes = [len(a.to_json()) for found in assessed.values() for a in found]
     return counts, int(sum(sizes) / len(sizes))
 
 
 class Precomputed:
     """A stand-in for the service's pipeline: the assessments the real pipeline made for the
-    same events beforehand, looked up by event id; each event's study state is written as the
-    real pipeline writes it (``StudyState.protocol_event``), so the checkpoint's changelog is
-    the same. For ``service_without_assessment`` only."""
+    same events beforehand (:func:`_assess_each`), looked up by event id; each event's study
+    state is written as the real pipeline writes it (``StudyState.protocol_event``), so the
+    checkpoint's changelog is the same. For ``service_without_assessment`` only."""
 
-    def __init__(self, events: list[tuple[bytes, bytes, str]], store: Any) -> None:
-        from optimiser.events import parse_protocol_event
-        from optimiser.pipeline import Pipeline
-
-        pipeline = Pipeline()
+    def __init__(self, assessed: dict[str, list[Any]], store: Any) -> None:
         self.store = store
-        self.assessments: dict[str, list[Any]] = {}
-        for _, value, _ in events:
-            event = parse_protocol_event(value, source="bench")
-            self.assessments[event.event_id] = pipeline.process([event])
+        self.assessments = assessed
 
     def warm_up(self) -> None:
         pass
@@ -363,9 +360,17 @@ def feed(kafka_bootstrap: str, request: pytest.FixtureRequest) -> tuple[Any, int
 
 
 @pytest.fixture(scope="module")
-def passthrough(feed: tuple[Any, int]) -> Any:
+def assessed(feed: tuple[Any, int]) -> dict[str, list[Any]]:
+    """The feed's assessments by event id (the passthrough's output counts and sizes, and the
+    service_without_assessment stand-in)."""
+    _, n = feed
+    return _assess_each(_events(n, "thr"))
+
+
+@pytest.fixture(scope="module")
+def passthrough(feed: tuple[Any, int], assessed: dict[str, list[Any]]) -> Any:
     settings, n = feed
-    outputs, size = _outputs_per_event(_events(n, "thr"))
+    outputs, size = _outputs_per_event(assessed)
     p = Passthrough(settings, outputs, size)
     assert p.round(n) >= n  # joins the group
     yield p
@@ -403,11 +408,13 @@ def test_passthrough_beside_the_service_without_assessment(
     assert got >= n
 
 
-def test_service_without_assessment(bench: Bench, feed: tuple[Any, int]) -> None:
+def test_service_without_assessment(
+    bench: Bench, feed: tuple[Any, int], assessed: dict[str, list[Any]]
+) -> None:
     settings, n = feed
     service = Service(settings.model_copy(update={"group_id": settings.group_id + ".floor"}))
     loop = service.open()
-    loop.pipeline = Precomputed(_events(n, "thr"), loop.store)
+    loop.pipeline = Precomputed(assessed, loop.store)
     try:
         assert _service_round(loop, n) >= n  # joins the group, warms every path
         processed = bench(
