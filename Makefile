@@ -23,8 +23,8 @@ demo: $(STAMP)
 	$(BIN)/lowdose demo
 
 lint: $(STAMP)
-	$(BIN)/ruff check optimiser streams protocols ingest store web tests benchmarks
-	$(BIN)/ruff format --check optimiser streams protocols ingest store web tests benchmarks
+	$(BIN)/ruff check lowdose optimiser simulator report streams protocols ingest store web tests benchmarks
+	$(BIN)/ruff format --check lowdose optimiser simulator report streams protocols ingest store web tests benchmarks
 	$(BIN)/mypy
 
 # The whole suite: lint, unit, real-data, Kafka integration (own throwaway broker unless

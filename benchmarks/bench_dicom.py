@@ -28,10 +28,10 @@ from ingest.scp import (
     StorageSCP,
     tcp_nodelay,
 )
-from streams.testing import kafka_bootstrap, kafka_broker, settings_for
 from streams.topics import ensure_topics
 from tests.ingest.support import dicom_settings, shared_reports
 from tests.realparts import require_tool
+from tests.support.kafka import kafka_bootstrap, kafka_broker, settings_for
 
 __all__ = ["kafka_bootstrap", "kafka_broker"]
 

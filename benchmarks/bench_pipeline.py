@@ -22,7 +22,7 @@ import pytest
 from benchmarks.conftest import Bench
 from optimiser.events import ProtocolEvent, parse_protocol_event
 from optimiser.pipeline import Pipeline
-from optimiser.simulate import simulate_feed
+from simulator import simulate_feed
 
 BATCH = 500
 

@@ -36,11 +36,11 @@ import numpy as np
 import pytest
 
 from benchmarks.conftest import Bench
-from optimiser.simulate import simulate_feed
+from simulator import simulate_feed
 from streams.client import key_hash_partitioner
 from streams.loop import ServiceLoop
 from streams.service import Service
-from streams.testing import kafka_bootstrap, kafka_broker, producer, settings_env, settings_for
+from tests.support.kafka import kafka_bootstrap, kafka_broker, producer, settings_env, settings_for
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -325,7 +325,7 @@ def _latency_of_a_running_service(
     }
     with tempfile.TemporaryFile() as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "optimiser.cli.main", "--log-level", "INFO", "run"],
+            [sys.executable, "-m", "lowdose.main", "--log-level", "INFO", "run"],
             cwd=REPO,
             env=env,
             stdout=log,
@@ -522,7 +522,7 @@ def _scale_trial(bootstrap: str, processes: int, n: int, tmp: Path) -> Any:
         handle = log.open("ab")
         procs.append(
             subprocess.Popen(
-                [sys.executable, "-m", "optimiser.cli.main", "--log-level", "INFO", "run"],
+                [sys.executable, "-m", "lowdose.main", "--log-level", "INFO", "run"],
                 cwd=REPO,
                 env=env,
                 stdout=handle,

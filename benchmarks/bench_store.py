@@ -1,6 +1,6 @@
 """The review desk's store and pages (issue 11), side by side in one run.
 
-- ``import_into_store``: ``lowdose import``'s work (:func:`optimiser.cli.importer.import_files`:
+- ``import_into_store``: ``lowdose import``'s work (:func:`lowdose.commands.importer.import_files`:
   read each file, assess in batches with the pipeline, upsert into SQLite) on the shared real
   dose reports repeated to 10,000 files (each copy with its own SOP Instance UID, so every file
   is a distinct report and a distinct row); rate in reports/s. Baseline: the parse alone
@@ -33,7 +33,7 @@ from sqlalchemy import Table
 from starlette.testclient import TestClient
 
 from benchmarks.conftest import Bench
-from optimiser.cli.importer import import_files
+from lowdose.commands.importer import import_files
 from optimiser.dicom import read_dicom
 from optimiser.pipeline import Pipeline
 from store import Store, open_store

@@ -8,7 +8,7 @@ set:
 - ``feed``: the 5,000 simulated protocol events of the service benchmark
   (:func:`benchmarks.bench_service._events`), in batches of 500 (the service's batch size);
 - ``clinical``: every case of ``lowdose validate`` (tests/clinical/cases), one fresh pipeline
-  per case, one input per call, as :func:`optimiser.validation.run_case` runs them;
+  per case, one input per call, as :func:`lowdose.validation.run_case` runs them;
 - ``rdsr``: each shared real dose report (../shared/data/rdsr) alone, then all of them in one
   pipeline one per batch, then all of them in one batch;
 - ``studies``: 300 simulated studies, protocol event then dose report, 25 studies per batch,
@@ -29,15 +29,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from benchmarks.bench_service import _events
+from lowdose.validation import DEFAULT_CASES_DIR, build_inputs, load_cases
 from optimiser.assessment import Assessment
 from optimiser.dicom import read_dose_report
 from optimiser.events import parse_protocol_event
 from optimiser.levels import department_levels, with_department_levels
 from optimiser.pipeline import Pipeline, PipelineInput
-from optimiser.simulate import simulate_feed
 from optimiser.ssde import ImageSize, PixelGeometry
-from optimiser.validation import DEFAULT_CASES_DIR, build_inputs, load_cases
 from protocols.library import SiteLibrary, builtin_library
+from simulator import simulate_feed
 from tests.paths import SHARED
 
 RDSR = SHARED / "data" / "rdsr"

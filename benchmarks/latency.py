@@ -18,8 +18,8 @@ import sys
 import time
 
 from benchmarks.bench_service import GOAL_P99_MS, _latency_of_a_running_service
-from streams.testing import settings_for, shared_broker
 from streams.topics import ensure_topics
+from tests.support.kafka import settings_for, shared_broker
 
 
 def main(argv: list[str] | None = None) -> int:

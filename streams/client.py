@@ -2,7 +2,7 @@
 
 The rest of ``streams/`` sees only the protocols below (:class:`Record`, :class:`Consumer`,
 :class:`Producer`, :class:`Delivery`) and the stream errors of :mod:`streams.errors`; the fake
-client (:mod:`streams.fake`) implements the same protocols in memory for the unit tests.
+client (:mod:`tests.support.fake`) implements the same protocols in memory for the unit tests.
 
 Waiting on a broker that is down must not outlast a stop request (issue 10, defect 5: 59.5 s
 blocked in ``send`` waiting for metadata after SIGTERM). So every wait here is sliced: ``send``

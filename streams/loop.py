@@ -6,7 +6,7 @@ reports that precede their protocol event back to wait; decode (failures to the 
 :class:`FailurePolicy`); assess the batch in one pipeline call (the policy splits a failing
 batch); send every assessment to the assessments topic and the alerts also to the alerts topic;
 then the :class:`Checkpoint` flushes outputs, then state, then commits. The client is injected
-(:mod:`streams.client` for Kafka, :mod:`streams.fake` in the unit tests).
+(:mod:`streams.client` for Kafka, :mod:`tests.support.fake` in the unit tests).
 """
 
 from __future__ import annotations

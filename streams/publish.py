@@ -114,7 +114,7 @@ def messages_from_files(paths: Iterable[Path], *, validate: bool = True) -> Iter
 
 
 def messages_from_studies(studies: Iterable[Any]) -> Iterator[Outgoing]:
-    """Messages of simulated studies (``optimiser.simulate.SimulatedStudy``): event, then report."""
+    """Messages of simulated studies (``simulator.SimulatedStudy``): event, then report."""
     for study in studies:
         key = study.study_instance_uid.encode()
         yield Outgoing(

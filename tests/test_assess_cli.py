@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from optimiser.cli.main import main
+from lowdose.main import main
 from tests.paths import SHARED
 
 RDSR = SHARED / "data" / "rdsr"

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from optimiser.cli import main as cli
+from lowdose import main as cli
 
 
 def test_every_subcommand_is_a_registered_module() -> None:
@@ -19,8 +19,7 @@ def test_every_subcommand_is_a_registered_module() -> None:
 
 def test_help_does_not_import_the_kafka_client() -> None:
     code = (
-        "import sys; from optimiser.cli import main; main.build_parser(); "
-        "print('kafka' in sys.modules)"
+        "import sys; from lowdose import main; main.build_parser(); print('kafka' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
@@ -37,7 +36,7 @@ def test_help_lists_subcommands(capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_unknown_subcommand_is_a_one_line_error() -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "optimiser.cli.main", "frobnicate"],
+        [sys.executable, "-m", "lowdose.main", "frobnicate"],
         capture_output=True,
         text=True,
         check=False,

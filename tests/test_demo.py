@@ -9,19 +9,19 @@ from pathlib import Path
 
 import pytest
 
+from lowdose.commands import demo
+from lowdose.main import main
 from optimiser.assessment import FINDING_CODES
-from optimiser.cli import demo
-from optimiser.cli.main import main
-from optimiser.report.model import COLUMNS
-from optimiser.report.readback import parse_report
-from optimiser.simulate import simulate_feed
+from report.model import COLUMNS
+from report.readback import parse_report
+from simulator import simulate_feed
 
 
 @pytest.fixture(scope="module")
 def demo_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path]:
     out = tmp_path_factory.mktemp("demo")
     proc = subprocess.run(
-        [sys.executable, "-m", "optimiser.cli.main", "demo", "--out", str(out)],
+        [sys.executable, "-m", "lowdose.main", "demo", "--out", str(out)],
         capture_output=True,
         text=True,
         check=False,
@@ -209,7 +209,7 @@ def test_output_path_that_is_a_file(tmp_path: Path, capsys: pytest.CaptureFixtur
 
 
 def test_compact_table_keeps_the_key_columns() -> None:
-    from optimiser.report import build_report
+    from report import build_report
 
     report = build_report([], title="empty")
     full = demo.findings_table(report)

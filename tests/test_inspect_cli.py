@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from optimiser.cli.main import main
+from lowdose.main import main
 from tests.paths import SHARED
 
 RDSR = SHARED / "data" / "rdsr"

@@ -9,8 +9,8 @@ from typing import Any
 import numpy as np
 import pytest
 
+from lowdose.main import main
 from optimiser.assessment import Assessment
-from optimiser.cli.main import main
 from optimiser.dose_model import AcquisitionRow, Needed
 from optimiser.errors import InputError
 from optimiser.findings import above_reference_level

@@ -6,9 +6,9 @@ import pytest
 
 from optimiser.dicom import merge_study, read_dicom, read_dose_report
 from optimiser.records import CtAcquisition, DoseReport
-from optimiser.simulate.delivered import DeliveredAcquisition
-from optimiser.simulate.generator import SimulatedStudy, simulate_feed
 from optimiser.strictness import Strictness
+from simulator.delivered import DeliveredAcquisition
+from simulator.generator import SimulatedStudy, simulate_feed
 
 STUDIES = simulate_feed(24, seed=31)
 

@@ -15,9 +15,9 @@ from hypothesis import strategies as st
 
 from optimiser.assessment import Assessment, Finding, Proposal, assessment_id
 from optimiser.errors import ConfigurationError
-from optimiser.report import build_report, render_html, row_cells, summary_cells, write_html
-from optimiser.report.readback import parse_report
-from optimiser.report.svg import nice_ticks
+from report import build_report, render_html, row_cells, summary_cells, write_html
+from report.readback import parse_report
+from report.svg import nice_ticks
 from tests.realparts import require_tool
 
 

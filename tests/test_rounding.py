@@ -11,7 +11,7 @@ from optimiser import batch
 from optimiser.pipeline import Pipeline
 from optimiser.proposal import exposure_scale
 from optimiser.rounding import _round_matrix, round_exact, rounded_one, rounded_rows
-from optimiser.simulate import simulate_feed
+from simulator import simulate_feed
 
 
 def _adversarial(digits: int) -> np.ndarray:

@@ -6,8 +6,8 @@ import pytest
 
 from optimiser.dicom import read_dicom, read_dose_report
 from optimiser.records import DoseReport
-from optimiser.simulate import ProblemRates, simulate_feed
 from optimiser.strictness import Strictness
+from simulator import ProblemRates, simulate_feed
 
 ALL = ProblemRates.from_mapping(dict.fromkeys(ProblemRates.codes(), 0.5))
 

@@ -18,17 +18,17 @@ from optimiser.assessment import Assessment, Finding, assessment_id
 from optimiser.errors import InputError
 from optimiser.events import ProtocolEvent
 from optimiser.records import DoseReport
-from optimiser.simulate import simulate_feed
 from optimiser.state import StudyState
+from simulator import simulate_feed
 from streams.changelog import ChangelogStateStore
 from streams.client import Record, TopicPartition
 from streams.decode import Decoder, Item
 from streams.errors import CommitError, Interrupted
-from streams.fake import FakeBroker, FakeConsumer, FakeProducer, FakeReader
 from streams.loop import HEADER_ASSESSMENT_ID, ServiceLoop, StopSignal
 from streams.policy import FailurePolicy
 from streams.settings import Topics
 from tests.blank import blank_assessment
+from tests.support.fake import FakeBroker, FakeConsumer, FakeProducer, FakeReader
 
 TOPICS = Topics(
     protocol="in.protocol",

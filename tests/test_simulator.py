@@ -18,10 +18,10 @@ from pydicom.dataset import Dataset
 
 from optimiser.errors import ConfigurationError
 from optimiser.events import parse_protocol_event
-from optimiser.simulate import SITE_IDS, SITES, ProblemRates, simulate_feed, write_feed
-from optimiser.simulate.department import SCANNERS, is_typical_value, over_ranging_mm
-from optimiser.simulate.generator import sim_uid
 from protocols.library import BUILTIN_SITES, GENERIC_SITE, builtin_library
+from simulator import SITE_IDS, SITES, ProblemRates, simulate_feed, write_feed
+from simulator.department import SCANNERS, is_typical_value, over_ranging_mm
+from simulator.generator import sim_uid
 from tests.realparts import require_tool
 
 RDSR_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.88.67"

@@ -9,15 +9,15 @@ from pathlib import Path
 
 import pytest
 
-from optimiser.cli.main import main
-from optimiser.cli.simulate import parse_rates
+from lowdose.commands.simulate import parse_rates
+from lowdose.main import main
 from optimiser.errors import ConfigurationError
 from optimiser.events import parse_protocol_event
 
 
 def _lowdose(*argv: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "optimiser.cli.main", *argv],
+        [sys.executable, "-m", "lowdose.main", *argv],
         capture_output=True,
         text=True,
         check=False,

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import pytest
 
-from optimiser.cli.demo import assess_day, simulator_check
-from optimiser.simulate import ProblemRates, simulate_feed
+from lowdose.commands.demo import assess_day, simulator_check
+from simulator import ProblemRates, simulate_feed
 
 # A consequence a physicist would also flag: an injected excess, repeat or extra phase (or the
 # exposure itself) can take the exam DLP over a reference level, and a typical-value site's

@@ -8,7 +8,7 @@ from __future__ import annotations
 from optimiser.dicom import read_dose_report
 from optimiser.events import ProtocolEvent
 from optimiser.pipeline import Pipeline
-from optimiser.simulate import SimulatedStudy, simulate_feed
+from simulator import SimulatedStudy, simulate_feed
 
 
 def _with_identifiers(study: SimulatedStudy, patient_id: str, accession: str) -> ProtocolEvent:

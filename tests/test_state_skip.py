@@ -10,8 +10,8 @@ import pytest
 
 from optimiser.state import StudyState
 from streams.changelog import ChangelogStateStore
-from streams.fake import FakeBroker, FakeReader
 from streams.metrics import METRICS
+from tests.support.fake import FakeBroker, FakeReader
 
 
 def test_an_unreadable_state_record_is_logged_with_study_and_partition_and_counted(

@@ -13,17 +13,17 @@ import pytest
 
 from optimiser.errors import ConfigurationError, DicomError, InputError
 from optimiser.events import ProtocolEvent
-from optimiser.simulate import simulate_feed, write_feed
 from optimiser.state import MemoryStateStore, StudyState
+from simulator import simulate_feed, write_feed
 from streams import broker, deadletter, schemas
 from streams.changelog import ChangelogStateStore
 from streams.client import default_partition
 from streams.decode import Decoder, study_uid_of
 from streams.errors import BrokerError
-from streams.fake import FakeBroker, FakeReader
 from streams.logs import JsonFormatter
 from streams.publish import messages_from_files
 from streams.settings import load
+from tests.support.fake import FakeBroker, FakeReader
 
 Record = namedtuple("Record", "topic partition offset key value headers timestamp")
 TP = namedtuple("TP", "topic partition")
@@ -345,7 +345,7 @@ def test_launcher_without_java_names_what_to_install(monkeypatch: pytest.MonkeyP
 def test_broker_status_without_a_running_broker(
     env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from optimiser.cli.main import main
+    from lowdose.main import main
 
     assert main(["broker", "status"]) == 3
     assert "not running" in capsys.readouterr().out
@@ -355,7 +355,7 @@ def test_broker_status_without_a_running_broker(
 def test_missing_java_fails_under_ci_and_skips_loudly_elsewhere(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from streams import testing
+    from tests.support import kafka as testing
 
     monkeypatch.setenv("CI", "true")
     with pytest.raises(pytest.fail.Exception, match="mandatory under CI: java not found"):

@@ -15,14 +15,14 @@ from collections.abc import Iterator
 import pytest
 from pydantic import BaseModel
 
+from lowdose.validation import DEFAULT_CASES_DIR, build_inputs, load_cases
 from optimiser.assessment import Assessment, Finding, Proposal, trusted
 from optimiser.dicom import read_dose_report
 from optimiser.levels import department_levels, with_department_levels
 from optimiser.pipeline import Pipeline, PipelineInput
-from optimiser.simulate import simulate_feed
 from optimiser.ssde import ImageSize, PixelGeometry
-from optimiser.validation import DEFAULT_CASES_DIR, build_inputs, load_cases
 from protocols.library import builtin_library
+from simulator import simulate_feed
 from tests.paths import SHARED
 
 

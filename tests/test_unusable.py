@@ -11,7 +11,7 @@ from optimiser import batch
 from optimiser.dicom import read_dose_report
 from optimiser.pipeline import Pipeline
 from optimiser.records import DoseReport
-from optimiser.simulate import simulate_feed
+from simulator import simulate_feed
 
 BAD = {
     "top_z_mm": (1e7, "z range high end = 10000000.0 mm is not a table position"),

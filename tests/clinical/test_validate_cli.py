@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from optimiser.cli.main import main
-from optimiser.validation import DEFAULT_CASES_DIR, load_cases, run_cases
+from lowdose.main import main
+from lowdose.validation import DEFAULT_CASES_DIR, load_cases, run_cases
 from tests.paths import SHARED
 
 PASSING_CASE = "excess_breast_both_ends_alert"  # passes on main today: exit 0 on it alone

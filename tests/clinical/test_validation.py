@@ -13,7 +13,7 @@ import os
 
 import pytest
 
-from optimiser.validation import (
+from lowdose.validation import (
     DEFAULT_CASES_DIR,
     ClinicalCase,
     load_cases,

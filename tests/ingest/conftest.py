@@ -1,3 +1,3 @@
-from streams.testing import kafka_bootstrap, kafka_broker
+from tests.support.kafka import kafka_bootstrap, kafka_broker
 
 __all__ = ["kafka_bootstrap", "kafka_broker"]

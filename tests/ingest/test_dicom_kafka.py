@@ -1,5 +1,5 @@
 """The DICOM listener with real parts: DCMTK's echoscu/storescu as the scanner, a real Kafka
-broker (streams.testing), the real service assessing what arrived.
+broker (tests.support.kafka), the real service assessing what arrived.
 
 Each test has its own listener on a free port and its own topics; waits have deadlines.
 """
@@ -20,10 +20,10 @@ from ingest.metrics import IngestMetrics
 from ingest.scp import StorageSCP
 from streams.service import Service
 from streams.settings import StreamSettings
-from streams.testing import ServiceThread, drain, settings_for
 from streams.topics import ensure_topics
 from tests.ingest.support import RTSTRUCT, SCU_AE, dataset_of, dicom_settings, shared_reports
 from tests.realparts import require_tool
+from tests.support.kafka import ServiceThread, drain, settings_for
 
 pytestmark = [pytest.mark.kafka, pytest.mark.realdata, pytest.mark.timeout(280)]
 

@@ -14,9 +14,9 @@ import urllib.request
 
 import pytest
 
-from streams.testing import drain, settings_env, settings_for
 from tests.ingest.support import RTSTRUCT, SCU_AE, free_port
 from tests.realparts import require_tool
+from tests.support.kafka import drain, settings_env, settings_for
 
 pytestmark = [pytest.mark.kafka, pytest.mark.realdata, pytest.mark.timeout(240)]
 
@@ -30,7 +30,7 @@ def test_dicom_listen_command_stores_into_kafka_and_serves_metrics(kafka_bootstr
         [
             sys.executable,
             "-m",
-            "optimiser.cli.main",
+            "lowdose.main",
             "--log-level",
             "INFO",
             "dicom-listen",

@@ -145,8 +145,8 @@ def test_assess_with_pacs_flags_the_unlabelled_series_of_an_assessed_planning_st
     """`lowdose assess --pacs`: each assessed planning study is looked up on the PACS; its
     unlabelled CT series is one warning with the series description, on the study's first
     assessment; a correctly labelled study stays silent (issue 12)."""
-    from optimiser.cli.main import main
-    from optimiser.simulate import ProblemRates, simulate_feed
+    from lowdose.main import main
+    from simulator import ProblemRates, simulate_feed
 
     server, _ = orthanc
     monkeypatch.setenv("LOWDOSE_DICOM_PACS__AE_TITLE", "ORTHANC")

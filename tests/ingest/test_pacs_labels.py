@@ -35,7 +35,7 @@ def test_department_labels_replace_the_defaults() -> None:
 def test_the_pacs_answer_replaces_the_event_flag_and_goes_on_the_first_assessment() -> None:
     from ingest.pacs import apply_labelling
     from optimiser.pipeline import Pipeline
-    from optimiser.simulate import simulate_feed
+    from simulator import simulate_feed
 
     [study] = simulate_feed(1, seed=6)
     event = study.protocol_event.model_copy(

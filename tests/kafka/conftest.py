@@ -1,4 +1,4 @@
-"""Kafka integration tests: one broker per session (``streams.testing``), own topics per test.
+"""Kafka integration tests: one broker per session (``tests.support.kafka``), own topics per test.
 
 ``FakePipeline`` stands in for :class:`optimiser.pipeline.Pipeline` in the tests of the service's
 mechanics (commit, DLQ, state rebuild): one assessment per planned acquisition, alert when the
@@ -15,8 +15,8 @@ from optimiser.assessment import Assessment, Finding, assessment_id
 from optimiser.errors import InputError
 from optimiser.events import ProtocolEvent
 from optimiser.state import StudyState, StudyStateStore
-from streams.testing import kafka_bootstrap, kafka_broker, kafka_tls
 from tests.blank import blank_assessment
+from tests.support.kafka import kafka_bootstrap, kafka_broker, kafka_tls
 
 __all__ = ["kafka_bootstrap", "kafka_broker", "kafka_tls"]
 

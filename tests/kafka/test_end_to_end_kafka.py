@@ -11,10 +11,10 @@ import pytest
 
 from optimiser.dicom import read_dicom
 from optimiser.pipeline import Pipeline
-from optimiser.simulate import simulate_feed
+from simulator import simulate_feed
 from streams.publish import messages_from_studies
 from streams.service import HEADER_ASSESSMENT_ID, Service
-from streams.testing import ServiceThread, drain, header, producer, settings_for
+from tests.support.kafka import ServiceThread, drain, header, producer, settings_for
 
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(240)]
 

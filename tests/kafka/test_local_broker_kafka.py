@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from streams.broker import jars_root, missing_tools
-from streams.testing import drain, producer, run_lowdose
+from tests.support.kafka import drain, producer, run_lowdose
 
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(600)]
 

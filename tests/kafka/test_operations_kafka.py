@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from optimiser.simulate import simulate_feed, write_feed
+from simulator import simulate_feed, write_feed
 from streams.broker import free_port
-from streams.testing import producer, run_lowdose, settings_env, settings_for
+from tests.support.kafka import producer, run_lowdose, settings_env, settings_for
 
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(400)]
 
@@ -65,7 +65,7 @@ def test_run_serves_metrics_and_health_while_consuming(
     log = tmp_path / "run.log"
     with log.open("ab") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "optimiser.cli.main", "--log-level", "INFO", "run"],
+            [sys.executable, "-m", "lowdose.main", "--log-level", "INFO", "run"],
             cwd=REPO,
             env={**os.environ, **env, "PYTHONPATH": str(REPO)},
             stdout=out,

@@ -18,9 +18,9 @@ from pathlib import Path
 import pytest
 from pydicom import dcmread
 
-from optimiser.simulate import simulate_feed, write_feed
+from simulator import simulate_feed, write_feed
 from streams import deadletter
-from streams.testing import drain, settings_env, settings_for
+from tests.support.kafka import drain, settings_env, settings_for
 
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(300)]
 
@@ -42,7 +42,7 @@ def _identifiers(feed: Path) -> set[str]:
 
 def _lowdose(args: list[str], env: dict[str, str], timeout_s: float = 180) -> tuple[int, str]:
     done = subprocess.run(
-        [sys.executable, "-m", "optimiser.cli.main", *args],
+        [sys.executable, "-m", "lowdose.main", *args],
         cwd=REPO,
         env={**os.environ, **env, "PYTHONPATH": str(REPO)},
         capture_output=True,
@@ -88,8 +88,8 @@ def test_debug_logs_of_publish_and_run_carry_no_patient_identifiers(
 
 def test_dlq_headers_carry_no_patient_identifiers(kafka_bootstrap: str, tmp_path: Path) -> None:
     from streams.service import Service
-    from streams.testing import ServiceThread, producer
     from tests.kafka.conftest import FakePipeline
+    from tests.support.kafka import ServiceThread, producer
 
     settings = settings_for(kafka_bootstrap, partitions=1)
     studies = simulate_feed(1, seed=72)

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from optimiser.cli.main import main
-from optimiser.simulate import simulate_feed, write_feed
-from streams.testing import drain, header, settings_env, settings_for
+from lowdose.main import main
+from simulator import simulate_feed, write_feed
 from tests.paths import SHARED
+from tests.support.kafka import drain, header, settings_env, settings_for
 
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(120)]
 

@@ -25,12 +25,12 @@ import pytest
 from optimiser.dicom import read_dicom
 from optimiser.events import parse_protocol_event
 from optimiser.pipeline import Pipeline
-from optimiser.simulate import simulate_feed
+from simulator import simulate_feed
 from streams import deadletter
 from streams.broker import Broker
 from streams.publish import Outgoing, messages_from_studies
 from streams.service import HEADER_ASSESSMENT_ID, Service
-from streams.testing import (
+from tests.support.kafka import (
     ServiceThread,
     drain,
     header,
@@ -117,7 +117,7 @@ class _Proc:
         self.log = log
         self.handle = log.open("ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "optimiser.cli.main", "--log-level", "INFO", "run"],
+            [sys.executable, "-m", "lowdose.main", "--log-level", "INFO", "run"],
             cwd=REPO,
             env={**os.environ, **env, "PYTHONPATH": str(REPO)},
             stdout=self.handle,

@@ -1,7 +1,7 @@
 """TLS, SASL and connection failures against a real broker (issue 10, defect 4 and "a real SSL
 listener").
 
-The session broker (streams.testing) also listens with TLS and with SASL_SSL (PLAIN), with a
+The session broker (tests.support.kafka) also listens with TLS and with SASL_SSL (PLAIN), with a
 throw-away CA made by openssl. ``lowdose publish`` and ``lowdose run`` work over TLS; every
 misconfiguration (unreachable or unresolvable broker, PLAINTEXT against TLS and the reverse, a CA
 that did not sign the broker's certificate, a wrong SASL password) ends within 30 s with exit
@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from optimiser.simulate import simulate_feed, write_feed
+from simulator import simulate_feed, write_feed
 from streams.broker import Broker, free_port
-from streams.testing import (
+from tests.support.kafka import (
     SASL_PASSWORD,
     SASL_USER,
     drain,

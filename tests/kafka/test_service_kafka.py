@@ -11,13 +11,20 @@ from typing import Any
 
 import pytest
 
-from optimiser.simulate import simulate_feed
+from simulator import simulate_feed
 from streams import deadletter
 from streams.publish import messages_from_studies, send
 from streams.service import Service
-from streams.testing import ServiceThread, client_producer, drain, header, producer, settings_for
 from streams.topics import ensure_topics
 from tests.paths import SHARED
+from tests.support.kafka import (
+    ServiceThread,
+    client_producer,
+    drain,
+    header,
+    producer,
+    settings_for,
+)
 
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(180)]
 

@@ -18,10 +18,10 @@ from typing import Any
 
 import pytest
 
-from optimiser.simulate import simulate_feed
+from simulator import simulate_feed
 from streams.broker import Broker
-from streams.testing import drain, producer, settings_env, settings_for
 from streams.topics import ensure_topics
+from tests.support.kafka import drain, producer, settings_env, settings_for
 
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(400)]
 
@@ -62,7 +62,7 @@ def test_sigterm_with_broker_down_mid_batch_exits_fast_and_commits_only_flushed(
     log = tmp_path / "run.log"
     with log.open("ab") as handle:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "optimiser.cli.main", "--log-level", "INFO", "run"],
+            [sys.executable, "-m", "lowdose.main", "--log-level", "INFO", "run"],
             cwd=REPO,
             env={**os.environ, **settings_env(settings), "PYTHONPATH": str(REPO)},
             stdout=handle,

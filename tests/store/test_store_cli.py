@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from optimiser.cli.main import main
+from lowdose.main import main
 from store import open_store
 from store.models import AssessmentRow
 from store.users import authenticate

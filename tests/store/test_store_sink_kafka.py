@@ -1,6 +1,6 @@
-"""Kafka end to end for the store sink: assessments and alerts on the real broker (streams.testing
-fixtures), ``lowdose store`` as a subprocess, SIGKILLed mid-stream and restarted: every
-assessment is one row and the desk's queue shows every alert exactly once.
+"""Kafka end to end for the store sink: assessments and alerts on the real broker
+(tests.support.kafka fixtures), ``lowdose store`` as a subprocess, SIGKILLed mid-stream and
+restarted: every assessment is one row and the desk's queue shows every alert exactly once.
 
 Needs ``streams.client`` (issue 10's typed Kafka wrapper, the only module that imports kafka).
 """
@@ -27,14 +27,14 @@ from tests.store.factory import make_assessment
 from web.app import create_app
 
 pytest.importorskip("streams.client", reason="streams.client (issue 10) is not in this tree")
-from streams.testing import (
+from streams.topics import ensure_topics
+from tests.support.kafka import (
     kafka_bootstrap,
     kafka_broker,
     producer,
     settings_env,
     settings_for,
 )
-from streams.topics import ensure_topics
 
 __all__ = ["kafka_bootstrap", "kafka_broker"]
 pytestmark = pytest.mark.kafka
@@ -51,7 +51,7 @@ def _rows(url: str) -> int:
 
 
 def _sink(url: str, env: dict[str, str], idle_stop: float | None) -> subprocess.Popen[str]:
-    argv = [sys.executable, "-m", "optimiser.cli.main", "store", "--store", url,
+    argv = [sys.executable, "-m", "lowdose.main", "store", "--store", url,
             "--max-batch", "50"]  # fmt: skip
     if idle_stop is not None:
         argv += ["--idle-stop", str(idle_stop)]
@@ -130,10 +130,10 @@ def test_feed_through_lowdose_run_and_lowdose_store_shows_every_alert_once_in_th
     from optimiser.dicom import read_dicom
     from optimiser.events import parse_protocol_event
     from optimiser.pipeline import Pipeline
-    from optimiser.simulate import simulate_feed
+    from simulator import simulate_feed
     from streams.publish import messages_from_studies, send
     from streams.service import HEADER_ASSESSMENT_ID, Service
-    from streams.testing import ServiceThread, client_producer, drain, header
+    from tests.support.kafka import ServiceThread, client_producer, drain, header
 
     settings = settings_for(kafka_bootstrap, partitions=2)
     ensure_topics(settings, create=True)

@@ -58,8 +58,8 @@ def _history(n: int = 320) -> list:  # type: ignore[type-arg]
 
 
 def _simulated_day() -> list:  # type: ignore[type-arg]
-    from optimiser.cli.demo import assess_day
-    from optimiser.simulate import simulate_feed
+    from lowdose.commands.demo import assess_day
+    from simulator import simulate_feed
 
     assessments, _ = assess_day(simulate_feed(16, seed=20), show_progress=False)
     return assessments

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from starlette.testclient import TestClient
 
-from optimiser.cli.main import main
+from lowdose.main import main
 from optimiser.errors import ConfigurationError
 from store import Store
 from store.review import audit_of

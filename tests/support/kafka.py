@@ -1,9 +1,10 @@
 """Test support shared by ``tests/kafka`` and ``benchmarks``: one broker per pytest session.
 
-Import the fixtures into a conftest (``from streams.testing import kafka_bootstrap, kafka_broker``)
-or a benchmark module. Both places share one broker: it is kept in this module and stopped when
-the interpreter exits. With ``KAFKA_BOOTSTRAP_SERVERS`` set, that cluster is used instead. Without
-Java or Maven the Kafka tests fail under CI (``CI=true``) and skip loudly elsewhere.
+Import the fixtures into a conftest (``from tests.support.kafka import kafka_bootstrap,
+kafka_broker``) or a benchmark module. Both places share one broker: it is kept in this module
+and stopped when the interpreter exits. With ``KAFKA_BOOTSTRAP_SERVERS`` set, that cluster is
+used instead. Without Java or Maven the Kafka tests fail under CI (``CI=true``) and skip loudly
+elsewhere.
 
 When ``openssl`` is available the session broker also has a TLS listener and a SASL_SSL (PLAIN)
 listener with the user :data:`SASL_USER` (fixture ``kafka_tls``), for the security tests.
@@ -146,7 +147,7 @@ def run_lowdose(
     repo = Path(__file__).resolve().parents[1]
     started = time.monotonic()
     done = subprocess.run(
-        [sys.executable, "-m", "optimiser.cli.main", *args],
+        [sys.executable, "-m", "lowdose.main", *args],
         cwd=repo,
         env={**os.environ, **env, "PYTHONPATH": str(repo)},
         capture_output=True,

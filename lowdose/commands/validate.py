@@ -3,7 +3,7 @@
 Prints, per finding code, how many of the findings the cases expect were detected, and the false
 warning/alert rate on the clean cases (correctly planned scans), with each failing case; exits
 1 unless detection is 100% and no case raised a warning or alert it does not expect. The cases
-and the comparison are :mod:`optimiser.validation`'s.
+and the comparison are :mod:`lowdose.validation`'s.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from optimiser.validation import (
+    from lowdose.validation import (
         DEFAULT_CASES_DIR,
         load_cases,
         run_cases,

@@ -13,7 +13,7 @@ import signal
 import threading
 from pathlib import Path
 
-from optimiser.cli.storeopt import add_store_argument
+from lowdose.commands.storeopt import add_store_argument
 
 HELP = "consume assessments and alerts from Kafka into the review desk's store"
 

@@ -3,11 +3,11 @@
 The source of demo data, test fixtures, benchmark inputs and Kafka load. Deterministic for a seed.
 """
 
-from optimiser.simulate.delivered import DeliveredAcquisition, DoseCheck
-from optimiser.simulate.department import SITE_IDS, SITES
-from optimiser.simulate.feed import write_feed
-from optimiser.simulate.generator import SimulatedStudy, simulate_feed
-from optimiser.simulate.rates import ProblemRates
+from simulator.delivered import DeliveredAcquisition, DoseCheck
+from simulator.department import SITE_IDS, SITES
+from simulator.feed import write_feed
+from simulator.generator import SimulatedStudy, simulate_feed
+from simulator.rates import ProblemRates
 
 __all__ = [
     "SITES",

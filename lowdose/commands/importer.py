@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from optimiser.cli.storeopt import add_store_argument
+from lowdose.commands.storeopt import add_store_argument
 from optimiser.errors import ConfigurationError
 
 if TYPE_CHECKING:

@@ -16,7 +16,7 @@ import argparse
 import os
 import sys
 
-from optimiser.cli.storeopt import add_store_argument
+from lowdose.commands.storeopt import add_store_argument
 from optimiser.errors import ConfigurationError
 
 HELP = "serve the review desk (queue, acquisitions, trends, reference levels) on a local port"
@@ -46,7 +46,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def _first_user(store_url: str) -> None:
-    from optimiser.cli.users import read_password
+    from lowdose.commands.users import read_password
     from store import open_store
     from store.users import add_user, list_users
 

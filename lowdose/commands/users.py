@@ -7,7 +7,7 @@ import getpass
 import os
 import sys
 
-from optimiser.cli.storeopt import add_store_argument
+from lowdose.commands.storeopt import add_store_argument
 from optimiser.errors import InputError
 
 HELP = "manage the review desk's local users: add, list, disable, enable"

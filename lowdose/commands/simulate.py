@@ -45,7 +45,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def parse_rates(items: list[str]) -> dict[str, float]:
     """``["excess_coverage=0.2", ...]`` as a mapping; ``all=X`` sets every code."""
-    from optimiser.simulate.rates import ProblemRates
+    from simulator.rates import ProblemRates
 
     rates: dict[str, float] = {}
     for item in items:
@@ -71,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
 
     from rich.console import Console
 
-    from optimiser.simulate import ProblemRates, simulate_feed, write_feed
+    from simulator import ProblemRates, simulate_feed, write_feed
 
     if args.studies < 0:
         raise ConfigurationError(

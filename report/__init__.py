@@ -1,7 +1,7 @@
 """Department reports: flagged acquisitions, summary and hand-drawn inline SVG plots."""
 
-from optimiser.report.html import render_html, write_html
-from optimiser.report.model import Report, Row, Summary, build_report, row_cells, summary_cells
+from report.html import render_html, write_html
+from report.model import Report, Row, Summary, build_report, row_cells, summary_cells
 
 __all__ = [
     "Report",

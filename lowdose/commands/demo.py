@@ -22,8 +22,8 @@ if TYPE_CHECKING:
     from rich.table import Table
 
     from optimiser.assessment import Assessment
-    from optimiser.report.model import Report
-    from optimiser.simulate import SimulatedStudy
+    from report.model import Report
+    from simulator import SimulatedStudy
 
 HELP = "simulate a CT-sim department day, assess it in-process and write an HTML report"
 
@@ -138,7 +138,7 @@ def findings_table(report: Report, *, compact: bool = False) -> Table:
     """The console table: the same cells as the HTML report's table (a subset when compact)."""
     from rich.table import Table
 
-    from optimiser.report.model import COLUMNS, row_cells
+    from report.model import COLUMNS, row_cells
 
     numeric = {4, 5, 6, 8, 9}
     keep = COMPACT_COLUMNS if compact else tuple(range(len(COLUMNS)))
@@ -166,7 +166,7 @@ def findings_table(report: Report, *, compact: bool = False) -> Table:
 def summary_table(report: Report) -> Table:
     from rich.table import Table
 
-    from optimiser.report.model import summary_cells
+    from report.model import summary_cells
 
     table = Table(title="Summary", show_header=False)
     table.add_column("item")
@@ -261,8 +261,8 @@ def run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from optimiser.assessment import FINDING_CODES
-    from optimiser.report import build_report, write_html
-    from optimiser.simulate import ProblemRates, simulate_feed, write_feed
+    from report import build_report, write_html
+    from simulator import ProblemRates, simulate_feed, write_feed
 
     console = Console()
     if not console.is_terminal:

@@ -1,7 +1,7 @@
 """The self-contained HTML report for a physicist: summary, plots, flagged acquisitions.
 
 One file, inline CSS and inline SVG, no scripts and no external resources: it opens from a mail
-attachment or a network share. The numbers come from :mod:`optimiser.report.model`, the same cells
+attachment or a network share. The numbers come from :mod:`report.model`, the same cells
 the console table prints.
 """
 
@@ -12,7 +12,7 @@ from html import escape
 from pathlib import Path
 
 from optimiser.errors import ConfigurationError
-from optimiser.report.model import (
+from report.model import (
     COLUMNS,
     SITE_COLUMNS,
     Report,
@@ -21,7 +21,7 @@ from optimiser.report.model import (
     site_cells,
     summary_cells,
 )
-from optimiser.report.svg import Point, bar_chart, strip_chart
+from report.svg import Point, bar_chart, strip_chart
 
 CSS = """
 body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; margin: 2em auto;

@@ -1,7 +1,7 @@
 """The protocol-event generator: one planning study per draw, with its delivered acquisitions.
 
 Values are drawn around the figures of ../shared/reference/planning-ct.md (see
-:mod:`optimiser.simulate.department`); reference levels, margins and tolerances come from the
+:mod:`simulator.department`); reference levels, margins and tolerances come from the
 protocol library. A configurable share of studies carries each problem the optimiser flags
 (planning-ct.md sections 1 and 8), each a departure a physicist would flag at warning or alert
 (issue 9's severity rules); the rest are clean: planned on the needed range N (which includes the
@@ -20,8 +20,9 @@ from datetime import UTC, datetime, timedelta
 
 from optimiser.errors import ConfigurationError
 from optimiser.events import PlannedAcquisition, Planning, ProtocolEvent, Scanner, Study
-from optimiser.simulate.delivered import DeliveredAcquisition, DoseCheck
-from optimiser.simulate.department import (
+from protocols.library import Coverage, builtin_library
+from simulator.delivered import DeliveredAcquisition, DoseCheck
+from simulator.department import (
     NCTDIW_120KV,
     SCANNERS,
     SITE_IDS,
@@ -33,9 +34,8 @@ from optimiser.simulate.department import (
     is_typical_value,
     over_ranging_mm,
 )
-from optimiser.simulate.rates import ProblemRates, draw_injected
-from optimiser.simulate.rdsr_writer import RdsrContext, write_rdsr
-from protocols.library import Coverage, builtin_library
+from simulator.rates import ProblemRates, draw_injected
+from simulator.rdsr_writer import RdsrContext, write_rdsr
 
 DEFAULT_START = datetime(2026, 1, 5, 8, 0, 0, tzinfo=UTC)
 UID_NAMESPACE = "lowdose-simulator/1"

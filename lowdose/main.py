@@ -3,9 +3,9 @@
 Each subcommand is a module exposing ``HELP`` (one line), ``configure(parser)`` and
 ``run(args) -> int``, registered below by importing it (a missing or renamed module fails at
 import, not at run time). Modules import their heavy dependencies (numba, kafka) inside ``run``
-so that ``lowdose --help`` and argument errors answer at once. The command line sits above the
-stream layer, so it may import :mod:`streams.cli`; the Kafka client itself is imported only
-inside those commands' ``run`` (the optimiser core never imports the stream layer).
+so that ``lowdose --help`` and argument errors answer at once. This is the front door: it may
+import every layer, and nothing imports it (docs/architecture.md); the Kafka client itself is
+imported only inside the stream commands' ``run``.
 """
 
 from __future__ import annotations
@@ -17,23 +17,24 @@ import sys
 from collections.abc import Sequence
 from typing import NoReturn, Protocol, cast
 
-from ingest import cli as dicom_listen
-from optimiser import __version__
-from optimiser.cli import (
+from lowdose.commands import (
     assess,
+    broker,
     demo,
+    dicom_listen,
     importer,
     inspect,
     protocols,
+    publish,
     review,
     simulate,
     storesink,
     users,
     validate,
 )
+from lowdose.commands import run as run_service
+from optimiser import __version__
 from optimiser.errors import LowdoseError
-from streams.cli import broker, publish
-from streams.cli import run as run_service
 
 
 class _Command(Protocol):

@@ -8,8 +8,8 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from optimiser.errors import ConfigurationError
-from optimiser.simulate.generator import SimulatedStudy
-from optimiser.simulate.rates import ProblemRates
+from simulator.generator import SimulatedStudy
+from simulator.rates import ProblemRates
 
 MANIFEST_SCHEMA = "lowdose.simulated-feed/1"
 

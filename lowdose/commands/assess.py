@@ -62,7 +62,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         default="warn",
         help="malformed items: drop silently, drop with a warning (default), or fail",
     )
-    from optimiser.cli.storeopt import add_store_argument
+    from lowdose.commands.storeopt import add_store_argument
 
     add_store_argument(parser, optional_value=True)
 
@@ -206,7 +206,7 @@ def _with_pacs_labels(assessments: list[Assessment]) -> list[Assessment]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from optimiser.cli.storeopt import check_store_value
+    from lowdose.commands.storeopt import check_store_value
     from optimiser.levels import library_with_history
     from optimiser.pipeline import Pipeline
     from optimiser.strictness import Strictness

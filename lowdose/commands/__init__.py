@@ -1,0 +1,1 @@
+"""The ``lowdose`` subcommands, one module each (registered in :data:`lowdose.main.COMMANDS`)."""

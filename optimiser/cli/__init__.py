@@ -1,1 +1,0 @@
-"""The ``lowdose`` command line. Each subcommand lives in its own module (see ``main.COMMANDS``)."""

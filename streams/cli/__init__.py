@@ -1,1 +1,0 @@
-"""Kafka-side subcommands of the ``lowdose`` command line."""
