@@ -15,24 +15,13 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from optimiser.construct import unvalidated
 from optimiser.events import ZRange
+from optimiser.finding_codes import FindingCode
 
 ASSESSMENT_SCHEMA = "lowdose.assessment/1"
 
 Severity = Literal["info", "warning", "alert"]
 SEVERITY_RANK: dict[str, int] = {"info": 0, "warning": 1, "alert": 2}
 
-FindingCode = Literal[
-    "excess_coverage",
-    "above_reference_level",
-    "multiphase_contrast",
-    "thin_reconstruction",
-    "kv_not_calibrated",
-    "repeat_acquisition",
-    "diagnostic_intent",
-    "unlabelled_planning_scan",
-    "dose_check_exceeded",
-]
-FINDING_CODES: tuple[str, ...] = FindingCode.__args__  # type: ignore[attr-defined]
 
 
 class _Out(BaseModel):

@@ -11,9 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Literal
 
-from optimiser.assessment import SEVERITY_RANK, Finding, FindingCode, Severity, trusted
+from optimiser.assessment import SEVERITY_RANK, Finding, Severity, trusted
 from optimiser.dose_model import AcquisitionRow
 from optimiser.events import ContrastPhase, ZRange, is_enhanced, phase_name
+from optimiser.finding_codes import FindingCode
 from optimiser.kernels import RowResult
 from optimiser.rounding import Rounded, rounded_one
 from protocols.library import GENERIC_SITE, SiteProtocol

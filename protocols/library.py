@@ -23,21 +23,12 @@ import numpy.typing as npt
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from optimiser.errors import ConfigurationError
+from protocols.site_ids import BUILTIN_SITES as BUILTIN_SITES
+from protocols.site_ids import GENERIC_SITE as GENERIC_SITE
 
 SITES_DIR = Path(__file__).resolve().parent / "sites"
 DEFAULTS_FILE = "_defaults.toml"
 REGIONS_FILE = "_regions.toml"
-BUILTIN_SITES: tuple[str, ...] = (
-    "brain",
-    "head_neck",
-    "breast",
-    "lung_3d",
-    "lung_4dct",
-    "prostate",
-    "prostate_nodes",
-    "generic",
-)
-GENERIC_SITE = "generic"
 _NO_SOURCE = "department value (no source given in the override file)"
 
 

@@ -15,22 +15,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from optimiser.assessment import FINDING_CODES, SEVERITY_RANK, Assessment, Finding, Proposal
-from protocols.library import BUILTIN_SITES
-
-# What to do about a finding the proposal does not express as a range or exposure change.
-ADVICE: dict[str, str] = {
-    "excess_coverage": "trim the range to the needed range",
-    "above_reference_level": "review exposure against the reference level",
-    "multiphase_contrast": "acquire one contrast phase",
-    "thin_reconstruction": "reconstruct at 2-3 mm",
-    "kv_not_calibrated": "use the calibrated kV",
-    "repeat_acquisition": "record why or avoid the repeat",
-    "diagnostic_intent": "refer diagnostic CT to radiology",
-    "unlabelled_planning_scan": "label it a planning scan",
-    "dose_check_exceeded": "review the Dose Check values",
-}
-
+from optimiser.assessment import SEVERITY_RANK, Assessment, Finding, Proposal
+from optimiser.finding_codes import ADVICE, FINDING_CODES
+from protocols.site_ids import BUILTIN_SITES
 
 COLUMNS: tuple[str, ...] = (
     "study",

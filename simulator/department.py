@@ -18,10 +18,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from optimiser.records import Code
-from protocols.library import BUILTIN_SITES, GENERIC_SITE, ReferenceValue, builtin_library
+from protocols.library import ReferenceValue, builtin_library
+from protocols.site_ids import GENERIC_SITE, PLANNING_SITES
 
 # The simulated department plans every named site of the library (not the generic fallback).
-SITE_IDS: tuple[str, ...] = tuple(s for s in BUILTIN_SITES if s != GENERIC_SITE)
+SITE_IDS: tuple[str, ...] = PLANNING_SITES
 
 # Share of a day's planning list per site (a typical UK CT-sim mix; a simulation input).
 SITE_WEIGHTS: dict[str, float] = {

@@ -1,40 +1,56 @@
-"""How often each problem the optimiser flags is injected into a simulated study."""
+"""How often each problem the optimiser flags is injected into a simulated study.
+
+One rate per finding code of :mod:`optimiser.finding_codes` (the simulator injects every kind of
+problem lowdose detects: tests/test_simulator.py fails while a code has no default rate, so a new
+finding cannot be forgotten here). The rates are simulation inputs, not clinical figures.
+"""
 
 from __future__ import annotations
 
 import random
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field
+from types import MappingProxyType
 
 from optimiser.errors import ConfigurationError
+from optimiser.finding_codes import FINDING_CODES
+
+# Default share of studies (0..1) carrying each problem, by finding code.
+DEFAULT_RATES: Mapping[str, float] = MappingProxyType(
+    {
+        "excess_coverage": 0.30,
+        "above_reference_level": 0.08,
+        "multiphase_contrast": 0.05,
+        "thin_reconstruction": 0.06,
+        "kv_not_calibrated": 0.05,
+        "repeat_acquisition": 0.05,
+        "diagnostic_intent": 0.04,
+        "unlabelled_planning_scan": 0.05,
+        "dose_check_exceeded": 0.05,
+    }
+)
 
 
 @dataclass(frozen=True, slots=True)
 class ProblemRates:
-    """Share of studies (0..1) that carry each problem; drawn independently per study."""
+    """Share of studies (0..1) that carry each problem; drawn independently per study.
 
-    excess_coverage: float = 0.30
-    above_reference_level: float = 0.08
-    multiphase_contrast: float = 0.05
-    thin_reconstruction: float = 0.06
-    kv_not_calibrated: float = 0.05
-    repeat_acquisition: float = 0.05
-    diagnostic_intent: float = 0.04
-    unlabelled_planning_scan: float = 0.05
-    dose_check_exceeded: float = 0.05
+    ``ProblemRates()`` holds the defaults; :meth:`from_mapping` changes some of them.
+    """
+
+    shares: Mapping[str, float] = field(default_factory=lambda: DEFAULT_RATES)
 
     def __post_init__(self) -> None:
-        for f in fields(self):
-            value = getattr(self, f.name)
+        for code, value in self.shares.items():
             if not 0.0 <= value <= 1.0:
                 raise ConfigurationError(
-                    f"problem rate {f.name} = {value!r}: a rate must lie between 0 and 1; "
-                    f"give e.g. {f.name}=0.2"
+                    f"problem rate {code} = {value!r}: a rate must lie between 0 and 1; "
+                    f"give e.g. {code}=0.2"
                 )
 
     @classmethod
     def codes(cls) -> tuple[str, ...]:
-        return tuple(f.name for f in fields(cls))
+        return FINDING_CODES
 
     @classmethod
     def from_mapping(
@@ -48,19 +64,22 @@ class ProblemRates:
                 f"problem code {unknown[0]!r}: not a finding the simulator injects; "
                 f"choose from {', '.join(known)}"
             )
-        values = {c: getattr(base or cls(), c) for c in known}
+        values = dict((base or cls()).shares)
         values.update({k: float(v) for k, v in rates.items()})
-        return cls(**values)
+        return cls(MappingProxyType({c: values[c] for c in known}))
 
     @classmethod
     def none(cls) -> ProblemRates:
-        return cls(**dict.fromkeys(cls.codes(), 0.0))
+        return cls(MappingProxyType(dict.fromkeys(cls.codes(), 0.0)))
+
+    def share(self, code: str) -> float:
+        return self.shares[code]
 
     def as_dict(self) -> dict[str, float]:
-        return {c: getattr(self, c) for c in self.codes()}
+        return {c: self.shares[c] for c in self.codes()}
 
 
 def draw_injected(rates: ProblemRates, rng: random.Random) -> frozenset[str]:
     # One draw per code, in a fixed order, so a seed gives the same problems whatever the rates'
     # construction order.
-    return frozenset(c for c in ProblemRates.codes() if rng.random() < getattr(rates, c))
+    return frozenset(c for c in ProblemRates.codes() if rng.random() < rates.share(c))

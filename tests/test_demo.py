@@ -11,7 +11,7 @@ import pytest
 
 from lowdose.commands import demo
 from lowdose.main import main
-from optimiser.assessment import FINDING_CODES
+from optimiser.finding_codes import FINDING_CODES
 from report.model import COLUMNS
 from report.readback import parse_report
 from simulator import simulate_feed

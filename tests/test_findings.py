@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from optimiser.assessment import FINDING_CODES
 from optimiser.dose_model import AcquisitionRow, Needed, RowResult
+from optimiser.finding_codes import FINDING_CODES
 from optimiser.findings import (
     above_reference_level,
     acquisition_findings,

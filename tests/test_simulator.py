@@ -338,9 +338,18 @@ def test_bad_arguments_raise_configuration_errors(kwargs: dict[str, object], fra
         simulate_feed(**kwargs)  # type: ignore[arg-type]
 
 
+def test_every_finding_code_has_a_default_rate_in_code_order() -> None:
+    from optimiser.finding_codes import FINDING_CODES
+    from simulator.rates import DEFAULT_RATES
+
+    # The draw order (and so every seeded feed) follows FINDING_CODES.
+    assert tuple(DEFAULT_RATES) == FINDING_CODES
+    assert ProblemRates().as_dict() == dict(DEFAULT_RATES)
+
+
 def test_bad_rates_raise_configuration_errors() -> None:
     with pytest.raises(ConfigurationError, match="between 0 and 1"):
-        ProblemRates(excess_coverage=1.5)
+        ProblemRates.from_mapping({"excess_coverage": 1.5})
     with pytest.raises(ConfigurationError, match="'dose_too_high'"):
         ProblemRates.from_mapping({"dose_too_high": 0.1})
 

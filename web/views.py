@@ -19,8 +19,8 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 
-from optimiser.assessment import FINDING_CODES
 from optimiser.errors import InputError
+from optimiser.finding_codes import FINDING_CODES
 from protocols.library import SiteLibrary, SiteProtocol, builtin_library
 from store import Store, stats
 from store import assessments as repo

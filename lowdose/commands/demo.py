@@ -260,7 +260,7 @@ def run(args: argparse.Namespace) -> int:
 
     from rich.console import Console
 
-    from optimiser.assessment import FINDING_CODES
+    from optimiser.finding_codes import FINDING_CODES
     from report import build_report, write_html
     from simulator import ProblemRates, simulate_feed, write_feed
 

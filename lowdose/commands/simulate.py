@@ -5,18 +5,10 @@ from __future__ import annotations
 import argparse
 
 from optimiser.errors import ConfigurationError
+from optimiser.finding_codes import FINDING_CODES
+from protocols.site_ids import PLANNING_SITES
 
 HELP = "write a simulated CT-sim feed: protocol events (JSON) and dose reports (DICOM RDSR)"
-
-SITE_CHOICES = (
-    "brain",
-    "head_neck",
-    "breast",
-    "lung_3d",
-    "lung_4dct",
-    "prostate",
-    "prostate_nodes",
-)
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -29,7 +21,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--sites",
         nargs="+",
         metavar="SITE",
-        help=f"sites to draw from (default: all of {', '.join(SITE_CHOICES)})",
+        help=f"sites to draw from (default: all of {', '.join(PLANNING_SITES)})",
     )
     parser.add_argument(
         "--problem-rate",
@@ -37,9 +29,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         default=[],
         metavar="CODE=SHARE",
         help="share of studies carrying a problem, e.g. excess_coverage=0.2 (repeatable); "
-        "'all=0' makes every study clean. Codes: excess_coverage, above_reference_level, "
-        "multiphase_contrast, thin_reconstruction, kv_not_calibrated, repeat_acquisition, "
-        "diagnostic_intent, unlabelled_planning_scan, dose_check_exceeded",
+        f"'all=0' makes every study clean. Codes: {', '.join(FINDING_CODES)}",
     )
 
 
