@@ -26,6 +26,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check lowdose optimiser simulator report streams protocols ingest store web tests benchmarks
 	$(BIN)/ruff format --check lowdose optimiser simulator report streams protocols ingest store web tests benchmarks
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 # The whole suite: lint, unit, real-data, Kafka integration (own throwaway broker unless
 # KAFKA_BOOTSTRAP_SERVERS names one) and the benchmarks in quick mode with their ratio gate.
@@ -42,4 +43,4 @@ broker-stop: $(STAMP)
 	$(BIN)/lowdose broker stop
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache demo-out
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .import_linter_cache demo-out

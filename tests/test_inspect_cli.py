@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 
 from lowdose.main import main
-from tests.paths import SHARED
+from tests.paths import SHARED, rdsr_expected
 
 RDSR = SHARED / "data" / "rdsr"
-EXPECTED = json.loads((RDSR / "expected.json").read_text())
+EXPECTED = rdsr_expected()
 
 pytestmark = pytest.mark.realdata
 

@@ -3,7 +3,6 @@ files with defects raise, naming the defect, in raise mode."""
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import pytest
@@ -12,10 +11,10 @@ from optimiser.dicom import read_dicom, read_dose_report, report_to_json
 from optimiser.errors import MalformedItemError
 from optimiser.records import DoseReport
 from optimiser.strictness import Strictness
-from tests.paths import SHARED
+from tests.paths import SHARED, rdsr_expected
 
 RDSR = SHARED / "data" / "rdsr"
-EXPECTED: list[dict[str, Any]] = json.loads((RDSR / "expected.json").read_text())
+EXPECTED: list[dict[str, Any]] = rdsr_expected()
 BY_FILE = {e["file"]: e for e in EXPECTED}
 
 pytestmark = pytest.mark.realdata

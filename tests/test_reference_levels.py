@@ -313,6 +313,7 @@ def _ge_with_event(**study: Any) -> list[Assessment]:
     return p.process([report])
 
 
+@pytest.mark.realdata
 def test_vendor_default_diagnostic_intent_of_the_rt16_simulator_is_info() -> None:
     assert GE_RT16.is_file(), GE_RT16
     assert read_dose_report(GE_RT16, strictness=Strictness.IGNORE).has_intent == "diagnostic"
@@ -325,6 +326,7 @@ def test_vendor_default_diagnostic_intent_of_the_rt16_simulator_is_info() -> Non
     assert {f.severity for a in alone for f in a.findings if f.code in MINE} <= {"info"}
 
 
+@pytest.mark.realdata
 def test_diagnostic_intent_corroborated_by_purpose_or_name_is_a_warning() -> None:
     out = _ge_with_event(purpose="diagnostic")
     assert {f.severity for a in out for f in a.findings if f.code == "diagnostic_intent"} == {
@@ -381,6 +383,7 @@ def test_generic_site_findings_are_info_only_and_have_no_levels() -> None:
     assert generic.levels("ctdivol_mgy") == [] and generic.levels("dlp_mgy_cm") == []
 
 
+@pytest.mark.realdata
 def test_stationary_and_free_acquisitions_are_not_compared_with_planning_levels() -> None:
     for kind in ("stationary", "free"):
         r = row("breast", acquisition_type=kind, helical=False, ctdivol_mgy=222.6)
