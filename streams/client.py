@@ -77,7 +77,7 @@ PartitionsCallback = Callable[[set[TopicPartition]], None]
 
 
 class Consumer(Protocol):
-    """What the service loop, the alignment and the checkpoint use of a consumer."""
+    """What the service loop, the alignment, the checkpoint and the store sink use of a consumer."""
 
     def subscribe(
         self, topics: Sequence[str], on_assigned: PartitionsCallback, on_revoked: PartitionsCallback

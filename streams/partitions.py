@@ -1,5 +1,5 @@
-"""The one home of the topic-partition type, free of the Kafka client (the store's sink and the
-stream service both name partitions; only :mod:`streams.client` imports kafka)."""
+"""The one home of the topic-partition type, free of the Kafka client; :mod:`streams.client` (the
+only module that imports kafka) re-exports it, and the rest of ``streams/`` names it from there."""
 
 from __future__ import annotations
 

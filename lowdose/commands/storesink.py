@@ -1,7 +1,7 @@
 """``lowdose store``: the sink consumer that fills the review desk's store from Kafka.
 
 Its own consumer group (default ``lowdose-store``) on ``lowdose.assessments.v1`` and
-``lowdose.alerts.v1``; rows are committed before offsets (store/sink.py), so a killed sink
+``lowdose.alerts.v1``; rows are committed before offsets (streams/sink.py), so a killed sink
 restarts without losing or doubling a row. Broker settings as for ``lowdose run``
 (docs/configuration.md).
 """
@@ -36,13 +36,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from store import open_store
-    from store.sink import run_sink
     from streams.client import KafkaConsumerClient
     from streams.settings import load
+    from streams.sink import run_sink
 
     settings = load(args.config, bootstrap_servers=args.bootstrap_servers)
-    # The store package does not depend on streams: the sink reads any typed source, here
-    # streams.client's consumer (the one module that imports kafka).
+    # The sink loop is streams/sink.py over streams.client's consumer (the one module that
+    # imports kafka); it writes through store/, which knows nothing of Kafka.
     consumer = KafkaConsumerClient(
         **settings.kafka_common(),
         group_id=args.group_id,
@@ -57,13 +57,12 @@ def run(args: argparse.Namespace) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     db = open_store(args.store)
-    topics = (settings.topics.assessments, settings.topics.alerts)
     try:
         stats = run_sink(
             consumer,
             db,
             stop=stop,
-            topics=topics,
+            topics=settings.topics,
             max_records=args.max_batch,
             idle_stop_s=args.idle_stop,
         )
