@@ -17,12 +17,13 @@ import pytest
 from optimiser.assessment import Assessment, Finding, assessment_id
 from optimiser.errors import InputError
 from optimiser.events import ProtocolEvent
+from optimiser.inputs import PipelineInput
 from optimiser.records import DoseReport
 from optimiser.state import StudyState
 from simulator import simulate_feed
 from streams.changelog import ChangelogStateStore
 from streams.client import Record, TopicPartition
-from streams.decode import Decoder, Item
+from streams.decode import Decoder
 from streams.errors import CommitError, Interrupted
 from streams.loop import HEADER_ASSESSMENT_ID, ServiceLoop, StopSignal
 from streams.policy import FailurePolicy
@@ -73,7 +74,7 @@ class InPlacePipeline:
     def warm_up(self) -> None:
         pass
 
-    def process(self, items: Sequence[Item]) -> list[Assessment]:
+    def process(self, items: Sequence[PipelineInput]) -> list[Assessment]:
         self.calls += 1
         out = []
         for item in items:
@@ -151,7 +152,7 @@ class Rig:
             producer=self.producer,
             store=self.store,
             pipeline=self.pipeline,
-            decoder=Decoder(TOPICS.protocol, TOPICS.rdsr, read_dicom=_read_report),
+            decoder=Decoder(TOPICS, decoders={"rdsr": _read_report}),
             policy=FailurePolicy(self.bad),
             topics=TOPICS,
             stop=self.stop,
