@@ -309,6 +309,23 @@ def test_report_before_its_event_waits_for_the_protocol_partition() -> None:
     ]
 
 
+def test_an_event_wins_a_timestamp_tie_with_the_report_that_follows_it() -> None:
+    rig = Rig()
+    report = rig.report(0)
+    event = rig.events[0]
+    rig.broker.append(
+        TOPICS.protocol,
+        event.to_json().encode(),
+        key=event.study.study_instance_uid.encode(),
+        timestamp=report.timestamp,  # the same millisecond, appended after the report
+    )
+    assert rig.loop.step() == 2
+    assert rig.bad.seen == []
+    assert [
+        json.loads(r.value or b"")["input_kind"] for r in rig.broker.records(TOPICS.assessments)
+    ] == ["protocol_event", "dose_report"]
+
+
 def test_report_without_event_is_assessed_after_max_defer() -> None:
     rig = Rig()
     rig.event(0)
