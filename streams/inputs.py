@@ -43,7 +43,7 @@ def protocol_event(value: bytes, *, source: str, strictness: Strictness) -> Pipe
 
 def dicom(value: bytes, *, source: str, strictness: Strictness) -> PipelineInput:
     """Raw DICOM bytes: a dose report or an RT Structure Set (:func:`optimiser.dicom.read_dicom`,
-    imported on first use: the DICOM reader is the heavier import)."""
+    imported when first called: the DICOM reader is the heavier import)."""
     from optimiser.dicom import read_dicom
 
     return read_dicom(bytes(value), source=source, strictness=strictness)
