@@ -1,22 +1,25 @@
 """The assessment pipeline: protocol events, dose reports and structure sets in, assessments out.
 
 One :meth:`Pipeline.process` call handles one batch in stages, each its own module:
-:mod:`optimiser.rows` turns each input into kernel rows, walking the items in order and updating
-the per-study state as it goes (so a dose report after its protocol event in the same batch finds
-it); :mod:`optimiser.batch` packs every row of the batch into one struct-of-arrays input and calls
-the numba batch kernel once; :mod:`optimiser.rounding` rounds every reported number of the
-batch at once (equal to ``round`` value for value); :mod:`optimiser.assemble` turns each row
-into an :class:`~optimiser.assessment.Assessment` with its findings and proposal. Study-level
-findings (repeats, contrast phases) compare each row with the study's earlier acquisitions here; the
-surplus acquisition they flag is assembled as avoidable as a whole, with a proposal to omit it. The
-model's sources are cited in :mod:`optimiser.dose_model`, :mod:`optimiser.findings` and
-:mod:`optimiser.ssde` (../shared/reference/planning-ct.md).
+:mod:`optimiser.rows` turns each input into kernel rows (each input type of
+:data:`optimiser.inputs.PipelineInput` through its method in :data:`INPUT_METHODS`), walking the
+items in order and updating the per-study state as it goes (so a dose report after its protocol
+event in the same batch finds it); :mod:`optimiser.batch` packs every row of the batch into one
+struct-of-arrays input and calls the numba batch kernel once; :mod:`optimiser.rounding` rounds
+every reported number of the batch at once (equal to ``round`` value for value);
+:mod:`optimiser.assemble` turns each row into an :class:`~optimiser.assessment.Assessment` with
+its findings and proposal. Study-level findings (repeats, contrast phases) compare each row with
+the study's earlier acquisitions here; the surplus acquisition they flag is assembled as avoidable
+as a whole, with a proposal to omit it. The model's sources are cited in
+:mod:`optimiser.dose_model`, :mod:`optimiser.findings` and :mod:`optimiser.ssde`
+(../shared/reference/planning-ct.md).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -26,6 +29,7 @@ from optimiser.dose_model import AcquisitionRow, site_tables
 from optimiser.errors import InputError
 from optimiser.events import ProtocolEvent
 from optimiser.findings import Previous, exam_dlp_finding, study_findings
+from optimiser.inputs import PipelineInput as PipelineInput  # re-exported; home: inputs
 from optimiser.kernels import BatchInput, RowResult, assess_batch
 from optimiser.profile_kernel import profile_batch
 from optimiser.records import DoseReport, StructureSet
@@ -36,8 +40,6 @@ from optimiser.state import MemoryStateStore, StudyStateStore
 from optimiser.strictness import Strictness
 from optimiser.tg220 import water_equivalent_area
 from protocols.library import SiteLibrary, builtin_library
-
-PipelineInput = ProtocolEvent | DoseReport | StructureSet
 
 
 class Pipeline:
@@ -108,19 +110,10 @@ class Pipeline:
         """Assess one batch; one assessment per non-localizer acquisition, in input order."""
         rows: list[AcquisitionRow] = []
         item_of: list[int] = []
+        methods = INPUT_METHODS
         for n_item, item in enumerate(items):
-            if isinstance(item, ProtocolEvent):
-                new = self.rows.event_rows(item)
-            elif isinstance(item, DoseReport):
-                new = self.rows.report_rows(item)
-            elif isinstance(item, StructureSet):
-                self.rows.structure_set(item)
-                continue
-            else:
-                raise InputError(
-                    f"pipeline input of type {type(item).__name__}: expected a ProtocolEvent, "
-                    "DoseReport or StructureSet; parse the message first"
-                )
+            method = methods.get(type(item)) or _method_of(item)
+            new = method(self, item)
             item_of.extend([n_item] * len(new))
             rows.extend(new)
         if not rows:
@@ -140,6 +133,19 @@ class Pipeline:
             assemble.assessment(row, res, cross.get(i, []), rd)
             for i, (row, res, rd) in enumerate(zip(rows, results, rounded, strict=True))
         ]
+
+    # --- one method per input type (INPUT_METHODS) ----------------------------------------------
+
+    def _event_rows(self, event: ProtocolEvent) -> list[AcquisitionRow]:
+        return self.rows.event_rows(event)
+
+    def _report_rows(self, report: DoseReport) -> list[AcquisitionRow]:
+        return self.rows.report_rows(report)
+
+    def _structure_set_rows(self, structure_set: StructureSet) -> list[AcquisitionRow]:
+        """No rows: the ROI extents go to the study state, later inputs take N from them."""
+        self.rows.structure_set(structure_set)
+        return []
 
     def _exam_dlp(
         self, rows: list[AcquisitionRow], results: list[RowResult], item_of: list[int]
@@ -204,3 +210,27 @@ class Pipeline:
                 state.reported_ranges = [(round(a, 2), round(b, 2), c) for a, b, c in ranges]
                 self.store.put(state)
         return out
+
+
+InputMethod = Callable[[Pipeline, Any], list[AcquisitionRow]]
+
+# The pipeline method of each input type, one entry per member of PipelineInput (a new input:
+# a member there, an entry here and its method above).
+INPUT_METHODS: Mapping[type, InputMethod] = {
+    ProtocolEvent: Pipeline._event_rows,
+    DoseReport: Pipeline._report_rows,
+    StructureSet: Pipeline._structure_set_rows,
+}
+
+
+def _method_of(item: object) -> InputMethod:
+    """The method of a subclass of an input type; an :class:`InputError` for anything else."""
+    for kind in type(item).__mro__:
+        method = INPUT_METHODS.get(kind)
+        if method is not None:
+            return method
+    names = [kind.__name__ for kind in INPUT_METHODS]
+    raise InputError(
+        f"pipeline input of type {type(item).__name__}: expected a {', '.join(names[:-1])} "
+        f"or {names[-1]}; parse the message first"
+    )

@@ -2,11 +2,13 @@
 
 One iteration is one batch: poll up to ``max_batch`` records; follow a rebalance if one happened
 (drop study state, replay the changelog of the new partitions); let :class:`Alignment` send
-reports that precede their protocol event back to wait; decode (failures to the injected
-:class:`FailurePolicy`); assess the batch in one pipeline call (the policy splits a failing
-batch); send every assessment to the assessments topic and the alerts also to the alerts topic;
-then the :class:`Checkpoint` flushes outputs, then state, then commits. The client is injected
-(:mod:`streams.client` for Kafka, :mod:`tests.support.fake` in the unit tests).
+reports that precede their protocol event back to wait; order the batch by timestamp, a tie by
+the rank of its input (both as the table of inputs, :mod:`streams.inputs`, says); decode
+(failures to the injected :class:`FailurePolicy`); assess the batch in one pipeline call (the
+policy splits a failing batch); send every assessment to the assessments topic and the alerts
+also to the alerts topic; then the :class:`Checkpoint` flushes outputs, then state, then
+commits. The client is injected (:mod:`streams.client` for Kafka, :mod:`tests.support.fake` in
+the unit tests).
 """
 
 from __future__ import annotations
@@ -20,11 +22,12 @@ from typing import Protocol
 
 from optimiser.assessment import Assessment
 from optimiser.errors import LowdoseError
+from optimiser.inputs import PipelineInput, study_uid_of
+from streams import inputs
 from streams.alignment import Alignment
 from streams.changelog import ChangelogStateStore
 from streams.checkpoint import Checkpoint, next_offsets
 from streams.client import Consumer, Delivery, Producer, Record, TopicPartition
-from streams.decode import Item, study_uid_of
 from streams.errors import BrokerError, DeliveryError, Interrupted
 from streams.metrics import HEALTH, METRICS
 from streams.policy import FailurePolicy
@@ -37,12 +40,12 @@ _CONTENT_TYPE = ("content-type", b"application/json")
 
 
 class PipelineLike(Protocol):
-    def process(self, items: Sequence[Item]) -> list[Assessment]: ...
+    def process(self, items: Sequence[PipelineInput]) -> list[Assessment]: ...
     def warm_up(self) -> None: ...
 
 
 class DecoderLike(Protocol):
-    def decode(self, record: Record) -> Item: ...
+    def decode(self, record: Record) -> PipelineInput: ...
 
 
 @dataclass
@@ -152,8 +155,7 @@ class ServiceLoop:
         self.monotonic = monotonic
         self.alignment = Alignment(
             consumer,
-            topics.protocol,
-            topics.rdsr,
+            inputs.waiting(topics),
             max_defer_s=max_defer_s,
             grace_ms=grace_ms,
             monotonic=monotonic,
@@ -161,6 +163,9 @@ class ServiceLoop:
         )
         self.checkpoint = checkpoint or Checkpoint(consumer, producer, store, stop.interrupt)
         self.assignment = _Assignment()
+        # Order within a timestamp tie, by input topic (any other topic last).
+        self.tie_rank = inputs.ranks(topics)
+        self._last_rank = max(self.tie_rank.values())
         self.owned: set[TopicPartition] = set()
         self._last_expiry = monotonic()
 
@@ -223,15 +228,15 @@ class ServiceLoop:
         ready = self.alignment.split(records)
         if not ready:
             return
-        # Protocol events before the reports that follow them (an event wins a millisecond tie);
-        # the sort is stable, so the order within a partition holds.
-        protocol = self.topics.protocol
-        ready.sort(key=lambda r: (r.timestamp, r.topic != protocol))
+        # Protocol events before the reports that follow them (an event wins a millisecond tie:
+        # the rank of its input); the sort is stable, so the order within a partition holds.
+        rank, last = self.tie_rank.get, self._last_rank
+        ready.sort(key=lambda r: (r.timestamp, rank(r.topic, last)))
         self.stats.batches += 1
         self.stats.consumed += len(ready)
         for topic in self.topics.inputs:
             METRICS.consumed(sum(1 for r in ready if r.topic == topic), topic)
-        items: list[Item] = []
+        items: list[PipelineInput] = []
         origins: list[Record] = []
         for record in ready:
             try:

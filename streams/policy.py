@@ -16,14 +16,14 @@ from typing import Protocol
 
 from optimiser.assessment import Assessment
 from optimiser.errors import LowdoseError
+from optimiser.inputs import PipelineInput
 from optimiser.state import TransactionalStateStore
 from streams.client import Record
 from streams.deadletter import BadMessagePolicy
-from streams.decode import Item
 
 log = logging.getLogger("lowdose.streams.policy")
 
-Process = Callable[[Sequence[Item]], list[Assessment]]
+Process = Callable[[Sequence[PipelineInput]], list[Assessment]]
 
 
 class Rejects(Protocol):
@@ -47,7 +47,7 @@ class FailurePolicy:
         self,
         process: Process,
         store: TransactionalStateStore,
-        items: list[Item],
+        items: list[PipelineInput],
         records: list[Record],
     ) -> list[Assessment]:
         """Assess ``items`` (decoded from ``records``, same order) in one call, else one by one."""

@@ -3,7 +3,9 @@
 Protocol events (``*.json``) go to ``lowdose.protocol.v1``; DICOM files (``*.dcm``: dose reports,
 RT structure sets) go as raw bytes to ``lowdose.rdsr.v1`` with ``content-type:
 application/dicom``. Every message is keyed by its Study Instance UID, so a study's messages land
-on co-numbered partitions of the two topics (the service's study state relies on it).
+on co-numbered partitions of the two topics (the service's study state relies on it). The topic
+of each kind of message, its content type and which input waits for which come from the table
+of inputs (:mod:`streams.inputs`).
 """
 
 from __future__ import annotations
@@ -16,25 +18,28 @@ from typing import Any
 
 from optimiser.errors import InputError
 from optimiser.events import parse_protocol_event
+from streams import inputs
 from streams.client import Delivery, Producer
 from streams.errors import BrokerError
 from streams.settings import Topics
 
-PROTOCOL = "protocol"
-DICOM = "dicom"
+PROTOCOL = inputs.PROTOCOL.kind
+DICOM = inputs.RDSR.kind
+_JSON = (("content-type", inputs.PROTOCOL.content_type),)
+_DICOM = (("content-type", inputs.RDSR.content_type),)
 _SKIP_NAMES = {"manifest.json"}
 
 
 @dataclass(frozen=True, slots=True)
 class Outgoing:
-    kind: str  # protocol | dicom
+    kind: str  # the input it is for (streams.inputs.Input.kind): protocol | dicom
     key: bytes | None
     value: bytes
     headers: tuple[tuple[str, bytes], ...]
     source: str
 
     def topic(self, topics: Topics) -> str:
-        return topics.protocol if self.kind == PROTOCOL else topics.rdsr
+        return inputs.by_kind(self.kind).topic(topics)
 
 
 def protocol_message(value: bytes, source: str, *, validate: bool = True) -> Outgoing:
@@ -45,7 +50,7 @@ def protocol_message(value: bytes, source: str, *, validate: bool = True) -> Out
     except InputError:
         if validate:
             raise
-    return Outgoing(PROTOCOL, key, value, (("content-type", b"application/json"),), source)
+    return Outgoing(PROTOCOL, key, value, _JSON, source)
 
 
 def dicom_study_uid(value: bytes, source: str) -> str:
@@ -78,7 +83,7 @@ def dicom_message(value: bytes, source: str, *, validate: bool = True) -> Outgoi
     except InputError:
         if validate:
             raise
-    return Outgoing(DICOM, key, value, (("content-type", b"application/dicom"),), source)
+    return Outgoing(DICOM, key, value, _DICOM, source)
 
 
 def iter_files(paths: Iterable[Path]) -> Iterator[Path]:
@@ -121,16 +126,10 @@ def messages_from_studies(studies: Iterable[Any]) -> Iterator[Outgoing]:
             PROTOCOL,
             key,
             study.protocol_event.to_json().encode(),
-            (("content-type", b"application/json"),),
+            _JSON,
             f"{study.study_instance_uid}/protocol",
         )
-        yield Outgoing(
-            DICOM,
-            key,
-            study.rdsr_bytes,
-            (("content-type", b"application/dicom"),),
-            f"{study.study_instance_uid}/rdsr",
-        )
+        yield Outgoing(DICOM, key, study.rdsr_bytes, _DICOM, f"{study.study_instance_uid}/rdsr")
 
 
 def send(
@@ -142,27 +141,32 @@ def send(
     timeout_s: float = 120.0,
 ) -> dict[str, int]:
     """Send messages, flush, and check every delivery; returns counts per kind."""
-    counts = {PROTOCOL: 0, DICOM: 0}
+    counts = {spec.kind: 0 for spec in inputs.INPUTS}
+    waited_for = {spec.waits_for for spec in inputs.INPUTS if spec.waits_for is not None}
     deliveries: list[Delivery] = []
-    # Protocol events not yet acknowledged, by study key. A report waits for its study's event:
-    # the two travel on different topics, and a produce retried on one (e.g. right after topic
-    # creation) would otherwise let the report reach the broker first.
-    pending: dict[bytes | None, Delivery] = {}
+    # Messages another input waits for (protocol events) not yet acknowledged, by input and
+    # study key. A report waits for its study's event: the two travel on different topics, and a
+    # produce retried on one (e.g. right after topic creation) would otherwise let the report
+    # reach the broker first.
+    pending: dict[tuple[str, bytes | None], Delivery] = {}
     for message in messages:
-        if message.kind == DICOM and message.key in pending:
-            event = pending.pop(message.key)
+        spec = inputs.by_kind(message.kind)
+        lead = spec.waits_for
+        if lead is not None and (lead, message.key) in pending:
+            event = pending.pop((lead, message.key))
             producer.flush(None, timeout_s)  # the event, and everything sent before it
             if event.failed():
                 raise BrokerError(
-                    f"the protocol event before {message.source} was not delivered "
-                    f"({event.exception!r}); the report was not sent; check the broker and retry"
+                    f"the {inputs.by_field(lead).item} before {message.source} was not "
+                    f"delivered ({event.exception!r}); the {spec.item} was not sent; check the "
+                    "broker and retry"
                 )
         delivery = producer.send(
-            message.topic(topics), key=message.key, value=message.value, headers=message.headers
+            spec.topic(topics), key=message.key, value=message.value, headers=message.headers
         )
         deliveries.append(delivery)
-        if message.kind == PROTOCOL:
-            pending[message.key] = delivery
+        if spec.field in waited_for:
+            pending[(spec.field, message.key)] = delivery
         counts[message.kind] += 1
         if on_sent is not None:
             on_sent(message)

@@ -86,9 +86,7 @@ class Service:
         self.policy_factory: PolicyFactory = policy_factory or (
             lambda producer: dead_letter_policy(producer, settings)
         )
-        self.decoder = decoder or Decoder(
-            settings.topics.protocol, settings.topics.rdsr, strictness=settings.strictness
-        )
+        self.decoder = decoder or Decoder(settings.topics, strictness=settings.strictness)
         self.max_defer_s = max_defer_s
         self.stall_check_s = stall_check_s
         self.grace_ms = grace_ms

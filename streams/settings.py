@@ -41,7 +41,8 @@ SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER"
 class Topics(BaseModel):
     """Topic names (defaults from issue 5). Inputs and the state changelog are co-partitioned.
 
-    Set one with ``LOWDOSE_TOPICS__ALERTS=...`` or a ``[topics]`` table in the TOML file.
+    Set one with ``LOWDOSE_TOPICS__ALERTS=...`` or a ``[topics]`` table in the TOML file. Which
+    fields name input topics, and what each input is, :data:`streams.inputs.INPUTS` says.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -55,7 +56,11 @@ class Topics(BaseModel):
 
     @property
     def inputs(self) -> list[str]:
-        return [self.protocol, self.rdsr]
+        """The input topics, in the order of :data:`streams.inputs.INPUTS`."""
+        # Imported here: the table imports the input models, which the settings do not need.
+        from streams.inputs import INPUTS
+
+        return [spec.topic(self) for spec in INPUTS]
 
 
 class StreamSettings(BaseSettings):

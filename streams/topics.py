@@ -1,9 +1,10 @@
 """Create the lowdose topics when missing and check the co-partitioning the state store needs.
 
 The state changelog is read back partition by partition after a rebalance: partition *p* of the
-changelog holds the studies whose input messages live on partition *p* of both input topics, so
-all three must have the same partition count. The changelog is compacted (last state per study)
-and also deleted after the study-state expiry (``cleanup.policy=compact,delete``).
+changelog holds the studies whose input messages live on partition *p* of every input topic (the
+table of inputs, :mod:`streams.inputs`), so all of them must have the same partition count. The
+changelog is compacted (last state per study) and also deleted after the study-state expiry
+(``cleanup.policy=compact,delete``).
 
 Before the admin client is created, :func:`streams.preflight.probe` checks the bootstrap
 addresses, so an unreachable broker, a TLS/PLAINTEXT mismatch or an untrusted certificate ends
@@ -18,6 +19,7 @@ from typing import Any
 from optimiser.errors import ConfigurationError
 from streams.client import KafkaAdminClient
 from streams.errors import BrokerError
+from streams.inputs import copartitioned
 from streams.preflight import capture_client_errors, client_failure, probe
 from streams.settings import StreamSettings
 
@@ -35,8 +37,7 @@ def topic_specs(settings: StreamSettings) -> dict[str, dict[str, Any]]:
         "segment.ms": str(6 * 3600 * 1000),
     }
     return {
-        t.protocol: {"num_partitions": n, "replication_factor": rf},
-        t.rdsr: {"num_partitions": n, "replication_factor": rf},
+        **{topic: {"num_partitions": n, "replication_factor": rf} for topic in t.inputs},
         t.assessments: {"num_partitions": n, "replication_factor": rf},
         t.alerts: {"num_partitions": n, "replication_factor": rf},
         t.dlq: {"num_partitions": n, "replication_factor": rf},
@@ -94,18 +95,17 @@ def ensure_topics(settings: StreamSettings, *, create: bool | None = None) -> di
             raise client_failure(settings, _cause(exc), logged) from exc
         finally:
             admin.close()
+    together = copartitioned(settings.topics)
     absent = [name for name in specs if name not in counts]
     if absent:
         raise ConfigurationError(
             f"topics {', '.join(absent)} do not exist; create them (same partition count for "
-            f"{settings.topics.protocol}, {settings.topics.rdsr} and {settings.topics.state}) "
-            "or set LOWDOSE_CREATE_TOPICS=true"
+            f"{', '.join(together[:-1])} and {together[-1]}) or set LOWDOSE_CREATE_TOPICS=true"
         )
-    t = settings.topics
-    copartitioned = {name: counts[name] for name in (t.protocol, t.rdsr, t.state)}
-    if len(set(copartitioned.values())) != 1:
+    partitions = {name: counts[name] for name in together}
+    if len(set(partitions.values())) != 1:
         raise ConfigurationError(
-            f"partition counts {copartitioned}: the input topics and the state changelog must "
+            f"partition counts {partitions}: the input topics and the state changelog must "
             "have the same number of partitions (the changelog is co-partitioned with the "
             "inputs); add partitions to the smaller ones"
         )

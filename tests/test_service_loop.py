@@ -17,12 +17,13 @@ import pytest
 from optimiser.assessment import Assessment, Finding, assessment_id
 from optimiser.errors import InputError
 from optimiser.events import ProtocolEvent
+from optimiser.inputs import PipelineInput
 from optimiser.records import DoseReport
 from optimiser.state import StudyState
 from simulator import simulate_feed
 from streams.changelog import ChangelogStateStore
 from streams.client import Record, TopicPartition
-from streams.decode import Decoder, Item
+from streams.decode import Decoder
 from streams.errors import CommitError, Interrupted
 from streams.loop import HEADER_ASSESSMENT_ID, ServiceLoop, StopSignal
 from streams.policy import FailurePolicy
@@ -73,7 +74,7 @@ class InPlacePipeline:
     def warm_up(self) -> None:
         pass
 
-    def process(self, items: Sequence[Item]) -> list[Assessment]:
+    def process(self, items: Sequence[PipelineInput]) -> list[Assessment]:
         self.calls += 1
         out = []
         for item in items:
@@ -151,7 +152,7 @@ class Rig:
             producer=self.producer,
             store=self.store,
             pipeline=self.pipeline,
-            decoder=Decoder(TOPICS.protocol, TOPICS.rdsr, read_dicom=_read_report),
+            decoder=Decoder(TOPICS, decoders={"rdsr": _read_report}),
             policy=FailurePolicy(self.bad),
             topics=TOPICS,
             stop=self.stop,
@@ -306,6 +307,23 @@ def test_report_before_its_event_waits_for_the_protocol_partition() -> None:
         "protocol_event",
         "dose_report",
     ]
+
+
+def test_an_event_wins_a_timestamp_tie_with_the_report_that_follows_it() -> None:
+    rig = Rig()
+    report = rig.report(0)
+    event = rig.events[0]
+    rig.broker.append(
+        TOPICS.protocol,
+        event.to_json().encode(),
+        key=event.study.study_instance_uid.encode(),
+        timestamp=report.timestamp,  # the same millisecond, appended after the report
+    )
+    assert rig.loop.step() == 2
+    assert rig.bad.seen == []
+    assert [
+        json.loads(r.value or b"")["input_kind"] for r in rig.broker.records(TOPICS.assessments)
+    ] == ["protocol_event", "dose_report"]
 
 
 def test_report_without_event_is_assessed_after_max_defer() -> None:

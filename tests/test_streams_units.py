@@ -13,16 +13,17 @@ import pytest
 
 from optimiser.errors import ConfigurationError, DicomError, InputError
 from optimiser.events import ProtocolEvent
+from optimiser.inputs import study_uid_of
 from optimiser.state import MemoryStateStore, StudyState
 from simulator import simulate_feed, write_feed
 from streams import broker, deadletter, schemas
 from streams.changelog import ChangelogStateStore
 from streams.client import default_partition
-from streams.decode import Decoder, study_uid_of
+from streams.decode import Decoder
 from streams.errors import BrokerError
 from streams.logs import JsonFormatter
 from streams.publish import messages_from_files
-from streams.settings import load
+from streams.settings import Topics, load
 from tests.support.fake import FakeBroker, FakeReader
 
 Record = namedtuple("Record", "topic partition offset key value headers timestamp")
@@ -112,7 +113,10 @@ def _record(topic: str, value: bytes | None, headers: Any = (), offset: int = 4)
 
 
 def test_decoder_reads_protocol_events_and_names_bad_ones_by_position() -> None:
-    decoder = Decoder("p", "r", read_dicom=lambda data, **kw: ("dicom", len(data), kw["source"]))
+    decoder = Decoder(
+        Topics(protocol="p", rdsr="r"),
+        decoders={"rdsr": lambda data, **kw: ("dicom", len(data), kw["source"])},
+    )
     event = _event()
     decoded = decoder.decode(_record("p", event.to_json().encode()))
     assert decoded == event
@@ -129,7 +133,7 @@ def test_decoder_reads_protocol_events_and_names_bad_ones_by_position() -> None:
 
 
 def test_decoder_turns_non_dicom_bytes_into_a_dicom_error() -> None:
-    decoder = Decoder("p", "r")
+    decoder = Decoder(Topics(protocol="p", rdsr="r"))
     with pytest.raises(DicomError):
         decoder.decode(_record("r", b"definitely not a DICOM file" * 4))
 

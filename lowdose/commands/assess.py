@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from optimiser.assessment import Assessment
-    from optimiser.pipeline import PipelineInput
+    from optimiser.inputs import PipelineInput
     from optimiser.ssde import ImageSize
 
 log = logging.getLogger("lowdose.assess")
@@ -93,6 +93,7 @@ def read_inputs(
     from optimiser.dicom import read_dicom
     from optimiser.errors import DicomError, InputError
     from optimiser.events import ProtocolEvent, parse_protocol_event
+    from optimiser.inputs import study_uid_of
     from optimiser.records import StructureSet
     from optimiser.ssde import image_water_equivalent_diameter, is_ct_image
     from optimiser.strictness import Strictness
@@ -136,16 +137,11 @@ def read_inputs(
             return 0
         return 1 if isinstance(item, ProtocolEvent) else 2
 
-    def study(item: PipelineInput) -> str:
-        if isinstance(item, ProtocolEvent):
-            return item.study.study_instance_uid
-        return item.study_instance_uid
-
-    first_seen: dict[str, int] = {}
+    first_seen: dict[str | None, int] = {}
     for i, item in enumerate(items):
-        first_seen.setdefault(study(item), i)
+        first_seen.setdefault(study_uid_of(item), i)
     order = sorted(
-        range(len(items)), key=lambda i: (first_seen[study(items[i])], rank(items[i]), i)
+        range(len(items)), key=lambda i: (first_seen[study_uid_of(items[i])], rank(items[i]), i)
     )
     return [items[i] for i in order]
 
