@@ -14,14 +14,16 @@ import threading
 from ingest.publisher import Headers, PublishFailed
 from streams.client import KafkaProducerClient
 from streams.errors import BrokerError
+from streams.inputs import RDSR
 from streams.settings import StreamSettings
 
 
 class KafkaPublisher:
-    """Publishes to ``settings.topics.rdsr``; ``publish`` blocks until acknowledged or failed."""
+    """Publishes to the DICOM input topic (:data:`streams.inputs.RDSR`, ``settings.topics.rdsr``);
+    ``publish`` blocks until acknowledged or failed."""
 
     def __init__(self, settings: StreamSettings, *, ack_timeout_s: float, max_bytes: int) -> None:
-        self.topic = settings.topics.rdsr
+        self.topic = RDSR.topic(settings.topics)
         self.ack_timeout_s = ack_timeout_s
         self._lock = threading.Lock()
         timeout_ms = int(ack_timeout_s * 1000)

@@ -53,6 +53,7 @@ from optimiser.dicom import codes as C
 from optimiser.errors import DicomError
 from optimiser.records import StructureSet
 from optimiser.strictness import Strictness
+from streams.inputs import RDSR
 
 log = logging.getLogger("lowdose.ingest.scp")
 
@@ -334,7 +335,7 @@ class StorageSCP:
                 "mismatch",
             )
         headers = (
-            ("content-type", b"application/dicom"),
+            ("content-type", RDSR.content_type),
             ("dicom-calling-ae", stats.calling_ae.encode()),
             ("dicom-sop-instance-uid", instance.encode()),
         )
