@@ -15,8 +15,13 @@ from typing import Any
 import pytest
 
 from benchmarks import gate
+from tests.realparts import skip_realdata_without_shared
 
 HERE = Path(__file__).parent
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    skip_realdata_without_shared(items)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

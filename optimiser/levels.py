@@ -38,7 +38,8 @@ from pydantic import ValidationError
 from optimiser.assessment import Assessment
 from optimiser.errors import InputError
 from optimiser.findings import OWN_CLASS_TYPES
-from protocols.library import GENERIC_SITE, DepartmentLevel, SiteLibrary
+from protocols.library import DepartmentLevel, SiteLibrary
+from protocols.site_ids import GENERIC_SITE
 
 
 def read_history(path: Path) -> list[Assessment]:

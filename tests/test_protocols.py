@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from optimiser.errors import ConfigurationError
-from protocols.library import BUILTIN_SITES, GENERIC_SITE, load_library
+from protocols.library import load_library
+from protocols.site_ids import BUILTIN_SITES, GENERIC_SITE
 
 
 def test_every_builtin_site_loads_with_sources() -> None:

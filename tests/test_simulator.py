@@ -18,7 +18,8 @@ from pydicom.dataset import Dataset
 
 from optimiser.errors import ConfigurationError
 from optimiser.events import parse_protocol_event
-from protocols.library import BUILTIN_SITES, GENERIC_SITE, builtin_library
+from protocols.library import builtin_library
+from protocols.site_ids import BUILTIN_SITES, GENERIC_SITE
 from simulator import SITE_IDS, SITES, ProblemRates, simulate_feed, write_feed
 from simulator.department import SCANNERS, is_typical_value, over_ranging_mm
 from simulator.generator import sim_uid

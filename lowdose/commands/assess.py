@@ -185,7 +185,7 @@ def _with_pacs_labels(assessments: list[Assessment]) -> list[Assessment]:
     from ingest.pacs import apply_labelling, check_study
     from ingest.settings import load as load_dicom_settings
     from optimiser.errors import ConfigurationError
-    from protocols.library import GENERIC_SITE
+    from protocols.site_ids import GENERIC_SITE
 
     dicom = load_dicom_settings()
     if dicom.pacs is None:

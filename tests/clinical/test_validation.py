@@ -55,7 +55,7 @@ def test_the_set_is_large_and_covers_every_site_code_and_real_report() -> None:
     assert len({c.id for c in CASES}) == len(CASES)
     assert set(KNOWN_FAILING) <= {c.id for c in CASES}, "KNOWN_FAILING names no case"
     from optimiser.finding_codes import FINDING_CODES
-    from protocols.library import BUILTIN_SITES, GENERIC_SITE
+    from protocols.site_ids import BUILTIN_SITES, GENERIC_SITE
 
     expected_codes = {f.code for c in CASES for e in c.expect for f in e.findings}
     assert expected_codes == set(FINDING_CODES)
