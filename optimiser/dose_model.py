@@ -43,13 +43,13 @@ def site_tables(lib: SiteLibrary) -> SiteTables:
     )
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class Needed:
     """The needed range N and how it was obtained."""
 
     z_mm: ZRange
     basis: str  # given | target_margins | site_default | structure_set
-    notes: list[str] = field(default_factory=list)
+    notes: tuple[str, ...] = ()
 
 
 def _hull(ranges: list[ZRange]) -> ZRange:
@@ -59,6 +59,12 @@ def _hull(ranges: list[ZRange]) -> ZRange:
 def _organ_matches(name: str, organs: list[str]) -> bool:
     key = name.strip().lower().replace(" ", "_")
     return any(key == o or key.startswith(o) for o in organs)
+
+
+_HULL_NOTE = (
+    "needed range = one continuous range covering the target with margins, the listed whole "
+    "organs and the image-guidance field"
+)
 
 
 def needed_from_planning(planning: Planning, protocol: SiteProtocol, centre: float) -> Needed:
@@ -77,12 +83,7 @@ def needed_from_planning(planning: Planning, protocol: SiteProtocol, centre: flo
         if planning.isocentre_z_mm is not None and cov.image_guidance_field_mm > 0:
             half = cov.image_guidance_field_mm / 2.0
             parts.append((planning.isocentre_z_mm - half, planning.isocentre_z_mm + half))
-        notes = []
-        if len(parts) > 1:
-            notes.append(
-                "needed range = one continuous range covering the target with margins, the "
-                "listed whole organs and the image-guidance field"
-            )
+        notes = (_HULL_NOTE,) if len(parts) > 1 else ()
         return Needed(_hull(parts), "target_margins", notes)
     if planning.isocentre_z_mm is not None:
         centre = planning.isocentre_z_mm
@@ -90,10 +91,10 @@ def needed_from_planning(planning: Planning, protocol: SiteProtocol, centre: flo
     return Needed(
         (centre - half, centre + half),
         "site_default",
-        [
+        (
             f"needed range is the {protocol.site} default length "
-            f"{cov.default_needed_length_mm:g} mm centred at z = {centre:g} mm (no target given)"
-        ],
+            f"{cov.default_needed_length_mm:g} mm centred at z = {centre:g} mm (no target given)",
+        ),
     )
 
 
@@ -123,7 +124,7 @@ def needed_from_structure_set(
     return Needed(
         _hull(parts),
         "structure_set",
-        ["needed range from the RT Structure Set (PTV with margins, whole organs)"],
+        ("needed range from the RT Structure Set (PTV with margins, whole organs)",),
     )
 
 

@@ -81,10 +81,10 @@ class RowBuilder:
         return Needed(
             (centre - half, centre + half),
             "site_default",
-            [
+            (
                 f"needed range is the {protocol.site} default length "
-                f"{protocol.coverage.default_needed_length_mm:g} mm (no protocol event)"
-            ],
+                f"{protocol.coverage.default_needed_length_mm:g} mm (no protocol event)",
+            ),
         )
 
     # --- inputs -------------------------------------------------------------------------------
