@@ -64,7 +64,7 @@ def _measures(row: AcquisitionRow, rd: Rounded) -> Measures:
         avoidable_excess_length_mm=0.0 if guess else rd.avoidable_length,
         avoidable_excess_dlp_mgy_cm=0.0 if guess else rd.avoidable_dlp,
         avoidable_effective_dose_msv=0.0 if guess else rd.avoidable_effective_dose,
-        ssde_mgy=None if row.ssde_mgy is None else rd.ssde_mgy,
+        ssde_mgy=None if row.exposure.ssde_mgy is None else rd.ssde_mgy,
     )
 
 
@@ -76,34 +76,35 @@ def _build(
     notes: list[str],
 ) -> Assessment:
     """The one place an Assessment is constructed: identity from the row, numbers from ``m``."""
+    identity, geometry = row.identity, row.geometry
     key = (
-        str(row.acquisition_index)
-        if row.acquisition_index is not None
-        else str(row.irradiation_event_uid)
+        str(identity.acquisition_index)
+        if identity.acquisition_index is not None
+        else str(identity.irradiation_event_uid)
     )
     # Trusted (optimiser.assessment.trusted): identity from the validated input, numbers from
     # ``m`` (floats from round), findings and proposal built trusted from the same rules.
     return trusted(
         Assessment,
         {
-            "assessment_id": assessment_id(row.input_kind, row.input_id, key),
-            "input_kind": row.input_kind,
-            "input_id": row.input_id,
-            "study_instance_uid": row.study_instance_uid,
-            "accession_number": row.accession_number,
-            "acquisition_index": row.acquisition_index,
-            "irradiation_event_uid": row.irradiation_event_uid,
-            "site": row.site,
-            "acquisition_type": row.acquisition_type,
-            "description": row.description,
-            "scanner_model": row.scanner_model,
-            "station_name": row.station_name,
-            "performed_at": row.performed_at,
+            "assessment_id": assessment_id(identity.input_kind, identity.input_id, key),
+            "input_kind": identity.input_kind,
+            "input_id": identity.input_id,
+            "study_instance_uid": identity.study_instance_uid,
+            "accession_number": identity.accession_number,
+            "acquisition_index": identity.acquisition_index,
+            "irradiation_event_uid": identity.irradiation_event_uid,
+            "site": row.context.site,
+            "acquisition_type": identity.acquisition_type,
+            "description": identity.description,
+            "scanner_model": identity.scanner_model,
+            "station_name": identity.station_name,
+            "performed_at": identity.performed_at,
             "needed_z_mm": m.needed_z_mm,
-            "needed_basis": row.needed.basis,
+            "needed_basis": row.context.needed.basis,
             "irradiated_z_mm": m.irradiated_z_mm,
-            "placement": row.placement,
-            "excess_is_lower_bound": row.excess_is_lower_bound,
+            "placement": geometry.placement,
+            "excess_is_lower_bound": geometry.excess_is_lower_bound,
             "ctdivol_mgy": m.ctdivol_mgy,
             "dlp_mgy_cm": m.dlp_mgy_cm,
             "scan_length_mm": m.scan_length_mm,
@@ -117,7 +118,7 @@ def _build(
             "avoidable_excess_dlp_mgy_cm": m.avoidable_excess_dlp_mgy_cm,
             "avoidable_effective_dose_msv": m.avoidable_effective_dose_msv,
             "ssde_mgy": m.ssde_mgy,
-            "water_equivalent_diameter_mm": row.water_equivalent_diameter_mm,
+            "water_equivalent_diameter_mm": row.exposure.water_equivalent_diameter_mm,
             "findings": findings,
             "proposal": proposal,
             "notes": notes,
@@ -140,8 +141,8 @@ def assessment(
     scale = exposure_scale(row)
     if rd is None:
         rd = rounded_one(row, res, scale)
-    notes = list(dict.fromkeys(row.notes))
-    reported = row.reported_dlp_mgy_cm
+    notes = list(dict.fromkeys(row.context.notes))
+    reported = row.exposure.reported_dlp_mgy_cm
     if reported is not None and reported > 0 and abs(res.dlp - reported) > 0.01 * reported:
         notes.append(
             f"modelled DLP {res.dlp:.1f} mGy.cm differs from the reported "
@@ -175,7 +176,8 @@ def _omit(row: AcquisitionRow, m: Measures, why: list[Finding]) -> Proposal:
     dose. ``z_mm`` keeps the acquisition's own range (planned, else irradiated) for reference;
     mAs, CTDIvol and DLP are 0."""
     codes = " and ".join(dict.fromkeys(f.code.replace("_", " ") for f in why))
-    own = (row.lo, row.hi) if row.is_planned or m.irradiated_z_mm is None else m.irradiated_z_mm
+    g = row.geometry
+    own = (g.lo_mm, g.hi_mm) if g.is_planned or m.irradiated_z_mm is None else m.irradiated_z_mm
     return trusted(  # trusted: floats from _r and constants (optimiser.assessment.trusted)
         Proposal,
         {
@@ -208,8 +210,8 @@ def _surplus(m: Measures) -> Measures:
 
 def unmodelled(row: AcquisitionRow) -> Assessment:
     """The assessment of a row whose numbers cannot be modelled: the reported DLP only."""
-    reported = row.reported_dlp_mgy_cm
+    reported = row.exposure.reported_dlp_mgy_cm
     dlp = reported if reported is not None and math.isfinite(reported) else 0.0
     m = Measures(needed_z_mm=None, irradiated_z_mm=None, ctdivol_mgy=None, dlp_mgy_cm=_r(dlp))
-    notes = [*dict.fromkeys(row.notes), f"not modelled: {row.unusable}"]
+    notes = [*dict.fromkeys(row.context.notes), f"not modelled: {row.unusable}"]
     return _build(row, m, [], None, notes)

@@ -23,7 +23,6 @@ Severity = Literal["info", "warning", "alert"]
 SEVERITY_RANK: dict[str, int] = {"info": 0, "warning": 1, "alert": 2}
 
 
-
 class _Out(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 

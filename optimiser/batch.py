@@ -42,23 +42,28 @@ def unusable(row: AcquisitionRow) -> str | None:
     """Why the row's numbers cannot be modelled (field, value, rule), or None when they can."""
     # ``not abs(v) <= limit`` also holds for NaN and infinities (every comparison with NaN is
     # False), so each value costs one comparison.
+    geometry, needed = row.geometry, row.context.needed.z_mm
     for name, value in (
-        ("z range low end", row.lo),
-        ("z range high end", row.hi),
-        ("needed range low end", row.needed.z_mm[0]),
-        ("needed range high end", row.needed.z_mm[1]),
+        ("z range low end", geometry.lo_mm),
+        ("z range high end", geometry.hi_mm),
+        ("needed range low end", needed[0]),
+        ("needed range high end", needed[1]),
     ):
         if not abs(value) <= MAX_ABS_Z_MM:
             return (
                 f"{name} = {value!r} mm is not a table position (finite, within "
                 f"{MAX_ABS_Z_MM:g} mm); fix the feed's z values"
             )
-    if not 0 <= row.ctdivol_mgy <= MAX_CTDIVOL_MGY:
+    ctdivol = row.exposure.ctdivol_mgy
+    if not 0 <= ctdivol <= MAX_CTDIVOL_MGY:
         return (
-            f"CTDIvol = {row.ctdivol_mgy!r} mGy is outside 0..{MAX_CTDIVOL_MGY:g} mGy; "
+            f"CTDIvol = {ctdivol!r} mGy is outside 0..{MAX_CTDIVOL_MGY:g} mGy; "
             "fix the feed's CTDIvol"
         )
-    for name, opt in (("total collimation", row.collimation_mm), ("pitch", row.pitch)):
+    for name, opt in (
+        ("total collimation", geometry.total_collimation_mm),
+        ("pitch", geometry.pitch_factor),
+    ):
         if opt is not None and not math.isfinite(opt):
             return f"{name} = {opt!r} is not finite; send a number or leave it out"
     return None
@@ -77,24 +82,27 @@ def pack(rows: list[AcquisitionRow], site_index: dict[str, int]) -> BatchInput:
     n_lo, n_hi, ctdivol, scales, tolerance = [0.0] * n, [0.0] * n, [0.0] * n, [1.0] * n, [0.0] * n
     site = [0] * n
     for i, row in enumerate(rows):
-        site[i] = site_index[row.site]
+        context = row.context
+        site[i] = site_index[context.site]
         if row.unusable is not None:
             continue
-        lo[i] = row.lo
-        hi[i] = row.hi
-        planned[i] = row.is_planned
-        helical[i] = row.helical
-        if row.collimation_mm is not None:
-            collimation[i] = row.collimation_mm
-        if row.pitch is not None:
-            pitch[i] = row.pitch
-        if row.known_overrange_mm is not None:
-            overrange[i] = row.known_overrange_mm
-        reduction[i] = row.protocol.overranging.reduction_for(row.scanner_model)
-        n_lo[i], n_hi[i] = row.needed.z_mm
-        ctdivol[i] = row.ctdivol_mgy
+        g = row.geometry
+        lo[i] = g.lo_mm
+        hi[i] = g.hi_mm
+        planned[i] = g.is_planned
+        helical[i] = g.helical
+        if g.total_collimation_mm is not None:
+            collimation[i] = g.total_collimation_mm
+        if g.pitch_factor is not None:
+            pitch[i] = g.pitch_factor
+        if g.known_overrange_mm is not None:
+            overrange[i] = g.known_overrange_mm
+        protocol = context.protocol
+        reduction[i] = protocol.overranging.reduction_for(row.identity.scanner_model)
+        n_lo[i], n_hi[i] = context.needed.z_mm
+        ctdivol[i] = row.exposure.ctdivol_mgy
         scales[i] = exposure_scale(row)
-        tolerance[i] = row.protocol.coverage.tolerance_mm
+        tolerance[i] = protocol.coverage.tolerance_mm
     f64, i8 = np.float64, np.int8
     return BatchInput(
         lo=np.array(lo, f64),
@@ -115,10 +123,12 @@ def pack(rows: list[AcquisitionRow], site_index: dict[str, int]) -> BatchInput:
 
 
 class Run(NamedTuple):
-    """One batch's kernel results: one :class:`RowResult` per row, the same numbers as the
+    """One batch's kernel results: the rows (those given, each with CTDIvol(z) from CT images
+    replaced by one noting it), one :class:`RowResult` per row, the same numbers as the
     kernel's output array (:data:`optimiser.kernels.OUT_COLUMNS`), and each row's exposure
     scale as the kernel got it."""
 
+    rows: list[AcquisitionRow]
     results: list[RowResult]
     out: F64
     scale: F64
@@ -135,9 +145,10 @@ def run(
     out = assess_batch(batch, tables)
     results = results_of(out)
     if dose_profiles:
+        rows = list(rows)  # the caller's list stays as it was
         for i in _apply_profiles(rows, results, batch.scale, site_index, tables, dose_profiles):
             out[i] = [getattr(results[i], name) for name in OUT_COLUMNS]
-    return Run(results, out, batch.scale)
+    return Run(rows, results, out, batch.scale)
 
 
 def _apply_profiles(
@@ -150,21 +161,22 @@ def _apply_profiles(
 ) -> list[int]:
     """Where CT images gave CTDIvol(z), integrate it instead of a constant CTDIvol: one
     profile-kernel call for every such row of the batch (actual and proposed ranges). Returns
-    the rows whose results it replaced."""
+    the rows whose results it replaced, each replaced in ``rows`` too by one with a note."""
     which = [
         i
         for i, row in enumerate(rows)
-        if row.study_instance_uid in dose_profiles and row.unusable is None
+        if row.identity.study_instance_uid in dose_profiles and row.unusable is None
     ]
     if not which:
         return []
     profiles = []
     for i in which:
-        z, w = dose_profiles[rows[i].study_instance_uid]
-        profiles.extend(row_profiles(z, w, rows[i].ctdivol_mgy, float(scales[i]), results[i]))
-    n_lo = np.repeat([rows[i].needed.z_mm[0] for i in which], 2)
-    n_hi = np.repeat([rows[i].needed.z_mm[1] for i in which], 2)
-    sites = np.repeat([site_index[rows[i].site] for i in which], 2)
+        z, w = dose_profiles[rows[i].identity.study_instance_uid]
+        ctdivol = rows[i].exposure.ctdivol_mgy
+        profiles.extend(row_profiles(z, w, ctdivol, float(scales[i]), results[i]))
+    n_lo = np.repeat([rows[i].context.needed.z_mm[0] for i in which], 2)
+    n_hi = np.repeat([rows[i].context.needed.z_mm[1] for i in which], 2)
+    sites = np.repeat([site_index[rows[i].context.site] for i in which], 2)
     out = profile_batch(profiles, n_lo, n_hi, sites, tables)
     replaced = []
     for k, i in enumerate(which):
@@ -181,8 +193,12 @@ def _apply_profiles(
             proposal_dlp=float(proposed[0]),
             proposal_effective_dose=float(proposed[2]),
         )
-        rows[i].notes.append(
-            "CTDIvol(z) follows the per-image CTDIvol or tube current of the study's CT "
-            "images (mean kept at the acquisition's CTDIvol)"
-        )
+        context = rows[i].context
+        rows[i] = replace(rows[i], context=context._replace(notes=(*context.notes, _PROFILE_NOTE)))
     return replaced
+
+
+_PROFILE_NOTE = (
+    "CTDIvol(z) follows the per-image CTDIvol or tube current of the study's CT images (mean "
+    "kept at the acquisition's CTDIvol)"
+)

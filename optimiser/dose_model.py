@@ -2,6 +2,8 @@
 
 The per-acquisition arithmetic (over-ranging, DLP over X, excess outside N, slab integration of
 effective dose by region bands) runs in :mod:`optimiser.kernels`; this module decides the inputs.
+A kernel row (:class:`AcquisitionRow`) is frozen and holds the parts its sources fill: identity,
+geometry (the placement on the table axis), exposure and context (site protocol and N).
 
 Sources (../shared/reference/planning-ct.md):
 - section 4: needed range = target extent plus margins, united with whole-organ extents and the
@@ -14,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -43,13 +45,13 @@ def site_tables(lib: SiteLibrary) -> SiteTables:
     )
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class Needed:
     """The needed range N and how it was obtained."""
 
     z_mm: ZRange
     basis: str  # given | target_margins | site_default | structure_set
-    notes: list[str] = field(default_factory=list)
+    notes: tuple[str, ...] = ()
 
 
 def _hull(ranges: list[ZRange]) -> ZRange:
@@ -59,6 +61,12 @@ def _hull(ranges: list[ZRange]) -> ZRange:
 def _organ_matches(name: str, organs: list[str]) -> bool:
     key = name.strip().lower().replace(" ", "_")
     return any(key == o or key.startswith(o) for o in organs)
+
+
+_HULL_NOTE = (
+    "needed range = one continuous range covering the target with margins, the listed whole "
+    "organs and the image-guidance field"
+)
 
 
 def needed_from_planning(planning: Planning, protocol: SiteProtocol, centre: float) -> Needed:
@@ -77,12 +85,7 @@ def needed_from_planning(planning: Planning, protocol: SiteProtocol, centre: flo
         if planning.isocentre_z_mm is not None and cov.image_guidance_field_mm > 0:
             half = cov.image_guidance_field_mm / 2.0
             parts.append((planning.isocentre_z_mm - half, planning.isocentre_z_mm + half))
-        notes = []
-        if len(parts) > 1:
-            notes.append(
-                "needed range = one continuous range covering the target with margins, the "
-                "listed whole organs and the image-guidance field"
-            )
+        notes = (_HULL_NOTE,) if len(parts) > 1 else ()
         return Needed(_hull(parts), "target_margins", notes)
     if planning.isocentre_z_mm is not None:
         centre = planning.isocentre_z_mm
@@ -90,10 +93,10 @@ def needed_from_planning(planning: Planning, protocol: SiteProtocol, centre: flo
     return Needed(
         (centre - half, centre + half),
         "site_default",
-        [
+        (
             f"needed range is the {protocol.site} default length "
-            f"{cov.default_needed_length_mm:g} mm centred at z = {centre:g} mm (no target given)"
-        ],
+            f"{cov.default_needed_length_mm:g} mm centred at z = {centre:g} mm (no target given)",
+        ),
     )
 
 
@@ -123,7 +126,7 @@ def needed_from_structure_set(
     return Needed(
         _hull(parts),
         "structure_set",
-        ["needed range from the RT Structure Set (PTV with margins, whole organs)"],
+        ("needed range from the RT Structure Set (PTV with margins, whole organs)",),
     )
 
 
@@ -222,50 +225,94 @@ def match_planned(
     return min(pool, key=gap)
 
 
-@dataclass(slots=True)
-class AcquisitionRow:
-    """One acquisition prepared for the batch kernel, with what findings need to know of it."""
+class RowIdentity(NamedTuple):
+    """Which acquisition a row is: copied from the input message (protocol event or dose report)
+    and its acquisition, never computed. DICOM names where they exist (PS3.16 TID 10011/10013)."""
 
     input_kind: Literal["protocol_event", "dose_report"]
     input_id: str
     study_instance_uid: str
+    accession_number: str | None = None
+    acquisition_index: int | None = None  # a protocol event's acquisition
+    irradiation_event_uid: str | None = None  # a dose report's irradiation event
+    acquisition_type: str | None = None  # CT Acquisition Type: spiral, sequenced, ...
+    description: str | None = None  # series description, or the report's Acquisition Protocol
+    scanner_model: str | None = None  # Manufacturer's Model Name
+    station_name: str | None = None
+    performed_at: datetime | None = None  # the event's time, or Start of X-Ray Irradiation
+
+
+class RowGeometry(NamedTuple):
+    """Where the acquisition lies on the table axis and what sets its over-ranging: the kernel's
+    placement inputs, filled by the row builder's placement step (:mod:`optimiser.rows`).
+
+    ``lo_mm``..``hi_mm`` is the planned range when ``is_planned``, else the irradiated range X
+    (the kernel takes the modelled over-ranging off it). ``placement`` says how it was placed:
+    planned | report_z | protocol_event | aligned_with_needed.
+    """
+
+    lo_mm: float
+    hi_mm: float
+    is_planned: bool
+    helical: bool
+    total_collimation_mm: float | None  # (Nominal) Total Collimation Width
+    pitch_factor: float | None  # (Spiral) Pitch Factor
+    placement: str
+    # The range was centred on N (no z, no matching plan): the excess is a lower bound.
+    excess_is_lower_bound: bool = False
+    # Real total over-ranging of a reported event (irradiated minus planned); None: the model.
+    known_overrange_mm: float | None = None
+    # The row can be placed against others (repeat and multiphase checks).
+    comparable_placement: bool = True
+
+
+class RowExposure(NamedTuple):
+    """How the acquisition was exposed and what dose it reports: technique factors, CT Dose
+    (CTDIvol, DLP, phantom, SSDE, water-equivalent diameter, Dose Check) and contrast phase,
+    from the acquisition, made consistent by :func:`report_exposure` for a dose report."""
+
+    ctdivol_mgy: float  # Mean CTDIvol
+    mas: float | None = None
+    kvp: tuple[float, ...] = ()
+    slice_thickness_mm: float | None = None
+    reported_dlp_mgy_cm: float | None = None  # a dose report's DLP
+    phantom: Phantom | None = None  # CTDIw Phantom Type
+    ssde_mgy: float | None = None  # Size Specific Dose Estimation
+    water_equivalent_diameter_mm: float | None = None
+    dose_checks: tuple[tuple[str, str], ...] = ()  # (kind, text) of each Dose Check exceeded
+    contrast: ContrastPhase | None = None  # None: unknown (a report without Procedure Context)
+
+
+class RowContext(NamedTuple):
+    """What the study and the site library say of the acquisition: the site protocol, the
+    needed range N, the diagnostic intent its names and purpose show, the study's planning
+    label, and the notes gathered while the row was built."""
+
     site: str
     protocol: SiteProtocol
     needed: Needed
-    lo: float
-    hi: float
-    is_planned: bool
-    helical: bool
-    collimation_mm: float | None
-    pitch: float | None
-    ctdivol_mgy: float
-    placement: str
-    accession_number: str | None = None
-    acquisition_index: int | None = None
-    irradiation_event_uid: str | None = None
-    acquisition_type: str | None = None
-    description: str | None = None
-    scanner_model: str | None = None
-    station_name: str | None = None
-    performed_at: datetime | None = None
-    excess_is_lower_bound: bool = False
-    reported_dlp_mgy_cm: float | None = None
-    # Real total over-ranging of a reported event (irradiated minus planned); None: the model.
-    known_overrange_mm: float | None = None
-    mas: float | None = None
-    kvp: list[float] = field(default_factory=list)
-    slice_thickness_mm: float | None = None
-    contrast: ContrastPhase | None = None  # None: unknown (a report without Procedure Context)
-    phantom: Phantom | None = None
     diagnostic_intent: str | None = None  # why the study looks diagnostic, when it does
     diagnostic_corroborated: bool = False  # more than the RDSR's (vendor-default) Has Intent
     labelled_planning: bool = True
-    dose_checks: list[tuple[str, str]] = field(default_factory=list)  # (kind, text)
-    ssde_mgy: float | None = None
-    water_equivalent_diameter_mm: float | None = None
-    notes: list[str] = field(default_factory=list)
-    # Rows that can be placed against each other (repeat and multiphase checks).
-    comparable_placement: bool = True
+    notes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class AcquisitionRow:
+    """One acquisition prepared for the batch kernel, with what findings need to know of it.
+
+    Built once by :mod:`optimiser.rows` from the parts each source fills, never changed after:
+    the pipeline derives a new row (``dataclasses.replace``) when :func:`optimiser.batch.unusable`
+    says its numbers cannot be modelled, and so does the batch when CT images give CTDIvol(z).
+    The parts are named tuples, immutable and as cheap to build as a mutable record: a frozen
+    dataclass sets each field through ``object.__setattr__``, about 2.5 times the cost, and
+    every event builds its rows on the service's hot path.
+    """
+
+    identity: RowIdentity
+    geometry: RowGeometry
+    exposure: RowExposure
+    context: RowContext
     unusable: str | None = None  # why the numbers cannot be modelled (set by the pipeline)
 
 

@@ -36,7 +36,7 @@ def _finding(
 def _capped(row: AcquisitionRow, severity: Severity) -> Severity:
     """Info at most on the generic site: with no protocol event (or an unknown site) N and the
     planning rules are guesses, so nothing there is a warning a physicist must review."""
-    return "info" if row.site == GENERIC_SITE else severity
+    return "info" if row.context.site == GENERIC_SITE else severity
 
 
 # Table positions are set and reported to about a millimetre: a planned range passing N plus the
@@ -48,8 +48,9 @@ def needed_is_guess(row: AcquisitionRow) -> bool:
     """N is a guess: the irradiated range was centred on it (no z, no matching plan), or it is
     the generic site's default length (no protocol event, or an unknown site without a
     target). Findings on a guessed N are info only (severity rule 1)."""
-    return row.excess_is_lower_bound or (
-        row.needed.basis == "site_default" and row.site == GENERIC_SITE
+    context = row.context
+    return row.geometry.excess_is_lower_bound or (
+        context.needed.basis == "site_default" and context.site == GENERIC_SITE
     )
 
 
@@ -65,12 +66,14 @@ def excess_coverage(
     """
     if rd is None:  # one row alone (the batch passes its rounded numbers, optimiser.rounding)
         rd = rounded_one(row, res, 1.0)
-    t = row.protocol.thresholds
-    tol = row.protocol.coverage.tolerance_mm
+    context = row.context
+    t = context.protocol.thresholds
+    tol = context.protocol.coverage.tolerance_mm
     avoidable = res.avoidable_length
-    over_dlp = row.ctdivol_mgy * res.overrange / 10.0
+    over_dlp = row.exposure.ctdivol_mgy * res.overrange / 10.0
     guess = needed_is_guess(row)
-    needed = f"the {row.needed.z_mm[1] - row.needed.z_mm[0]:.0f} mm needed for {row.site} planning"
+    n_lo, n_hi = context.needed.z_mm
+    needed = f"the {n_hi - n_lo:.0f} mm needed for {context.site} planning"
     over_text = (
         f"helical over-ranging adds {res.overrange:.0f} mm ({over_dlp:.1f} mGy.cm), unavoidable "
         "with this collimation and pitch"
@@ -96,9 +99,9 @@ def excess_coverage(
         why = (
             "the report gives no z positions and no planned acquisition matches, so its range "
             "was centred on the needed range"
-            if row.excess_is_lower_bound
-            else f"the needed range is the {row.site} site's default "
-            f"{row.needed.z_mm[1] - row.needed.z_mm[0]:.0f} mm (no protocol event or target)"
+            if row.geometry.excess_is_lower_bound
+            else f"the needed range is the {context.site} site's default "
+            f"{n_hi - n_lo:.0f} mm (no protocol event or target)"
         )
         return _finding(
             "excess_coverage",
@@ -231,8 +234,9 @@ def _reference_finding(
 ) -> Finding:
     name, unit = _QUANTITY_TEXT[quantity]
     ratio = value / level.value
-    t = row.protocol.thresholds
-    drl = row.protocol.drl(quantity)
+    site, protocol = row.context.site, row.context.protocol
+    t = protocol.thresholds
+    drl = protocol.drl(quantity)
     if level.kind == "typical" and level.severity == "info":
         rule = "info: a typical value is not an investigation level" + (
             f" (warning from {t.above_typical_warning_ratio:g} x)"
@@ -257,7 +261,7 @@ def _reference_finding(
     return _finding(
         "above_reference_level",
         level.severity,
-        f"{lead}{ratio:.2f} x the {row.site} {_KIND_TEXT[level.kind]} {level.value:g} {unit} "
+        f"{lead}{ratio:.2f} x the {site} {_KIND_TEXT[level.kind]} {level.value:g} {unit} "
         f"({level.statistic}; {level.source}): {rule}.",
         quantity=quantity,
         level=scope,
@@ -275,12 +279,13 @@ def above_reference_level(row: AcquisitionRow, res: RowResult) -> Finding | None
     :func:`exam_dlp_findings`). Stationary and free acquisitions (bolus tracking) are their
     own class and are not compared with planning references."""
     del res  # the acquisition's DLP is checked at exam level
-    if row.acquisition_type in OWN_CLASS_TYPES:
+    identity, ctdivol = row.identity, row.exposure.ctdivol_mgy
+    if identity.acquisition_type in OWN_CLASS_TYPES:
         return None
-    level = _reference_verdict(row.protocol, "ctdivol_mgy", row.ctdivol_mgy, row.scanner_model)
+    level = _reference_verdict(row.context.protocol, "ctdivol_mgy", ctdivol, identity.scanner_model)
     if level is None:
         return None
-    return _reference_finding(row, "ctdivol_mgy", row.ctdivol_mgy, level, "acquisition")
+    return _reference_finding(row, "ctdivol_mgy", ctdivol, level, "acquisition")
 
 
 def exam_dlp_finding(row: AcquisitionRow, before: float, after: float) -> Finding | None:
@@ -288,10 +293,11 @@ def exam_dlp_finding(row: AcquisitionRow, before: float, after: float) -> Findin
     study's total DLP before and after this acquisition (the planned acquisitions of one
     protocol event, or a study's reported events across reports). A finding goes on the
     acquisition that brings the total over a level, or to a more severe one."""
-    now = _reference_verdict(row.protocol, "dlp_mgy_cm", after, row.scanner_model)
+    protocol, model = row.context.protocol, row.identity.scanner_model
+    now = _reference_verdict(protocol, "dlp_mgy_cm", after, model)
     if now is None:
         return None
-    was = _reference_verdict(row.protocol, "dlp_mgy_cm", before, row.scanner_model)
+    was = _reference_verdict(protocol, "dlp_mgy_cm", before, model)
     if was is not None and SEVERITY_RANK[was.severity] >= SEVERITY_RANK[now.severity]:
         return None
     return _reference_finding(
@@ -300,27 +306,27 @@ def exam_dlp_finding(row: AcquisitionRow, before: float, after: float) -> Findin
 
 
 def thin_reconstruction(row: AcquisitionRow) -> Finding | None:
-    minimum = row.protocol.acquisition.min_slice_thickness_mm
-    if row.slice_thickness_mm is None or not row.slice_thickness_mm < minimum:
+    minimum = row.context.protocol.acquisition.min_slice_thickness_mm
+    thickness = row.exposure.slice_thickness_mm
+    if thickness is None or not thickness < minimum:
         return None
     return _finding(
         "thin_reconstruction",
         _capped(row, "warning"),
-        f"slice thickness {row.slice_thickness_mm:g} mm is below the {minimum:g} mm planning "
-        f"minimum for {row.site}: a diagnostic-grade reconstruction.",
-        slice_thickness_mm=row.slice_thickness_mm,
+        f"slice thickness {thickness:g} mm is below the {minimum:g} mm planning "
+        f"minimum for {row.context.site}: a diagnostic-grade reconstruction.",
+        slice_thickness_mm=thickness,
         min_slice_thickness_mm=minimum,
     )
 
 
 def kv_not_calibrated(row: AcquisitionRow) -> Finding | None:
-    calibrated = row.protocol.acquisition.calibrated_kvp
+    calibrated = row.context.protocol.acquisition.calibrated_kvp
+    kvp = row.exposure.kvp
     # Exact membership first: nearly every kV is a calibrated one, and the scan of the
     # tolerance is then skipped (an exact match is within it, NaN matches neither).
     off = [
-        kv
-        for kv in row.kvp
-        if kv not in calibrated and not any(abs(kv - c) < 0.5 for c in calibrated)
+        kv for kv in kvp if kv not in calibrated and not any(abs(kv - c) < 0.5 for c in calibrated)
     ]
     if not off:
         return None
@@ -330,7 +336,7 @@ def kv_not_calibrated(row: AcquisitionRow) -> Finding | None:
         _capped(row, "warning"),
         f"tube voltage {', '.join(f'{kv:g}' for kv in off)} kV does not match the HU to electron "
         f"density calibration ({wanted} kV).",
-        kvp=", ".join(f"{kv:g}" for kv in row.kvp),
+        kvp=", ".join(f"{kv:g}" for kv in kvp),
         calibrated_kvp=wanted,
     )
 
@@ -341,9 +347,10 @@ def diagnostic_intent(row: AcquisitionRow) -> Finding | None:
     diagnostic-reading name alone) is info; a warning needs corroboration: the protocol event's
     study purpose, or the RDSR intent together with a protocol/series or referral name that
     reads diagnostic (``[diagnostic_names]``). ``rows`` decides what corroborates."""
-    if row.diagnostic_intent is None:
+    context = row.context
+    if context.diagnostic_intent is None:
         return None
-    severity: Severity = "warning" if row.diagnostic_corroborated else "info"
+    severity: Severity = "warning" if context.diagnostic_corroborated else "info"
     tail = (
         "a diagnostic scan is a separate referral to radiology, not part of a planning scan."
         if severity == "warning"
@@ -352,14 +359,14 @@ def diagnostic_intent(row: AcquisitionRow) -> Finding | None:
     return _finding(
         "diagnostic_intent",
         _capped(row, severity),
-        f"{row.diagnostic_intent}: {tail}",
-        reason=row.diagnostic_intent,
-        corroborated=row.diagnostic_corroborated,
+        f"{context.diagnostic_intent}: {tail}",
+        reason=context.diagnostic_intent,
+        corroborated=context.diagnostic_corroborated,
     )
 
 
 def unlabelled_planning_scan(row: AcquisitionRow) -> Finding | None:
-    if row.labelled_planning:
+    if row.context.labelled_planning:
         return None
     return _finding(
         "unlabelled_planning_scan",
@@ -377,17 +384,18 @@ def _plural(n: int, word: str) -> str:
 def dose_check_exceeded(row: AcquisitionRow) -> Finding | None:
     """A Dose Check value exceeded (NEMA XR-25; planning-ct.md sections 7 and 9).
 
-    ``row.dose_checks`` holds only the report's exceedances (a forward estimate at or above the
-    configured value, a reason for proceeding, an authorising person): an exceeded alert value
-    is an alert, an exceeded notification value a warning. Configuration alone never reaches
-    here. For a protocol event, a predicted CTDIvol above the AAPM 2011 notification value of
-    the acquisition's phantom (the site's when the event gives none) is a warning.
+    ``row.exposure.dose_checks`` holds only the report's exceedances (a forward estimate at or
+    above the configured value, a reason for proceeding, an authorising person): an exceeded
+    alert value is an alert, an exceeded notification value a warning. Configuration alone never
+    reaches here. For a protocol event, a predicted CTDIvol above the AAPM 2011 notification
+    value of the acquisition's phantom (the site's when the event gives none) is a warning.
     """
-    if row.dose_checks:
-        alerts = sum(1 for k, _ in row.dose_checks if k == "alert")
-        notifications = len(row.dose_checks) - alerts
+    exposure = row.exposure
+    if exposure.dose_checks:
+        alerts = sum(1 for k, _ in exposure.dose_checks if k == "alert")
+        notifications = len(exposure.dose_checks) - alerts
         severity: Severity = "alert" if alerts else "warning"
-        text = "; ".join(t for _, t in row.dose_checks)
+        text = "; ".join(t for _, t in exposure.dose_checks)
         return _finding(
             "dose_check_exceeded",
             severity,
@@ -396,18 +404,19 @@ def dose_check_exceeded(row: AcquisitionRow) -> Finding | None:
             alerts=alerts,
             notifications=notifications,
         )
-    t = row.protocol.thresholds
-    phantom = row.phantom or row.protocol.phantom
+    protocol = row.context.protocol
+    t = protocol.thresholds
+    phantom = exposure.phantom or protocol.phantom
     limit = (
         t.notification_ctdivol_head_mgy if phantom == "head" else t.notification_ctdivol_body_mgy
     )
-    if row.input_kind == "protocol_event" and row.ctdivol_mgy > limit:
+    if row.identity.input_kind == "protocol_event" and exposure.ctdivol_mgy > limit:
         return _finding(
             "dose_check_exceeded",
             "warning",
-            f"predicted CTDIvol {row.ctdivol_mgy:.1f} mGy exceeds the {limit:g} mGy "
+            f"predicted CTDIvol {exposure.ctdivol_mgy:.1f} mGy exceeds the {limit:g} mGy "
             f"{phantom} notification value (AAPM 2011): the console will warn before the scan.",
-            ctdivol_mgy=row.ctdivol_mgy,
+            ctdivol_mgy=exposure.ctdivol_mgy,
             notification_ctdivol_mgy=limit,
             phantom=phantom,
         )
@@ -481,10 +490,11 @@ def study_findings(
     """
     out: dict[int, list[Finding]] = {}
     for i, row in enumerate(rows):
-        if not row.comparable_placement:
+        if not row.geometry.comparable_placement:
             continue
-        t = row.protocol.thresholds
-        rules = row.protocol.acquisition
+        site, protocol, contrast = row.context.site, row.context.protocol, row.exposure.contrast
+        t = protocol.thresholds
+        rules = protocol.acquisition
         xi = (results[i].x_lo, results[i].x_hi)
         overlapping = [
             (lo, hi, c)
@@ -492,21 +502,21 @@ def study_findings(
             if _overlap_fraction(xi, (lo, hi)) >= t.repeat_overlap_fraction
         ]
         over = [c for _, _, c in overlapping]
-        keeps = _covered(xi, row.needed.z_mm, [(lo, hi) for lo, hi, _ in overlapping])
+        keeps = _covered(xi, row.context.needed.z_mm, [(lo, hi) for lo, hi, _ in overlapping])
         omission = (
             " Omitting it keeps the needed range covered by the earlier acquisition(s)."
             if keeps
             else " The earlier acquisition(s) do not cover all of its part of the needed range: "
             "not proposed for omission."
         )
-        group = [*over, row.contrast]
+        group = [*over, contrast]
         enhanced = [c for c in group if is_enhanced(c)]
         plain = "none" in group
         n_phases = len(enhanced) + (1 if plain else 0)
         found: list[Finding] = []
         # Only an acquisition that is itself a new phase is the surplus one: an enhanced one, or
         # the first non-contrast one over the range.
-        adds_phase = is_enhanced(row.contrast) or (row.contrast == "none" and "none" not in over)
+        adds_phase = is_enhanced(contrast) or (contrast == "none" and "none" not in over)
         if adds_phase and n_phases > rules.allowed_contrast_phases:
             named = ([phase_name("none")] if plain else []) + [phase_name(c) for c in enhanced]
             found.append(
@@ -514,23 +524,23 @@ def study_findings(
                     "multiphase_contrast",
                     "warning",
                     f"{n_phases} contrast phases over one range ({', '.join(named)}), more than "
-                    f"the {rules.allowed_contrast_phases} allowed for {row.site} planning: this "
-                    f"{phase_name(row.contrast)} acquisition is an extra phase.{omission}",
+                    f"the {rules.allowed_contrast_phases} allowed for {site} planning: this "
+                    f"{phase_name(contrast)} acquisition is an extra phase.{omission}",
                     contrast_phases=n_phases,
                     phases=", ".join(named),
                     allowed_contrast_phases=rules.allowed_contrast_phases,
                     omission_keeps_needed_range=keeps,
                 )
             )
-        same = 0 if is_enhanced(row.contrast) else sum(1 for c in over if c == row.contrast)
+        same = 0 if is_enhanced(contrast) else sum(1 for c in over if c == contrast)
         if same + 1 > rules.allowed_acquisitions_per_range:
             found.append(
                 _finding(
                     "repeat_acquisition",
                     "warning",
-                    f"this {phase_name(row.contrast)} acquisition repeats {same} earlier "
-                    f"{phase_name(row.contrast)} acquisition(s) over the same range (allowed "
-                    f"per range for {row.site}: {rules.allowed_acquisitions_per_range})."
+                    f"this {phase_name(contrast)} acquisition repeats {same} earlier "
+                    f"{phase_name(contrast)} acquisition(s) over the same range (allowed "
+                    f"per range for {site}: {rules.allowed_acquisitions_per_range})."
                     f"{omission}",
                     earlier_over_same_range=same,
                     allowed_acquisitions_per_range=rules.allowed_acquisitions_per_range,

@@ -4,9 +4,11 @@ One :meth:`Pipeline.process` call handles one batch in stages, each its own modu
 :mod:`optimiser.rows` turns each input into kernel rows (each input type of
 :data:`optimiser.inputs.PipelineInput` through its method in :data:`INPUT_METHODS`), walking the
 items in order and updating the per-study state as it goes (so a dose report after its protocol
-event in the same batch finds it); :mod:`optimiser.batch` packs every row of the batch into one
-struct-of-arrays input and calls the numba batch kernel once; :mod:`optimiser.rounding` rounds
-every reported number of the batch at once (equal to ``round`` value for value);
+event in the same batch finds it); a row whose numbers cannot be modelled
+(:func:`optimiser.batch.unusable`) is replaced by one marked so, never placed against others;
+:mod:`optimiser.batch` packs every row of the batch into one struct-of-arrays input and calls the
+numba batch kernel once; :mod:`optimiser.rounding` rounds every reported number of the batch at
+once (equal to ``round`` value for value);
 :mod:`optimiser.assemble` turns each row into an :class:`~optimiser.assessment.Assessment` with
 its findings and proposal. Study-level findings (repeats, contrast phases) compare each row with
 the study's earlier acquisitions here; the surplus acquisition they flag is assembled as avoidable
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -118,12 +121,13 @@ class Pipeline:
             rows.extend(new)
         if not rows:
             return []
-        for row in rows:
-            row.unusable = batch.unusable(row)
-            if row.unusable is not None:
-                row.comparable_placement = False
+        for i, row in enumerate(rows):
+            why = batch.unusable(row)
+            if why is not None:  # an unusable row is not placed against others either
+                geometry = row.geometry._replace(comparable_placement=False)
+                rows[i] = replace(row, geometry=geometry, unusable=why)
         run = batch.run(rows, self.site_index, self.tables, self.dose_profiles)
-        results = run.results
+        rows, results = run.rows, run.results
         cross = study_findings(rows, results, self._previous(rows, results, item_of))
         for i, found in self._exam_dlp(rows, results, item_of).items():
             cross.setdefault(i, []).append(found)
@@ -158,11 +162,11 @@ class Pipeline:
         report_total: dict[str, float] = {}
         for i, row in enumerate(rows):
             dlp = results[i].dlp if row.unusable is None else 0.0
-            if row.input_kind == "dose_report":
-                reported = row.reported_dlp_mgy_cm
+            if row.identity.input_kind == "dose_report":
+                reported = row.exposure.reported_dlp_mgy_cm
                 if reported is not None and math.isfinite(reported) and reported > 0:
                     dlp = reported
-                uid = row.study_instance_uid
+                uid = row.identity.study_instance_uid
                 if uid not in report_total:
                     state = self.store.get(uid)
                     report_total[uid] = state.reported_exam_dlp_mgy_cm if state else 0.0
@@ -191,19 +195,19 @@ class Pipeline:
         # Placed rows of each protocol event so far, so the batch is walked once (not per row).
         same_event: dict[int, list[Previous]] = {}
         for i, row in enumerate(rows):
-            if row.input_kind == "protocol_event":
+            if row.identity.input_kind == "protocol_event":
                 earlier = same_event.setdefault(item_of[i], [])
                 out.append(list(earlier))
-                if row.comparable_placement:
-                    earlier.append((results[i].x_lo, results[i].x_hi, row.contrast))
+                if row.geometry.comparable_placement:
+                    earlier.append((results[i].x_lo, results[i].x_hi, row.exposure.contrast))
                 continue
-            uid = row.study_instance_uid
+            uid = row.identity.study_instance_uid
             if uid not in prior:
                 state = self.store.get(uid)
                 prior[uid] = list(state.reported_ranges) if state is not None else []
             out.append(list(prior[uid]))
-            if row.comparable_placement:
-                prior[uid].append((results[i].x_lo, results[i].x_hi, row.contrast))
+            if row.geometry.comparable_placement:
+                prior[uid].append((results[i].x_lo, results[i].x_hi, row.exposure.contrast))
         for uid, ranges in prior.items():
             state = self.rows.state(uid)
             if len(ranges) != len(state.reported_ranges):

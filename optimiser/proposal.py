@@ -23,45 +23,48 @@ def exposure_scale(row: AcquisitionRow) -> float:
     above it, never below the planning image-quality floor. 1.0 (no change) against a typical
     value only, on the generic site (no level applies), for stationary / free acquisitions
     (their own dose class) and without a floor."""
-    drl = row.protocol.drl("ctdivol_mgy")
-    floor = row.protocol.image_quality
+    protocol = row.context.protocol
+    drl = protocol.drl("ctdivol_mgy")
+    floor = protocol.image_quality
+    ctdivol = row.exposure.ctdivol_mgy
     if (
         drl is None
         or floor is None
-        or row.acquisition_type in OWN_CLASS_TYPES
-        or not row.ctdivol_mgy > drl.value
+        or row.identity.acquisition_type in OWN_CLASS_TYPES
+        or not ctdivol > drl.value
     ):
         return 1.0
     target = max(drl.value, floor.min_ctdivol_mgy)
-    return min(1.0, target / row.ctdivol_mgy)
+    return min(1.0, target / ctdivol)
 
 
 def _typical_review(row: AcquisitionRow) -> str | None:
     """Without a CTDIvol DRL, a CTDIvol at or above the typical ratio x the typical value is
     clearly abnormal (a warning) but gives no level to scale to: the proposal asks for a review
     of the exposure and proposes no number (a median is not a goal, ICRP 135)."""
-    protocol = row.protocol
+    protocol = row.context.protocol
     ref = protocol.reference_ctdivol_mgy
     ratio = protocol.thresholds.above_typical_warning_ratio
+    ctdivol = row.exposure.ctdivol_mgy
     if (
         ref is None
         or ref.kind != "typical"
-        or row.acquisition_type in OWN_CLASS_TYPES
-        or row.ctdivol_mgy < ratio * ref.value
+        or row.identity.acquisition_type in OWN_CLASS_TYPES
+        or ctdivol < ratio * ref.value
     ):
         return None
     return (
-        f"review exposure: CTDIvol {row.ctdivol_mgy:.1f} mGy is {row.ctdivol_mgy / ref.value:.2f} "
-        f"x the {row.site} typical value {ref.value:g} mGy ({ref.statistic}); no DRL applies, "
-        "so no exposure is proposed"
+        f"review exposure: CTDIvol {ctdivol:.1f} mGy is {ctdivol / ref.value:.2f} "
+        f"x the {row.context.site} typical value {ref.value:g} mGy ({ref.statistic}); no DRL "
+        "applies, so no exposure is proposed"
     )
 
 
 def _range_change(row: AcquisitionRow, res: RowResult) -> str | None:
     """The range part of the proposal: the planned range within the needed range N plus the
     site tolerance, never inside N (severity rule 3); None when the planned range already is."""
-    n_lo, n_hi = row.needed.z_mm
-    tol = row.protocol.coverage.tolerance_mm
+    n_lo, n_hi = row.context.needed.z_mm
+    tol = row.context.protocol.coverage.tolerance_mm
     lo, hi = res.proposal_lo, res.proposal_hi
     if abs(lo - res.planned_lo) <= 0.5 and abs(hi - res.planned_hi) <= 0.5:
         return None
@@ -87,12 +90,13 @@ def build_proposal(
     range_change = _range_change(row, res)
     if range_change is not None:
         changes.append(range_change)
-    ctdivol = row.ctdivol_mgy * scale
+    actual = row.exposure.ctdivol_mgy
+    ctdivol = actual * scale
     if scale < 1.0:
-        drl = row.protocol.drl("ctdivol_mgy")
-        level = f"the {row.site} DRL {drl.value:g} mGy" if drl is not None else "the DRL"
+        drl = row.context.protocol.drl("ctdivol_mgy")
+        level = f"the {row.context.site} DRL {drl.value:g} mGy" if drl is not None else "the DRL"
         changes.append(
-            f"review exposure: CTDIvol {row.ctdivol_mgy:.1f} -> {ctdivol:.1f} mGy, at most "
+            f"review exposure: CTDIvol {actual:.1f} -> {ctdivol:.1f} mGy, at most "
             f"{level} (an investigation level, not a target), tube current-time product "
             f"scaled by {scale:.2f}; planning image quality must be confirmed"
         )
@@ -105,7 +109,7 @@ def build_proposal(
         Proposal,
         {
             "z_mm": (rd.proposal_lo, rd.proposal_hi),
-            "mas": None if row.mas is None else rd.proposal_mas,
+            "mas": None if row.exposure.mas is None else rd.proposal_mas,
             "ctdivol_mgy": rd.proposal_ctdivol_mgy,
             "dlp_mgy_cm": rd.proposal_dlp,
             "dlp_saving_mgy_cm": rd.dlp_saving,

@@ -156,10 +156,11 @@ def _columns(
 
 def _row_inputs(rows: Sequence[AcquisitionRow]) -> tuple[F64, F64, F64, F64]:
     nan = float("nan")
-    needed = np.array([r.needed.z_mm for r in rows], np.float64).reshape(len(rows), 2)
-    ctdivol = np.array([r.ctdivol_mgy for r in rows], np.float64)
-    ssde = np.array([nan if r.ssde_mgy is None else r.ssde_mgy for r in rows], np.float64)
-    mas = np.array([nan if r.mas is None else r.mas for r in rows], np.float64)
+    needed = np.array([r.context.needed.z_mm for r in rows], np.float64).reshape(len(rows), 2)
+    exposures = [r.exposure for r in rows]
+    ctdivol = np.array([e.ctdivol_mgy for e in exposures], np.float64)
+    ssde = np.array([nan if e.ssde_mgy is None else e.ssde_mgy for e in exposures], np.float64)
+    mas = np.array([nan if e.mas is None else e.mas for e in exposures], np.float64)
     return needed, ctdivol, ssde, mas
 
 
@@ -179,16 +180,18 @@ def rounded_rows(rows: Sequence[AcquisitionRow], out: F64, scale: F64) -> list[R
 def rounded_one(row: AcquisitionRow, res: RowResult, scale: float) -> Rounded:
     """:class:`Rounded` for one row with ``round`` itself (the reference for the batch path)."""
     nan = float("nan")
-    mas = nan if row.mas is None else row.mas
-    ssde = nan if row.ssde_mgy is None else row.ssde_mgy
+    exposure, needed = row.exposure, row.context.needed.z_mm
+    ctdivol = exposure.ctdivol_mgy
+    mas = nan if exposure.mas is None else exposure.mas
+    ssde = nan if exposure.ssde_mgy is None else exposure.ssde_mgy
     values = (
-        row.needed.z_mm[0], row.needed.z_mm[1], res.x_lo, res.x_hi, row.ctdivol_mgy, res.dlp,
+        needed[0], needed[1], res.x_lo, res.x_hi, ctdivol, res.dlp,
         res.x_hi - res.x_lo, res.excess_length, res.excess_dlp, res.excess_fraction,
         res.effective_dose, res.excess_effective_dose, res.overrange, res.avoidable_length,
         res.avoidable_dlp, res.avoidable_effective_dose, ssde,
         res.avoidable_length, res.avoidable_dlp, res.avoidable_fraction, res.excess_length,
-        res.excess_dlp, res.overrange, row.ctdivol_mgy * res.overrange / 10.0,
-        res.proposal_lo, res.proposal_hi, mas * scale, row.ctdivol_mgy * scale, res.proposal_dlp,
+        res.excess_dlp, res.overrange, ctdivol * res.overrange / 10.0,
+        res.proposal_lo, res.proposal_hi, mas * scale, ctdivol * scale, res.proposal_dlp,
         res.dlp - res.proposal_dlp, res.effective_dose - res.proposal_effective_dose,
     )  # fmt: skip
     return Rounded(*(round(float(v), d) for v, d in zip(values, DIGITS, strict=True)))

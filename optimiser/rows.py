@@ -1,6 +1,11 @@
 """Inputs to kernel rows: each protocol event, dose report and structure set becomes the
 :class:`~optimiser.dose_model.AcquisitionRow` objects the batch kernel assesses.
 
+Each row is built once from its parts, one helper per part and source: identity (copied from
+the message), geometry (the placement on the table axis), exposure (technique and dose, a
+report's made consistent) and context (site protocol, N, diagnostic intent, notes; the same
+helper for both sources).
+
 This is the first stage of the pipeline (:mod:`optimiser.pipeline`): it reads and updates the
 per-study state (a dose report is placed against its study's earlier protocol event and
 structure set), resolves the site protocol and the needed range N, and places each acquisition
@@ -18,6 +23,10 @@ from optimiser.dose_model import (
     AcquisitionRow,
     Exposure,
     Needed,
+    RowContext,
+    RowExposure,
+    RowGeometry,
+    RowIdentity,
     is_helical,
     match_planned,
     needed_from_planning,
@@ -25,7 +34,7 @@ from optimiser.dose_model import (
     report_exposure,
     rois_as_dict,
 )
-from optimiser.events import ProtocolEvent
+from optimiser.events import PlannedAcquisition, ProtocolEvent
 from optimiser.records import CtAcquisition, DoseReport, StructureSet
 from optimiser.ssde import HeadFit, ssde_mgy
 from optimiser.state import StudyState, StudyStateStore
@@ -81,10 +90,10 @@ class RowBuilder:
         return Needed(
             (centre - half, centre + half),
             "site_default",
-            [
+            (
                 f"needed range is the {protocol.site} default length "
-                f"{protocol.coverage.default_needed_length_mm:g} mm (no protocol event)"
-            ],
+                f"{protocol.coverage.default_needed_length_mm:g} mm (no protocol event)",
+            ),
         )
 
     # --- inputs -------------------------------------------------------------------------------
@@ -110,49 +119,18 @@ class RowBuilder:
         size = self.image_sizes.get(study.study_instance_uid)
         if size is not None:
             notes.append(size[1])
+        row_notes = (*notes, *needed.notes, *problems.warnings)  # the same on every row
         rows = []
         for acq, (lo, hi) in zip(scans, planned, strict=True):
             intent = _event_intent(
                 study.purpose, names.match(acq.series_description, study.study_description)
             )
-            # No phantom in the event: the site library's (head for brain; issue 9 defect 6).
-            phantom = acq.phantom or protocol.phantom
             rows.append(
                 AcquisitionRow(
-                    input_kind="protocol_event",
-                    input_id=event.event_id,
-                    study_instance_uid=study.study_instance_uid,
-                    accession_number=study.accession_number,
-                    site=protocol.site,
-                    protocol=protocol,
-                    needed=needed,
-                    lo=lo,
-                    hi=hi,
-                    is_planned=True,
-                    helical=is_helical(acq.type),
-                    collimation_mm=acq.total_collimation_mm,
-                    pitch=acq.pitch,
-                    ctdivol_mgy=acq.ctdivol_mgy,
-                    placement="planned",
-                    acquisition_index=acq.index,
-                    acquisition_type=acq.type,
-                    description=acq.series_description,
-                    scanner_model=event.scanner.model,
-                    station_name=event.scanner.station_name,
-                    performed_at=event.emitted_at,
-                    mas=acq.mas,
-                    kvp=[acq.kvp],
-                    slice_thickness_mm=acq.slice_thickness_mm,
-                    contrast=acq.contrast,
-                    phantom=phantom,
-                    diagnostic_intent=intent.reason,
-                    diagnostic_corroborated=intent.corroborated,
-                    labelled_planning=study.labelled_planning,
-                    water_equivalent_diameter_mm=None if size is None else round(size[0], 1),
-                    ssde_mgy=None
-                    if size is None
-                    else ssde_mgy(acq.ctdivol_mgy, size[0], phantom, protocol.ssde.head_fit),
-                    notes=[*notes, *needed.notes, *problems.warnings],
+                    _identity_from_event(event, acq),
+                    _geometry_from_event(acq, lo, hi),
+                    _exposure_from_event(acq, protocol, size),
+                    _context(protocol, needed, intent, study.labelled_planning, row_notes),
                 )
             )
         return rows
@@ -162,7 +140,7 @@ class RowBuilder:
         reports resend events), placed by the report's z, else by the planned acquisition it
         matches, else centred on N (then the excess is a lower bound). The planned range is
         the Top/Bottom Z of Scanning Length, else the scanning length so placed, with the real
-        over-ranging DLP / CTDIvol minus it (:func:`_report_range`)."""
+        over-ranging DLP / CTDIvol minus it (:func:`_report_geometry`, :func:`_report_range`)."""
         source = report.sop_instance_uid or report.source
         problems = Problems(f"dose report {report.source}", self.strictness)
         state = self.state(report.study_instance_uid)
@@ -177,19 +155,7 @@ class RowBuilder:
             )
         scans = [a for a in report.acquisitions if a.acquisition_type != "localizer"]
         planned = list(event.acquisitions) if event is not None else []
-        if event is not None:
-            ranges = [a.z_range_mm for a in planned if a.type != "localizer"] or [
-                a.z_range_mm for a in planned
-            ]
-            centre = 0.5 * (min(r[0] for r in ranges) + max(r[1] for r in ranges))
-        else:
-            zs = [
-                0.5 * (a.top_z_mm + a.bottom_z_mm)
-                for a in scans
-                if a.top_z_mm is not None and a.bottom_z_mm is not None
-            ]
-            centre = float(np.mean(zs)) if zs else 0.0
-        needed = self._needed(state, protocol, event, centre)
+        needed = self._needed(state, protocol, event, _report_centre(event, scans))
         n_centre = 0.5 * (needed.z_mm[0] + needed.z_mm[1])
         purpose = event.study.purpose if event is not None else None
         referral = event.study.study_description if event is not None else None
@@ -209,72 +175,23 @@ class RowBuilder:
                 report.has_intent == "diagnostic",
                 protocol.diagnostic_names.match(acq.acquisition_protocol, referral),
             )
+            # The notes in the order the steps add them: Dose Check configuration, the report
+            # made consistent, the placement, the SSDE, then the malformed items.
             row_notes = [*notes, *needed.notes]
             dose_checks = _dose_checks(acq, row_notes)
             exposure = report_exposure(acq)
             row_notes.extend(exposure.notes)
-            lower_bound = False
-            comparable = True
-            if acq.top_z_mm is not None and acq.bottom_z_mm is not None:
-                mid = 0.5 * (acq.top_z_mm + acq.bottom_z_mm)
-                placement = "report_z"
-            else:
-                match = match_planned(acq.acquisition_type, ordinal, exposure.length_mm, planned)
-                if match is not None:
-                    mid = 0.5 * (match.z_range_mm[0] + match.z_range_mm[1])
-                    placement = "protocol_event"
-                else:
-                    mid = n_centre
-                    placement = "aligned_with_needed"
-                    lower_bound = True
-                    comparable = False
-                    row_notes.append(
-                        "the report gives no z positions and no planned acquisition matches: "
-                        "the irradiated range is centred on the needed range, so the excess is "
-                        "a lower bound"
-                    )
-            lo, hi, is_planned, known_over = _report_range(acq, exposure, mid, row_notes)
+            geometry = _report_geometry(acq, exposure, ordinal, planned, n_centre, row_notes)
+            row_exposure = _exposure_from_report(
+                acq, exposure, dose_checks, size, protocol.ssde.head_fit, row_notes
+            )
+            row_notes.extend(problems.warnings)
             rows.append(
                 AcquisitionRow(
-                    input_kind="dose_report",
-                    input_id=source,
-                    study_instance_uid=report.study_instance_uid,
-                    accession_number=report.accession_number,
-                    site=protocol.site,
-                    protocol=protocol,
-                    needed=needed,
-                    lo=lo,
-                    hi=hi,
-                    is_planned=is_planned,
-                    helical=is_helical(acq.acquisition_type),
-                    collimation_mm=acq.nominal_total_collimation_mm,
-                    pitch=acq.pitch_factor,
-                    ctdivol_mgy=exposure.ctdivol_mgy,
-                    placement=placement,
-                    irradiation_event_uid=acq.irradiation_event_uid,
-                    acquisition_type=acq.acquisition_type,
-                    description=acq.acquisition_protocol,
-                    scanner_model=report.model,
-                    station_name=report.station_name,
-                    performed_at=report.start_of_irradiation,
-                    excess_is_lower_bound=lower_bound,
-                    reported_dlp_mgy_cm=acq.dlp_mgy_cm,
-                    known_overrange_mm=known_over,
-                    mas=_report_mas(acq),
-                    kvp=acq.kvp,
-                    contrast=acq.contrast,
-                    phantom=acq.phantom,
-                    diagnostic_intent=intent.reason,
-                    diagnostic_corroborated=intent.corroborated,
-                    labelled_planning=labelled,
-                    dose_checks=dose_checks,
-                    water_equivalent_diameter_mm=acq.water_equivalent_diameter_mm
-                    or (None if size is None else round(size[0], 1)),
-                    ssde_mgy=_report_ssde(
-                        acq, exposure.ctdivol_mgy, row_notes, size, protocol.ssde.head_fit
-                    ),
-                    notes=[*row_notes, *problems.warnings],
-                    comparable_placement=comparable,
+                    _identity_from_report(report, source, acq),
+                    geometry,
+                    row_exposure,
+                    _context(protocol, needed, intent, labelled, tuple(row_notes)),
                 )
             )
             state.assessed_event_uids.append(acq.irradiation_event_uid)
@@ -324,6 +241,178 @@ def _report_intent(purpose: str | None, has_intent: bool, name: str | None) -> _
     return _event_intent("", name)
 
 
+# --- the parts of a row, one helper per part and source -----------------------------------------
+
+
+def _identity_from_event(event: ProtocolEvent, acq: PlannedAcquisition) -> RowIdentity:
+    study = event.study
+    return RowIdentity(
+        input_kind="protocol_event",
+        input_id=event.event_id,
+        study_instance_uid=study.study_instance_uid,
+        accession_number=study.accession_number,
+        acquisition_index=acq.index,
+        acquisition_type=acq.type,
+        description=acq.series_description,
+        scanner_model=event.scanner.model,
+        station_name=event.scanner.station_name,
+        performed_at=event.emitted_at,
+    )
+
+
+def _identity_from_report(report: DoseReport, source: str, acq: CtAcquisition) -> RowIdentity:
+    return RowIdentity(
+        input_kind="dose_report",
+        input_id=source,
+        study_instance_uid=report.study_instance_uid,
+        accession_number=report.accession_number,
+        irradiation_event_uid=acq.irradiation_event_uid,
+        acquisition_type=acq.acquisition_type,
+        description=acq.acquisition_protocol,
+        scanner_model=report.model,
+        station_name=report.station_name,
+        performed_at=report.start_of_irradiation,
+    )
+
+
+def _geometry_from_event(acq: PlannedAcquisition, lo: float, hi: float) -> RowGeometry:
+    """The planned range ``lo``..``hi`` (the kernel widens it by the modelled over-ranging)."""
+    return RowGeometry(
+        lo_mm=lo,
+        hi_mm=hi,
+        is_planned=True,
+        helical=is_helical(acq.type),
+        total_collimation_mm=acq.total_collimation_mm,
+        pitch_factor=acq.pitch,
+        placement="planned",
+    )
+
+
+def _exposure_from_event(
+    acq: PlannedAcquisition, protocol: SiteProtocol, size: tuple[float, str] | None
+) -> RowExposure:
+    """The planned exposure; SSDE and D_w from the study's CT images when given."""
+    # No phantom in the event: the site library's (head for brain; issue 9 defect 6).
+    phantom = acq.phantom or protocol.phantom
+    return RowExposure(
+        ctdivol_mgy=acq.ctdivol_mgy,
+        mas=acq.mas,
+        kvp=(acq.kvp,),
+        slice_thickness_mm=acq.slice_thickness_mm,
+        phantom=phantom,
+        ssde_mgy=None
+        if size is None
+        else ssde_mgy(acq.ctdivol_mgy, size[0], phantom, protocol.ssde.head_fit),
+        water_equivalent_diameter_mm=None if size is None else round(size[0], 1),
+        contrast=acq.contrast,
+    )
+
+
+def _exposure_from_report(
+    acq: CtAcquisition,
+    exposure: Exposure,
+    dose_checks: tuple[tuple[str, str], ...],
+    size: tuple[float, str] | None,
+    head_fit: HeadFit,
+    notes: list[str],
+) -> RowExposure:
+    """The reported exposure, CTDIvol made consistent (``exposure``: :func:`report_exposure`);
+    ``dose_checks`` from :func:`_dose_checks`."""
+    return RowExposure(
+        ctdivol_mgy=exposure.ctdivol_mgy,
+        mas=_report_mas(acq),
+        kvp=tuple(acq.kvp),
+        reported_dlp_mgy_cm=acq.dlp_mgy_cm,
+        phantom=acq.phantom,
+        ssde_mgy=_report_ssde(acq, exposure.ctdivol_mgy, notes, size, head_fit),
+        water_equivalent_diameter_mm=acq.water_equivalent_diameter_mm
+        or (None if size is None else round(size[0], 1)),
+        dose_checks=dose_checks,
+        contrast=acq.contrast,
+    )
+
+
+def _context(
+    protocol: SiteProtocol,
+    needed: Needed,
+    intent: _Intent,
+    labelled_planning: bool,
+    notes: tuple[str, ...],
+) -> RowContext:
+    """The same for both sources: what the site library and the study say of the row."""
+    return RowContext(
+        site=protocol.site,
+        protocol=protocol,
+        needed=needed,
+        diagnostic_intent=intent.reason,
+        diagnostic_corroborated=intent.corroborated,
+        labelled_planning=labelled_planning,
+        notes=notes,
+    )
+
+
+def _report_centre(event: ProtocolEvent | None, scans: list[CtAcquisition]) -> float:
+    """Where a site default N is centred for a report: the centre of the protocol event's
+    planned (non-localizer) acquisitions, else the mean centre of the reported z ranges."""
+    if event is not None:
+        planned = event.acquisitions
+        ranges = [a.z_range_mm for a in planned if a.type != "localizer"] or [
+            a.z_range_mm for a in planned
+        ]
+        return 0.5 * (min(r[0] for r in ranges) + max(r[1] for r in ranges))
+    zs = [
+        0.5 * (a.top_z_mm + a.bottom_z_mm)
+        for a in scans
+        if a.top_z_mm is not None and a.bottom_z_mm is not None
+    ]
+    return float(np.mean(zs)) if zs else 0.0
+
+
+def _report_geometry(
+    acq: CtAcquisition,
+    exposure: Exposure,
+    ordinal: int,
+    planned: list[PlannedAcquisition],
+    n_centre: float,
+    notes: list[str],
+) -> RowGeometry:
+    """A reported event on the table axis: about the centre of the report's z, else of the
+    planned acquisition it matches (``ordinal``: its order among the report's events of its
+    type), else of N (``n_centre``; then the excess is a lower bound and the row is not
+    compared with others). The range itself is :func:`_report_range`'s."""
+    lower_bound = False
+    if acq.top_z_mm is not None and acq.bottom_z_mm is not None:
+        mid = 0.5 * (acq.top_z_mm + acq.bottom_z_mm)
+        placement = "report_z"
+    else:
+        match = match_planned(acq.acquisition_type, ordinal, exposure.length_mm, planned)
+        if match is not None:
+            mid = 0.5 * (match.z_range_mm[0] + match.z_range_mm[1])
+            placement = "protocol_event"
+        else:
+            mid = n_centre
+            placement = "aligned_with_needed"
+            lower_bound = True
+            notes.append(
+                "the report gives no z positions and no planned acquisition matches: "
+                "the irradiated range is centred on the needed range, so the excess is "
+                "a lower bound"
+            )
+    lo, hi, is_planned, known_over = _report_range(acq, exposure, mid, notes)
+    return RowGeometry(
+        lo_mm=lo,
+        hi_mm=hi,
+        is_planned=is_planned,
+        helical=is_helical(acq.acquisition_type),
+        total_collimation_mm=acq.nominal_total_collimation_mm,
+        pitch_factor=acq.pitch_factor,
+        placement=placement,
+        excess_is_lower_bound=lower_bound,
+        known_overrange_mm=known_over,
+        comparable_placement=not lower_bound,
+    )
+
+
 def _report_range(
     acq: CtAcquisition, exposure: Exposure, mid: float, notes: list[str]
 ) -> tuple[float, float, bool, float | None]:
@@ -360,7 +449,7 @@ def _report_mas(acq: CtAcquisition) -> float | None:
     return None
 
 
-def _dose_checks(acq: CtAcquisition, notes: list[str]) -> list[tuple[str, str]]:
+def _dose_checks(acq: CtAcquisition, notes: list[str]) -> tuple[tuple[str, str], ...]:
     """The Dose Check containers that record an exceedance, as (kind, what was exceeded); the
     configured values of the others go to ``notes`` (configuration is not a finding: TID 10015,
     planning-ct.md section 9)."""
@@ -374,7 +463,7 @@ def _dose_checks(acq: CtAcquisition, notes: list[str]) -> list[tuple[str, str]]:
             configured.append(f"{d.kind} {', '.join(d.configured())}")
     if configured:
         notes.append(f"scanner Dose Check configured ({'; '.join(configured)}); not exceeded")
-    return out
+    return tuple(out)
 
 
 def _report_ssde(

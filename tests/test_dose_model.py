@@ -34,7 +34,7 @@ def test_needed_from_target_margins_only() -> None:
         Planning(site="breast", target_z_mm=(100.0, 250.0)), LIB.get("breast"), 0.0
     )
     assert (n.z_mm, n.basis) == ((70.0, 280.0), "target_margins")
-    assert n.notes == []
+    assert n.notes == ()
 
 
 def test_needed_default_centred_on_isocentre_when_given() -> None:

@@ -20,6 +20,7 @@ from optimiser.findings import (
 )
 from optimiser.proposal import build_proposal, exposure_scale
 from protocols.library import builtin_library
+from tests.support.rows import make_row
 
 PROSTATE = builtin_library().get("prostate")
 
@@ -32,19 +33,19 @@ def row(**kw: Any) -> AcquisitionRow:
         "site": "prostate",
         "protocol": PROSTATE,
         "needed": Needed((0.0, 200.0), "given"),
-        "lo": 0.0,
-        "hi": 200.0,
+        "lo_mm": 0.0,
+        "hi_mm": 200.0,
         "is_planned": True,
         "helical": True,
-        "collimation_mm": None,
-        "pitch": None,
+        "total_collimation_mm": None,
+        "pitch_factor": None,
         "ctdivol_mgy": 10.0,
         "placement": "planned",
-        "kvp": [120.0],
+        "kvp": (120.0,),
         "mas": 100.0,
     }
     base.update(kw)
-    return AcquisitionRow(**base)
+    return make_row(**base)
 
 
 def result(x_lo: float, x_hi: float, n: tuple[float, float] = (0.0, 200.0), c: float = 10.0,
@@ -134,18 +135,18 @@ def test_thin_reconstruction_and_kv() -> None:
     assert thin_reconstruction(row(slice_thickness_mm=2.0)) is None  # the minimum is allowed
     assert thin_reconstruction(row(slice_thickness_mm=1.0)) is not None
     assert thin_reconstruction(row()) is None  # unknown thickness: no finding
-    assert kv_not_calibrated(row(kvp=[120.0, 120.0])) is None
-    f = kv_not_calibrated(row(kvp=[80.0, 140.0]))  # dual energy not matched to 120 kV
+    assert kv_not_calibrated(row(kvp=(120.0, 120.0))) is None
+    f = kv_not_calibrated(row(kvp=(80.0, 140.0)))  # dual energy not matched to 120 kV
     assert f is not None and "80, 140 kV" in f.message
 
 
 def test_dose_check_from_report_or_predicted_ctdivol() -> None:
     # rows carry only the report's exceedances (rows._dose_checks): counted by kind
     exceeded = "notification: CTDIvol forward estimate 55 mGy >= notification value 50 mGy"
-    notif = dose_check_exceeded(row(dose_checks=[("notification", exceeded)]))
+    notif = dose_check_exceeded(row(dose_checks=(("notification", exceeded),)))
     assert notif is not None and notif.severity == "warning"
     assert "0 alerts and 1 notification exceeded" in notif.message and exceeded in notif.message
-    both = [("notification", "n"), ("alert", "a"), ("alert", "b")]
+    both = (("notification", "n"), ("alert", "a"), ("alert", "b"))
     alert = dose_check_exceeded(row(dose_checks=both))
     assert alert is not None and alert.severity == "alert"
     assert "2 alerts and 1 notification" in alert.message
@@ -165,10 +166,13 @@ def _cross(phases: list[Any], ranges: list[tuple[float, float]] | None = None,
            **kw: Any) -> dict[int, list[Any]]:  # fmt: skip
     """study_findings over rows in order, each compared with all earlier ones."""
     ranges = ranges or [(0.0, 200.0)] * len(phases)
-    rows = [row(contrast=p, lo=lo, hi=hi, **kw) for p, (lo, hi) in zip(phases, ranges, strict=True)]
+    rows = [
+        row(contrast=p, lo_mm=lo, hi_mm=hi, **kw)
+        for p, (lo, hi) in zip(phases, ranges, strict=True)
+    ]
     results = [result(lo, hi) for lo, hi in ranges]
     previous = [
-        [(r.x_lo, r.x_hi, rows[j].contrast) for j, r in enumerate(results[:i])]
+        [(r.x_lo, r.x_hi, rows[j].exposure.contrast) for j, r in enumerate(results[:i])]
         for i in range(len(rows))
     ]
     return study_findings(rows, results, previous)

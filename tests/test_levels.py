@@ -17,6 +17,7 @@ from optimiser.findings import above_reference_level
 from optimiser.kernels import RowResult
 from optimiser.levels import department_levels, read_history, with_department_levels
 from protocols.library import builtin_library, load_library
+from tests.support.rows import make_row
 
 MODEL = "SimScan 16"
 
@@ -86,19 +87,19 @@ def test_median_p75_n_rooms_and_period_per_site_and_model() -> None:
 
 
 def _row(ctdivol: float, model: str | None, library: Any) -> AcquisitionRow:
-    return AcquisitionRow(
+    return make_row(
         input_kind="dose_report",
         input_id="r",
         study_instance_uid="9.9",
         site="prostate",
         protocol=library.get("prostate"),
         needed=Needed((0.0, 200.0), "given"),
-        lo=0.0,
-        hi=200.0,
+        lo_mm=0.0,
+        hi_mm=200.0,
         is_planned=False,
         helical=True,
-        collimation_mm=None,
-        pitch=None,
+        total_collimation_mm=None,
+        pitch_factor=None,
         ctdivol_mgy=ctdivol,
         placement="report_z",
         acquisition_type="spiral",

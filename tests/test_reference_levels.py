@@ -28,6 +28,7 @@ from optimiser.ssde import ssde_mgy
 from optimiser.strictness import Strictness
 from protocols.library import builtin_library, load_library
 from tests.paths import SHARED
+from tests.support.rows import make_row
 
 LIB = builtin_library()
 # The finding codes these rules govern (excess_coverage and dose_check_exceeded have their own
@@ -50,20 +51,20 @@ def row(site: str = "breast", **kw: Any) -> AcquisitionRow:
         "site": site,
         "protocol": LIB.get(site),
         "needed": Needed((0.0, 200.0), "given"),
-        "lo": 0.0,
-        "hi": 200.0,
+        "lo_mm": 0.0,
+        "hi_mm": 200.0,
         "is_planned": True,
         "helical": True,
-        "collimation_mm": None,
-        "pitch": None,
+        "total_collimation_mm": None,
+        "pitch_factor": None,
         "ctdivol_mgy": 10.0,
         "placement": "planned",
         "acquisition_type": "spiral",
-        "kvp": [120.0],
+        "kvp": (120.0,),
         "mas": 100.0,
     }
     base.update(kw)
-    return AcquisitionRow(**base)
+    return make_row(**base)
 
 
 def result(c: float, lo: float = 0.0, hi: float = 200.0) -> RowResult:

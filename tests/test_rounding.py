@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -64,8 +65,7 @@ def test_batch_rows_equal_the_one_row_twin() -> None:
     rows = []
     for s in simulate_feed(30, seed=3):
         rows += pipeline.rows.event_rows(s.protocol_event)
-    for row in rows:
-        row.unusable = batch.unusable(row)
+    rows = [replace(row, unusable=batch.unusable(row)) for row in rows]
     run = batch.run(rows, pipeline.site_index, pipeline.tables, {})
     fast = rounded_rows(rows, run.out, run.scale)
     for row, res, rd in zip(rows, run.results, fast, strict=True):
