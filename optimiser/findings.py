@@ -17,7 +17,8 @@ from optimiser.events import ContrastPhase, ZRange, is_enhanced, phase_name
 from optimiser.finding_codes import FindingCode
 from optimiser.kernels import RowResult
 from optimiser.rounding import Rounded, rounded_one
-from protocols.library import GENERIC_SITE, SiteProtocol
+from protocols.library import SiteProtocol
+from protocols.site_ids import GENERIC_SITE
 
 
 def _finding(

@@ -39,7 +39,8 @@ from optimiser.records import CtAcquisition, DoseReport, StructureSet
 from optimiser.ssde import HeadFit, ssde_mgy
 from optimiser.state import StudyState, StudyStateStore
 from optimiser.strictness import Problems, Strictness
-from protocols.library import GENERIC_SITE, SiteLibrary, SiteProtocol
+from protocols.library import SiteLibrary, SiteProtocol
+from protocols.site_ids import GENERIC_SITE
 
 # Study Instance UID -> (D_w mm, note) from CT images given alongside (lowdose assess).
 ImageSizes = dict[str, tuple[float, str]]

@@ -23,8 +23,7 @@ import numpy.typing as npt
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from optimiser.errors import ConfigurationError
-from protocols.site_ids import BUILTIN_SITES as BUILTIN_SITES
-from protocols.site_ids import GENERIC_SITE as GENERIC_SITE
+from protocols.site_ids import GENERIC_SITE
 
 SITES_DIR = Path(__file__).resolve().parent / "sites"
 DEFAULTS_FILE = "_defaults.toml"
