@@ -146,6 +146,19 @@ def excess_coverage(
 # Acquisition types with their own dose class (a stationary bolus-tracking monitor, a free
 # acquisition): never compared with the helical/axial planning references (issue 9).
 OWN_CLASS_TYPES = frozenset({"stationary", "free"})
+
+
+def in_study_checks(row: AcquisitionRow) -> bool:
+    """Whether ``row`` takes part in the study-level checks (repeats and contrast phases): it is
+    placed well enough to be compared, and it is not of its own dose class. A stationary or free
+    acquisition (bolus-tracking monitoring, a test bolus) is neither a contrast phase nor a
+    repeat of the planning scan: the planning-grade signs are several phases or several helical
+    acquisitions over one range (planning-ct.md section 8; issue 20 defect 1)."""
+    return (
+        row.geometry.comparable_placement and row.identity.acquisition_type not in OWN_CLASS_TYPES
+    )
+
+
 _QUANTITY_TEXT = {"ctdivol_mgy": ("CTDIvol", "mGy"), "dlp_mgy_cm": ("exam DLP", "mGy.cm")}
 _KIND_TEXT = {
     "drl": "DRL (75th-percentile type)",
@@ -487,11 +500,12 @@ def study_findings(
     ``multiphase_contrast``; two enhanced acquisitions are never a repeat. A later non-contrast
     acquisition over an earlier non-contrast one (or unknown over unknown) beyond
     ``allowed_acquisitions_per_range`` is ``repeat_acquisition``. An unknown phase (a report
-    without Procedure Context) is compared with unknown phases only.
+    without Procedure Context) is compared with unknown phases only. Stationary and free
+    acquisitions take no part (:func:`in_study_checks`).
     """
     out: dict[int, list[Finding]] = {}
     for i, row in enumerate(rows):
-        if not row.geometry.comparable_placement:
+        if not in_study_checks(row):
             continue
         site, protocol, contrast = row.context.site, row.context.protocol, row.exposure.contrast
         t = protocol.thresholds

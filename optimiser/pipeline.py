@@ -31,7 +31,7 @@ from optimiser.assessment import Assessment, Finding
 from optimiser.dose_model import AcquisitionRow, site_tables
 from optimiser.errors import InputError
 from optimiser.events import ProtocolEvent
-from optimiser.findings import Previous, exam_dlp_finding, study_findings
+from optimiser.findings import Previous, exam_dlp_finding, in_study_checks, study_findings
 from optimiser.inputs import PipelineInput as PipelineInput  # re-exported; home: inputs
 from optimiser.kernels import BatchInput, RowResult, assess_batch
 from optimiser.profile_kernel import profile_batch
@@ -189,7 +189,8 @@ class Pipeline:
     ) -> list[list[Previous]]:
         """What each row is compared with for repeats: earlier rows of the same protocol event;
         for a reported event, the study's earlier reported events (state, then this batch).
-        Placed reported events are then recorded in the study state for later batches."""
+        Only rows in the study checks (:func:`optimiser.findings.in_study_checks`) are compared
+        with; placed reported events are then recorded in the study state for later batches."""
         out: list[list[Previous]] = []
         prior: dict[str, list[Previous]] = {}
         # Placed rows of each protocol event so far, so the batch is walked once (not per row).
@@ -198,7 +199,7 @@ class Pipeline:
             if row.identity.input_kind == "protocol_event":
                 earlier = same_event.setdefault(item_of[i], [])
                 out.append(list(earlier))
-                if row.geometry.comparable_placement:
+                if in_study_checks(row):
                     earlier.append((results[i].x_lo, results[i].x_hi, row.exposure.contrast))
                 continue
             uid = row.identity.study_instance_uid
@@ -206,7 +207,7 @@ class Pipeline:
                 state = self.store.get(uid)
                 prior[uid] = list(state.reported_ranges) if state is not None else []
             out.append(list(prior[uid]))
-            if row.geometry.comparable_placement:
+            if in_study_checks(row):
                 prior[uid].append((results[i].x_lo, results[i].x_hi, row.exposure.contrast))
         for uid, ranges in prior.items():
             state = self.rows.state(uid)
