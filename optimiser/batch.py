@@ -18,6 +18,7 @@ import numpy as np
 import numpy.typing as npt
 
 from optimiser.dose_model import AcquisitionRow, row_profiles
+from optimiser.findings import OWN_CLASS_TYPES
 from optimiser.kernels import (
     MAX_ABS_Z_MM,
     OUT_COLUMNS,
@@ -80,7 +81,7 @@ def pack(rows: list[AcquisitionRow], site_index: dict[str, int]) -> BatchInput:
     lo, hi, planned, helical = [0.0] * n, [0.0] * n, [0] * n, [0] * n
     collimation, pitch, overrange, reduction = [nan] * n, [nan] * n, [nan] * n, [nan] * n
     n_lo, n_hi, ctdivol, scales, tolerance = [0.0] * n, [0.0] * n, [0.0] * n, [1.0] * n, [0.0] * n
-    site = [0] * n
+    site, keep = [0] * n, [0] * n
     for i, row in enumerate(rows):
         context = row.context
         site[i] = site_index[context.site]
@@ -103,6 +104,7 @@ def pack(rows: list[AcquisitionRow], site_index: dict[str, int]) -> BatchInput:
         ctdivol[i] = row.exposure.ctdivol_mgy
         scales[i] = exposure_scale(row)
         tolerance[i] = protocol.coverage.tolerance_mm
+        keep[i] = row.identity.acquisition_type in OWN_CLASS_TYPES
     f64, i8 = np.float64, np.int8
     return BatchInput(
         lo=np.array(lo, f64),
@@ -119,6 +121,7 @@ def pack(rows: list[AcquisitionRow], site_index: dict[str, int]) -> BatchInput:
         scale=np.array(scales, f64),
         tolerance_mm=np.array(tolerance, f64),
         site=np.array(site, np.int64),
+        keep_range=np.array(keep, i8),
     )
 
 

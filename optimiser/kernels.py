@@ -247,6 +247,7 @@ def _assess_batch(
     scale: F64,
     tolerance: F64,
     site: I64,
+    keep_range: I8,
     overranging: F64,
     inside_frac: F64,
     inside_k: F64,
@@ -323,9 +324,14 @@ def _assess_batch(
         out[i, AVOIDABLE_EFFECTIVE_DOSE] = c * avoid_k / 10.0
         out[i, OVERRANGE] = over
 
-        # Proposal: the planned range within N +- tolerance but never inside N.
-        q_lo = min(max(p_lo, nl - tol), nl)
-        q_hi = max(min(p_hi, nh + tol), nh)
+        # Proposal: the planned range within N +- tolerance but never inside N; a range that is
+        # kept (its own dose class) stays as planned.
+        if keep_range[i] != 0:
+            q_lo = p_lo
+            q_hi = p_hi
+        else:
+            q_lo = min(max(p_lo, nl - tol), nl)
+            q_hi = max(min(p_hi, nh + tol), nh)
         pc = c * scale[i]
         q_out_k, q_in_k = _range_dose(
             q_lo - half, q_hi + half, nl, nh, s, inside_frac, inside_k, above_end, above_k,
@@ -353,6 +359,9 @@ class BatchInput:
       planned range may pass N before the excess is avoidable.
     - ``ctdivol_mgy``; ``scale``: the proposal's factor on CTDIvol; ``site``: the row of the
       site tables (:class:`SiteTables`).
+    - ``keep_range`` (0/1): the proposal keeps the planned range (an acquisition of its own
+      dose class, such as a stationary bolus-tracking level: stretching it over N would add
+      dose).
     """
 
     lo: F64
@@ -369,13 +378,14 @@ class BatchInput:
     scale: F64
     tolerance_mm: F64
     site: I64
+    keep_range: I8
 
     @classmethod
     def empty(cls, n: int) -> BatchInput:
         f, nan = np.zeros, np.full(n, np.nan)
         return cls(
             f(n), f(n), f(n, np.int8), f(n, np.int8), nan.copy(), nan.copy(), nan.copy(),
-            nan.copy(), f(n), f(n), f(n), np.ones(n), f(n), f(n, np.int64),
+            nan.copy(), f(n), f(n), f(n), np.ones(n), f(n), f(n, np.int64), f(n, np.int8),
         )  # fmt: skip
 
     def __len__(self) -> int:
@@ -452,6 +462,7 @@ def assess_batch(batch: BatchInput, tables: SiteTables, slab_mm: float = DEFAULT
         f64_array("scale", batch.scale, n),
         f64_array("tolerance_mm", batch.tolerance_mm, n),
         site,
+        np.ascontiguousarray(batch.keep_range, dtype=np.int8),
         np.ascontiguousarray(tables.overranging, dtype=np.float64),
         np.ascontiguousarray(tables.inside_frac, dtype=np.float64),
         np.ascontiguousarray(tables.inside_k, dtype=np.float64),

@@ -163,12 +163,14 @@ def assess_one(
     overranging: Sequence[float],
     tables: SiteRows,
     slab_mm: float,
+    keep_range: bool = False,
 ) -> list[float]:
     """All outputs of one acquisition, in :data:`optimiser.kernels.OUT_COLUMNS` order.
 
     ``overranging`` = the site's :data:`optimiser.kernels.OVERRANGING_PARAMS`; ``tables`` = the
     site's (inside_frac, inside_k, above_end, above_k, below_end, below_k);
-    ``known_overrange_mm`` NaN means: use the model; ``dynamic_reduction`` NaN: the site's.
+    ``known_overrange_mm`` NaN means: use the model; ``dynamic_reduction`` NaN: the site's;
+    ``keep_range``: the proposal keeps the planned range (an acquisition of its own dose class).
     """
     required = (lo, hi, n_lo, n_hi, ctdivol, scale, tolerance_mm)
     if any(math.isnan(v) for v in required):
@@ -197,9 +199,13 @@ def assess_one(
         p_lo, p_hi, n_lo, n_hi, tolerance_mm, above_end, above_k, below_end, below_k, slab_mm
     )
 
-    # Proposal: P within N +- tolerance, never inside N; same over-ranging, CTDIvol scaled.
-    q_lo = min(max(p_lo, n_lo - tolerance_mm), n_lo)
-    q_hi = max(min(p_hi, n_hi + tolerance_mm), n_hi)
+    # Proposal: P within N +- tolerance, never inside N (P itself when the range is kept); same
+    # over-ranging, CTDIvol scaled.
+    if keep_range:
+        q_lo, q_hi = p_lo, p_hi
+    else:
+        q_lo = min(max(p_lo, n_lo - tolerance_mm), n_lo)
+        q_hi = max(min(p_hi, n_hi + tolerance_mm), n_hi)
     q_ctdivol = ctdivol * scale
     q_out_k, q_in_k = range_dose(q_lo - half, q_hi + half, n_lo, n_hi, *tables, slab_mm)
     values = {
@@ -259,6 +265,7 @@ def assess_batch_twin(
                 tables.overranging[s].tolist(),
                 site_rows,
                 slab_mm,
+                bool(batch.keep_range[i]),
             )
         )
     return rows

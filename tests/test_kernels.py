@@ -110,6 +110,7 @@ def test_twin_agrees_on_seeded_random_batches() -> None:
     b.scale[:] = rng.uniform(0.2, 1.0, n)
     b.tolerance_mm[:] = rng.uniform(0, 30, n)
     b.site[:] = rng.integers(0, len(LIB.site_ids), n)
+    b.keep_range[:] = rng.integers(0, 2, n)
     for slab in (10.0, 2.5, 37.0):
         np.testing.assert_allclose(
             assess_batch(b, TABLES, slab), _twin(b, TABLES, slab), rtol=1e-10, atol=1e-9
@@ -364,3 +365,21 @@ def test_proposal_contains_n_and_reassesses_clean(
         assert res[COL["avoidable_dlp"]] == 0.0
         assert res[COL["proposal_lo"]] == out[COL["proposal_lo"]]
         assert res[COL["proposal_hi"]] == out[COL["proposal_hi"]]
+
+
+def test_a_kept_range_is_proposed_as_planned_and_saves_only_exposure() -> None:
+    """keep_range (an acquisition of its own dose class): the proposal is the planned range,
+    whatever N; with scale 1 its DLP is the acquisition's own (nothing added, nothing saved)."""
+    rows = [
+        {"lo": 0.0, "hi": 10.0, "n_lo": -200.0, "n_hi": 150.0, "ctdivol_mgy": 8.0},
+        {"lo": 300.0, "hi": 320.0, "n_lo": -200.0, "n_hi": 150.0, "ctdivol_mgy": 8.0},
+    ]
+    kept = _batch([{**r, "keep_range": 1, "is_planned": 1} for r in rows])
+    free = _batch([{**r, "is_planned": 1} for r in rows])
+    out, moved = assess_batch(kept, TABLES), assess_batch(free, TABLES)
+    np.testing.assert_allclose(out, _twin(kept, TABLES), rtol=1e-12, atol=1e-9)
+    for i, r in enumerate(rows):
+        assert (out[i, COL["proposal_lo"]], out[i, COL["proposal_hi"]]) == (r["lo"], r["hi"])
+        assert out[i, COL["proposal_dlp"]] == out[i, COL["dlp"]]
+    # Without it the 10 mm level would be stretched over N (the defect: dose added).
+    assert moved[0, COL["proposal_dlp"]] > moved[0, COL["dlp"]]
