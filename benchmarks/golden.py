@@ -33,8 +33,9 @@ from lowdose.validation import DEFAULT_CASES_DIR, build_inputs, load_cases
 from optimiser.assessment import Assessment
 from optimiser.dicom import read_dose_report
 from optimiser.events import parse_protocol_event
+from optimiser.inputs import PipelineInput
 from optimiser.levels import department_levels, with_department_levels
-from optimiser.pipeline import Pipeline, PipelineInput
+from optimiser.pipeline import Pipeline
 from optimiser.ssde import ImageSize, PixelGeometry
 from protocols.library import SiteLibrary, builtin_library
 from simulator import simulate_feed

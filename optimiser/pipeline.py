@@ -32,7 +32,7 @@ from optimiser.dose_model import AcquisitionRow, site_tables
 from optimiser.errors import InputError
 from optimiser.events import ProtocolEvent
 from optimiser.findings import Previous, exam_dlp_finding, in_study_checks, study_findings
-from optimiser.inputs import PipelineInput as PipelineInput  # re-exported; home: inputs
+from optimiser.inputs import PipelineInput
 from optimiser.kernels import BatchInput, RowResult, assess_batch
 from optimiser.profile_kernel import profile_batch
 from optimiser.records import DoseReport, StructureSet

@@ -20,7 +20,8 @@ from lowdose.commands.storeopt import add_store_argument
 from optimiser.errors import ConfigurationError
 
 if TYPE_CHECKING:
-    from optimiser.pipeline import Pipeline, PipelineInput
+    from optimiser.inputs import PipelineInput
+    from optimiser.pipeline import Pipeline
     from store import Store
 
 HELP = "bulk-load an archive of CT dose reports (folders searched recursively) into the store"
