@@ -1,4 +1,4 @@
-"""The self-contained HTML report for a physicist: summary, plots, flagged acquisitions.
+"""The self-contained HTML report for a physicist: summary, plots, what needs review.
 
 One file, inline CSS and inline SVG, no scripts and no external resources: it opens from a mail
 attachment or a network share. The numbers come from :mod:`report.model`, the same cells
@@ -13,7 +13,10 @@ from pathlib import Path
 
 from optimiser.errors import ConfigurationError
 from report.model import (
+    CHANGE_COLUMN,
     COLUMNS,
+    FINDING_COLUMN,
+    NUMERIC_COLUMNS,
     SITE_COLUMNS,
     Report,
     fmt,
@@ -68,21 +71,23 @@ def _sites_table(report: Report) -> str:
 
 
 def _findings_table(report: Report) -> str:
-    numeric = {4, 5, 6, 8, 9}
     head = "".join(f"<th>{escape(c)}</th>" for c in COLUMNS)
     body = []
     for row in report.flagged_rows:
         cells = row_cells(row)
         messages = " | ".join(f"{f.severity}: {f.message}" for f in row.findings)
-        tips = {3: messages, 7: row.proposed_change_full}
+        tips = {FINDING_COLUMN: messages, CHANGE_COLUMN: row.proposed_change_full}
         tds = []
         for i, cell in enumerate(cells):
-            cls = ' class="num"' if i in numeric else ""
+            cls = ' class="num"' if i in NUMERIC_COLUMNS else ""
             title = f' title="{escape(tips[i], quote=True)}"' if i in tips else ""
             tds.append(f"<td{cls}{title}>{escape(cell)}</td>")
         body.append(f'<tr class="{row.severity or ""}">{"".join(tds)}</tr>')
     if not body:
-        body.append(f'<tr><td colspan="{len(COLUMNS)}">no acquisition was flagged</td></tr>')
+        body.append(
+            f'<tr><td colspan="{len(COLUMNS)}">no acquisition needs review (no warning or '
+            "alert)</td></tr>"
+        )
     return (
         f'<table id="flagged"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
     )
@@ -158,8 +163,9 @@ def render_html(report: Report, *, generated_at: datetime | None = None) -> str:
 </head>
 <body>
 <h1>{escape(report.title)}</h1>
-<p class="sub">{s.studies} studies, {s.acquisitions} acquisitions assessed, {s.flagged} flagged
-({100.0 * s.flagged_share:.0f}%); total avoidable DLP {fmt(s.avoidable_dlp_mgy_cm, 1)} mGy.cm
+<p class="sub">{s.studies} studies; {s.flagged} of {s.acquisitions} acquisitions need review
+({s.alerts} alert, {s.flagged - s.alerts} warning); {s.info_only} info only; total avoidable DLP
+{fmt(s.avoidable_dlp_mgy_cm, 1)} mGy.cm
 {stamp}</p>
 <h2>Summary</h2>
 {_summary_table(report)}
@@ -167,7 +173,7 @@ def render_html(report: Report, *, generated_at: datetime | None = None) -> str:
 {_sites_table(report)}
 <h2>Plots</h2>
 {_charts(report)}
-<h2>Flagged acquisitions</h2>
+<h2>Acquisitions that need review (warning or alert)</h2>
 {_findings_table(report)}
 <h2>How to read this report</h2>
 <ul class="notes">

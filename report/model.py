@@ -1,5 +1,9 @@
 """What a department report shows: flagged acquisitions, a summary and the points of the plots.
 
+Flagged means needs review: a warning or an alert. Info findings are shown with their
+acquisition and counted apart ("info only"), never as flagged (issue 20 defect 4); the avoidable
+dose is summed over every acquisition.
+
 Built once from the assessments and rendered twice (the console table of ``lowdose demo`` and the
 HTML report) through the same cell formatting, so the two always show the same numbers.
 
@@ -23,6 +27,7 @@ COLUMNS: tuple[str, ...] = (
     "study",
     "site",
     "acq",
+    "severity",
     "finding",
     "excess length (mm)",
     "excess DLP (mGy.cm)",
@@ -31,6 +36,22 @@ COLUMNS: tuple[str, ...] = (
     "saving DLP (mGy.cm)",
     "saving E (mSv)",
 )
+# Where the renderings find the cells they treat apart (indices into COLUMNS).
+FINDING_COLUMN = COLUMNS.index("finding")
+CHANGE_COLUMN = COLUMNS.index("proposed change")
+NUMERIC_COLUMNS = frozenset(
+    COLUMNS.index(c)
+    for c in (
+        "excess length (mm)",
+        "excess DLP (mGy.cm)",
+        "excess E (mSv)",
+        "saving DLP (mGy.cm)",
+        "saving E (mSv)",
+    )
+)
+# Severities that reach the physicist: an acquisition needs review when it has one of them
+# (issue 20 defect 4); info findings are shown, never counted as flagged.
+REVIEW_SEVERITIES = frozenset({"warning", "alert"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,7 +73,8 @@ class Row:
 
     @property
     def flagged(self) -> bool:
-        return bool(self.findings)
+        """Needs review: a warning or an alert (info findings alone do not flag)."""
+        return self.severity in REVIEW_SEVERITIES
 
     @property
     def codes(self) -> tuple[str, ...]:
@@ -93,7 +115,9 @@ class Row:
 class Summary:
     studies: int
     acquisitions: int
-    flagged: int
+    flagged: int  # acquisitions that need review: a warning or an alert
+    alerts: int  # of them, with an alert
+    info_only: int  # acquisitions with info findings only
     total_dlp_mgy_cm: float
     total_excess_dlp_mgy_cm: float
     avoidable_dlp_mgy_cm: float
@@ -139,6 +163,7 @@ def row_cells(row: Row) -> list[str]:
         row.study,
         row.site,
         row.acquisition,
+        row.severity or "-",
         ", ".join(row.codes),
         fmt(row.excess_length_mm, 0),
         fmt(row.excess_dlp_mgy_cm, 1),
@@ -154,8 +179,13 @@ def summary_cells(summary: Summary) -> list[tuple[str, str]]:
     return [
         ("studies", str(summary.studies)),
         ("acquisitions assessed", str(summary.acquisitions)),
-        ("flagged acquisitions", str(summary.flagged)),
-        ("flagged share", f"{100.0 * summary.flagged_share:.0f}%"),
+        (
+            "need review (warning or alert)",
+            f"{summary.flagged} ({summary.alerts} alert, {summary.flagged - summary.alerts} "
+            "warning)",
+        ),
+        ("share needing review", f"{100.0 * summary.flagged_share:.0f}%"),
+        ("info findings only", str(summary.info_only)),
         ("total DLP (mGy.cm)", fmt(summary.total_dlp_mgy_cm, 1)),
         ("excess DLP outside the needed range (mGy.cm)", fmt(summary.total_excess_dlp_mgy_cm, 1)),
         ("total avoidable DLP (mGy.cm)", fmt(summary.avoidable_dlp_mgy_cm, 1)),
@@ -166,7 +196,7 @@ def summary_cells(summary: Summary) -> list[tuple[str, str]]:
 SITE_COLUMNS: tuple[str, ...] = (
     "site",
     "acquisitions",
-    "flagged",
+    "need review",
     "median CTDIvol (mGy)",
     "reference CTDIvol (mGy)",
     "total DLP (mGy.cm)",
@@ -198,7 +228,7 @@ def site_cells(report: Report) -> list[list[str]]:
                 fmt(report.reference_ctdivol_mgy.get(site), 1),
                 fmt(sum(r.dlp_mgy_cm for r in rows), 1),
                 fmt(sum(r.excess_dlp_mgy_cm for r in rows), 1),
-                fmt(sum(r.saving_dlp_mgy_cm for r in rows if r.flagged), 1),
+                fmt(sum(r.saving_dlp_mgy_cm for r in rows), 1),
             ]
         )
     return out
@@ -270,14 +300,18 @@ def build_report(
         )
     flagged = [r for r in rows if r.flagged]
     by_code = {c: sum(c in r.codes for r in rows) for c in FINDING_CODES}
+    # Avoidable dose is summed over every acquisition: an avoidable excess at info (small, or
+    # below its warning share) is still avoidable.
     summary = Summary(
         studies=len({r.study_instance_uid for r in rows}),
         acquisitions=len(rows),
         flagged=len(flagged),
+        alerts=sum(r.severity == "alert" for r in rows),
+        info_only=sum(r.severity == "info" for r in rows),
         total_dlp_mgy_cm=sum(r.dlp_mgy_cm for r in rows),
         total_excess_dlp_mgy_cm=sum(r.excess_dlp_mgy_cm for r in rows),
-        avoidable_dlp_mgy_cm=sum(r.saving_dlp_mgy_cm for r in flagged),
-        avoidable_effective_dose_msv=sum(r.saving_effective_dose_msv for r in flagged),
+        avoidable_dlp_mgy_cm=sum(r.saving_dlp_mgy_cm for r in rows),
+        avoidable_effective_dose_msv=sum(r.saving_effective_dose_msv for r in rows),
         findings_by_code=by_code,
     )
     return Report(

@@ -12,7 +12,7 @@ import pytest
 from lowdose.commands import demo
 from lowdose.main import main
 from optimiser.finding_codes import FINDING_CODES
-from report.model import COLUMNS
+from report.model import COLUMNS, FINDING_COLUMN
 from report.readback import parse_report
 from simulator import simulate_feed
 
@@ -44,7 +44,8 @@ def test_default_day_shows_findings_of_every_kind(demo_run: tuple[str, Path]) ->
     stdout, out = demo_run
     assert "not seen in this day" not in stdout
     flagged = parse_report((out / demo.REPORT_NAME).read_text()).tables["flagged"]
-    seen = {code for row in flagged[1:] for code in row[3].split(", ")}
+    seen = {code for row in flagged[1:] for code in row[FINDING_COLUMN].split(", ")}
+    assert {row[COLUMNS.index("severity")] for row in flagged[1:]} <= {"warning", "alert"}
     assert seen == set(FINDING_CODES)
 
 
@@ -218,6 +219,7 @@ def test_compact_table_keeps_the_key_columns() -> None:
     assert [c.header for c in compact.columns] == [
         "study",
         "site",
+        "severity",
         "finding",
         "excess DLP (mGy.cm)",
         "saving DLP (mGy.cm)",

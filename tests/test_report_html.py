@@ -157,12 +157,13 @@ def test_assessments_of_one_acquisition_merge_into_one_row() -> None:
 def test_summary_totals_by_hand() -> None:
     s = _report().summary
     assert (s.studies, s.acquisitions, s.flagged) == (3, 3, 2)
-    # flagged share 2 / 3 = 67 %
+    # need review (warning or alert): A and C, both alerts; 2 / 3 = 67 %; no info-only row
+    assert (s.alerts, s.info_only) == (2, 0)
     assert s.flagged_share == pytest.approx(2 / 3)
     # total DLP 480 + 270 + 1200 = 1950; excess 160 + 0 + 0 = 160
     assert s.total_dlp_mgy_cm == pytest.approx(1950.0)
     assert s.total_excess_dlp_mgy_cm == pytest.approx(160.0)
-    # avoidable = savings of flagged rows: 150.5 (A, from its dose report) + 420 (C) = 570.5
+    # avoidable = savings of every row: 150.5 (A, from its dose report) + 0 (B) + 420 (C) = 570.5
     assert s.avoidable_dlp_mgy_cm == pytest.approx(570.5)
     # 570.5 x 0.015 = 8.5575 mSv
     assert s.avoidable_effective_dose_msv == pytest.approx(8.5575)
@@ -170,22 +171,25 @@ def test_summary_totals_by_hand() -> None:
     assert s.findings_by_code["above_reference_level"] == 1
     assert s.findings_by_code["repeat_acquisition"] == 0
     labels = dict(summary_cells(s))
-    assert labels["flagged share"] == "67%"
+    assert labels["need review (warning or alert)"] == "2 (2 alert, 0 warning)"
+    assert labels["share needing review"] == "67%"
+    assert labels["info findings only"] == "0"
     assert labels["total avoidable DLP (mGy.cm)"] == "570.5"
 
 
 def test_row_cells_format() -> None:
     cells = row_cells(_report().rows[0])
-    assert cells[:4] == [
+    assert cells[:5] == [
         "ACC-A",
         "prostate",
         "#1 Helical 2.5mm",
+        "alert",
         "excess_coverage, thin_reconstruction",
     ]
     # 100 mm, 160.0 mGy.cm, 160 x 0.015 = 2.40 mSv; saving 150.5 and 150.5 x 0.015 = 2.26 mSv
-    assert cells[4:7] == ["100", "160.0", "2.40"]
-    assert cells[7] == "range 0 to 200 mm"
-    assert cells[8:] == ["150.5", "2.26"]
+    assert cells[5:8] == ["100", "160.0", "2.40"]
+    assert cells[8] == "range 0 to 200 mm"
+    assert cells[9:] == ["150.5", "2.26"]
 
 
 def test_html_is_self_contained_with_embedded_plots() -> None:
@@ -205,6 +209,7 @@ def test_html_numbers_equal_the_table_cells() -> None:
         "study",
         "site",
         "acq",
+        "severity",
         "finding",
         "excess length (mm)",
         "excess DLP (mGy.cm)",
@@ -257,8 +262,42 @@ def test_text_is_escaped() -> None:
 def test_empty_day_renders() -> None:
     report = build_report([], title="nothing")
     parsed = parse_report(render_html(report))
-    assert parsed.tables["flagged"][1] == ["no acquisition was flagged"]
+    assert parsed.tables["flagged"][1] == ["no acquisition needs review (no warning or alert)"]
     assert len(parsed.svgs) == 3
+
+
+def test_info_only_acquisitions_are_shown_not_flagged() -> None:
+    """Issue 20 defect 4: "flagged" means a warning or an alert; an acquisition with info
+    findings only is counted apart, and its avoidable dose still counts."""
+    report = build_report(
+        [
+            _assessment(
+                kind="protocol_event",
+                study="D",
+                index=1,
+                site="prostate",
+                ctdivol=16.0,
+                findings=(("excess_coverage", "info"),),
+                saving=12.0,
+            ),
+            _assessment(
+                kind="protocol_event",
+                study="E",
+                index=1,
+                site="prostate",
+                ctdivol=16.0,
+                findings=(("thin_reconstruction", "warning"),),
+            ),
+        ],
+        title="info",
+    )
+    s = report.summary
+    assert (s.acquisitions, s.flagged, s.alerts, s.info_only) == (2, 1, 0, 1)
+    assert [r.study for r in report.flagged_rows] == ["ACC-E"]
+    assert s.avoidable_dlp_mgy_cm == pytest.approx(12.0)
+    labels = dict(summary_cells(s))
+    assert labels["need review (warning or alert)"] == "1 (0 alert, 1 warning)"
+    assert labels["info findings only"] == "1"
 
 
 def test_write_html_to_an_unwritable_path(tmp_path: Path) -> None:

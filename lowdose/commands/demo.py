@@ -130,7 +130,14 @@ def assess_day(
 
 
 # Columns kept when the terminal is too narrow for the whole table (the HTML report has it all).
-COMPACT_COLUMNS = (0, 1, 3, 5, 8)
+COMPACT_COLUMNS = (
+    "study",
+    "site",
+    "severity",
+    "finding",
+    "excess DLP (mGy.cm)",
+    "saving DLP (mGy.cm)",
+)
 FULL_TABLE_WIDTH = 170
 
 
@@ -138,19 +145,22 @@ def findings_table(report: Report, *, compact: bool = False) -> Table:
     """The console table: the same cells as the HTML report's table (a subset when compact)."""
     from rich.table import Table
 
-    from report.model import COLUMNS, row_cells
+    from report.model import COLUMNS, FINDING_COLUMN, NUMERIC_COLUMNS, row_cells
 
-    numeric = {4, 5, 6, 8, 9}
-    keep = COMPACT_COLUMNS if compact else tuple(range(len(COLUMNS)))
-    title = "Flagged acquisitions" + (" (key columns; all in the HTML report)" if compact else "")
+    keep = (
+        tuple(COLUMNS.index(c) for c in COMPACT_COLUMNS) if compact else tuple(range(len(COLUMNS)))
+    )
+    title = "Acquisitions that need review (warning or alert)" + (
+        " (key columns; all in the HTML report)" if compact else ""
+    )
     table = Table(title=title, show_lines=False, expand=False)
     for i in keep:
         table.add_column(
             COLUMNS[i],
-            justify="right" if i in numeric else "left",
+            justify="right" if i in NUMERIC_COLUMNS else "left",
             overflow="fold",
             # identifiers and codes stay whole; numbers' headers and the change text wrap
-            no_wrap=i in (0, 1, 3),
+            no_wrap=i in (0, 1, 3, FINDING_COLUMN),
             min_width=len(COLUMNS[i]) if i in (0, 1) else None,
             max_width=48 if COLUMNS[i] == "proposed change" else None,
         )
@@ -158,7 +168,7 @@ def findings_table(report: Report, *, compact: bool = False) -> Table:
     for row in report.flagged_rows:
         cells = row_cells(row)
         if compact:  # one finding per line keeps the column narrow
-            cells[3] = cells[3].replace(", ", "\n")
+            cells[FINDING_COLUMN] = cells[FINDING_COLUMN].replace(", ", "\n")
         table.add_row(*(cells[i] for i in keep), style=styles.get(row.severity or "", ""))
     return table
 
