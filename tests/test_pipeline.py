@@ -490,15 +490,15 @@ def test_report_scanning_length_is_the_planned_range() -> None:
 
 def test_report_z_range_planned_on_n_is_not_flagged() -> None:
     # Defect 4 on a report: Top/Bottom Z 210 / -10 = N +- 10 mm; DLP / CTDIvol = 320 mm, so
-    # 100 mm real over-ranging outside N. Unavoidable: info at most, and the proposal is the
-    # planned range itself.
+    # 100 mm real over-ranging outside N. Unavoidable: no finding (the assessment's
+    # overranging_mm says it; issue 20 defect 4), and the proposal is the planned range itself.
     p = Pipeline()
     p.process([prostate_helical()])
     [a] = p.process([_report([_spiral("e1", dlp=512.0, top_z_mm=210.0, bottom_z_mm=-10.0)])])
     assert a.placement == "report_z"
     assert a.overranging_mm == pytest.approx(100.0)
     assert a.avoidable_excess_length_mm == 0.0
-    assert codes(a).get("excess_coverage") == "info"
+    assert "excess_coverage" not in codes(a)
     assert a.proposal is not None and a.proposal.z_mm == (-10.0, 210.0)
     assert a.proposal.dlp_saving_mgy_cm == pytest.approx(0.0)
 
