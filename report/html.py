@@ -95,13 +95,14 @@ def _findings_table(report: Report) -> str:
 
 def _charts(report: Report) -> str:
     sites = report.sites
-    # Each plot marks the acquisitions flagged for what it shows.
+    # Each plot marks the acquisitions flagged (warning or alert) for what it shows: an info
+    # finding (a CTDIvol above a median, a small excess) is drawn like the others.
     excess = [
         Point(
             r.site,
             r.excess_length_mm,
             f"{r.study} {r.acquisition}",
-            "excess_coverage" in r.codes,
+            r.flagged_for("excess_coverage"),
         )
         for r in report.rows
     ]
@@ -110,7 +111,7 @@ def _charts(report: Report) -> str:
             r.site,
             r.ctdivol_mgy,
             f"{r.study} {r.acquisition}",
-            "above_reference_level" in r.codes,
+            r.flagged_for("above_reference_level"),
         )
         for r in report.rows
         if r.ctdivol_mgy is not None
@@ -124,7 +125,7 @@ def _charts(report: Report) -> str:
             y_label="excess length (mm)",
             categories=sites,
             points=excess,
-            flagged_label="excess_coverage",
+            flagged_label="excess_coverage (warning or alert)",
             clean_label="other acquisitions",
         )
         + strip_chart(
@@ -135,7 +136,7 @@ def _charts(report: Report) -> str:
             points=ctdi,
             references={s: v for s, v in report.reference_ctdivol_mgy.items() if s in sites},
             reference_label="site reference CTDIvol",
-            flagged_label="above_reference_level",
+            flagged_label="above_reference_level (warning or alert)",
             clean_label="other acquisitions",
         )
         + bar_chart(

@@ -76,6 +76,10 @@ class Row:
         """Needs review: a warning or an alert (info findings alone do not flag)."""
         return self.severity in REVIEW_SEVERITIES
 
+    def flagged_for(self, code: str) -> bool:
+        """A finding of ``code`` at warning or alert (info against a median is not flagged)."""
+        return any(f.code == code and f.severity in REVIEW_SEVERITIES for f in self.findings)
+
     @property
     def codes(self) -> tuple[str, ...]:
         return tuple(f.code for f in self.findings)

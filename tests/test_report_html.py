@@ -298,6 +298,9 @@ def test_info_only_acquisitions_are_shown_not_flagged() -> None:
     labels = dict(summary_cells(s))
     assert labels["need review (warning or alert)"] == "1 (0 alert, 1 warning)"
     assert labels["info findings only"] == "1"
+    # the plots mark only the warning or alert: D's info excess is drawn like the others
+    excess = parse_report(render_html(report)).points["excess-length-by-site"]
+    assert [p["data-flagged"] for p in excess] == ["false", "false"]
 
 
 def test_write_html_to_an_unwritable_path(tmp_path: Path) -> None:
