@@ -110,23 +110,37 @@ def needed_from_structure_set(
     parts: list[ZRange] = []
     organs = [o.lower() for o in cov.whole_organs]
     iso: list[float] = []
+    targets: list[str] = []
+    whole: list[str] = []
     for name, (lo, hi) in rois.items():
         kind = (roi_types.get(name) or "").upper()
         if kind == "PTV" or name.upper().startswith("PTV"):
             parts.append((lo - cov.margin_inferior_mm, hi + cov.margin_superior_mm))
+            targets.append(name)
         elif _organ_matches(name, organs):
             parts.append((lo, hi))
+            whole.append(name)
         elif kind == "ISOCENTER":
             iso.append(0.5 * (lo + hi))
     if not parts:
         return None
+    basis = []
+    if targets:
+        basis.append(
+            f"{', '.join(targets)} with the {protocol.site} margins {cov.margin_superior_mm:g} mm "
+            f"superior and {cov.margin_inferior_mm:g} mm inferior (a department setting: "
+            "[coverage] of the site library)"
+        )
+    if whole:
+        basis.append(f"whole organs {', '.join(whole)}")
     if iso and cov.image_guidance_field_mm > 0:
         half = cov.image_guidance_field_mm / 2.0
         parts.extend((z - half, z + half) for z in iso)
+        basis.append(f"the {cov.image_guidance_field_mm:g} mm image-guidance field")
     return Needed(
         _hull(parts),
         "structure_set",
-        ("needed range from the RT Structure Set (PTV with margins, whole organs)",),
+        (f"needed range from the RT Structure Set: {'; '.join(basis)}",),
     )
 
 

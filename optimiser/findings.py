@@ -109,7 +109,8 @@ def excess_coverage(
             "excess_coverage",
             "info",
             f"coverage not judged: {why}. {avoidable:.0f} mm of the planned range lie beyond "
-            f"that range plus {tol:g} mm and {res.excess_length:.0f} mm of the irradiated "
+            f"that range plus the {tol:g} mm tolerance and {res.excess_length:.0f} mm of the "
+            "irradiated "
             f"range outside it; {over_text}. Give the protocol event or structure set to "
             "assess the coverage.",
             **evidence,
@@ -128,7 +129,8 @@ def excess_coverage(
     return _finding(
         "excess_coverage",
         severity,
-        f"{avoidable:.0f} mm of the planned range lie beyond {needed} plus {tol:g} mm: "
+        f"{avoidable:.0f} mm of the planned range lie beyond {needed} plus the {tol:g} mm "
+        "tolerance: "
         f"{res.avoidable_dlp:.1f} mGy.cm ({fraction:.0%} of the DLP) and "
         f"{res.avoidable_effective_dose:.2f} mSv avoidable; separately, {over_text}.",
         **evidence,

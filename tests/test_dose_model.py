@@ -58,6 +58,12 @@ def test_needed_from_structure_set() -> None:
     # about 35 = -45..115: union -45..120.
     assert n is not None
     assert (n.z_mm, n.basis) == ((-45.0, 120.0), "structure_set")
+    # the note names its basis: which targets with which margins, which organs (issue 20)
+    assert n.notes == (
+        "needed range from the RT Structure Set: PTV 78 with the prostate margins 30 mm superior "
+        "and 30 mm inferior (a department setting: [coverage] of the site library); whole organs "
+        "Bladder; the 160 mm image-guidance field",
+    )
     # only a body and isocentre: the structure set gives no N
     assert needed_from_structure_set({"BODY": (-1.0, 1.0)}, {"BODY": "EXTERNAL"}, prostate) is None
 
