@@ -6,7 +6,8 @@ levels and tolerances come from the site library (../shared/reference/planning-c
 tolerance (severity rule 3), keeping the acquisition's own over-ranging (Schilham et al. 2010).
 A reference level is an investigation level, not a goal (ICRP Publication 135): exposure is
 scaled down only to a 75th-percentile-type level (a DRL), never to a median or mean, and never
-below the site's planning image-quality floor (``[image_quality] min_ctdivol_mgy``).
+below the site's exposure floor (``[image_quality] min_ctdivol_mgy``: a published centre's median
+planning CTDIvol, not an image-quality threshold).
 """
 
 from __future__ import annotations
@@ -20,9 +21,9 @@ from optimiser.rounding import Rounded, rounded_one
 
 def exposure_scale(row: AcquisitionRow) -> float:
     """Factor on CTDIvol (and mAs) that brings it down to at most the site's CTDIvol DRL when
-    above it, never below the planning image-quality floor. 1.0 (no change) against a typical
-    value only, on the generic site (no level applies), for stationary / free acquisitions
-    (their own dose class) and without a floor."""
+    above it, never below the exposure floor (a published centre's median planning CTDIvol).
+    1.0 (no change) against a typical value only, on the generic site (no level applies), for
+    stationary / free acquisitions (their own dose class) and without a floor."""
     protocol = row.context.protocol
     drl = protocol.drl("ctdivol_mgy")
     floor = protocol.image_quality

@@ -187,7 +187,8 @@ the dose report; numbers are those of the dose report (what was delivered) when 
 <li>Avoidable DLP = the sum of the proposals' savings: range trimmed to the needed range plus
 tolerance (helical over-ranging is unavoidable and not counted), a repeated acquisition or extra
 contrast phase omitted, exposure scaled down to the site's 75th-percentile-type reference level
-(a DRL) when above it, never below the site's planning image-quality floor.</li>
+(a DRL) when above it, never below the site's exposure floor (a published centre's median
+planning CTDIvol).</li>
 {notes}
 </ul>
 </body>

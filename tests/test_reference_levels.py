@@ -261,7 +261,8 @@ def test_reassessing_a_proposal_gives_no_ctdivol_warning(site: str, ctdivol: flo
         assert severity(again) not in ("warning", "alert")
     floor = LIB.get(site).image_quality
     assert floor is not None
-    # never below the planning image-quality floor, never raised, never against a median
+    # never below the exposure floor (a published centre's median planning CTDIvol), never
+    # raised, never against a median
     assert p.ctdivol_mgy >= min(ctdivol, floor.min_ctdivol_mgy) - 1e-3
     assert p.ctdivol_mgy <= ctdivol + 1e-3
     if LIB.get(site).drl("ctdivol_mgy") is None:
