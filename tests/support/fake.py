@@ -77,12 +77,15 @@ class FakeDelivery:
 
 class FakeProducer:
     """Sends land on the broker at ``flush``. ``fail_deliveries`` fails that many, ``hang``
-    makes ``flush`` wait until the stop flag is set (a broker that went away)."""
+    makes ``flush`` wait until the stop flag is set (a broker that went away). ``fatal`` set to
+    an error fails every delivery from then on with it, as kafka-python's idempotent producer
+    does once a produce error left it in its fatal state (``fatal_error`` reports it)."""
 
     def __init__(self, broker: FakeBroker) -> None:
         self.broker = broker
         self.fail_deliveries = 0
         self.hang = False
+        self.fatal: BaseException | None = None
         self.closed = False
         self._pending: list[tuple[FakeDelivery, str, bytes | None, bytes | None, Headers, int]] = []
 
@@ -113,11 +116,17 @@ class FakeProducer:
         pending, self._pending = self._pending, []
         for delivery, topic, key, value, headers, partition in pending:
             delivery.is_done = True
+            if self.fatal is not None:
+                delivery.exception = self.fatal
+                continue
             if self.fail_deliveries > 0:
                 self.fail_deliveries -= 1
                 delivery.exception = BrokerError("injected delivery failure")
                 continue
             self.broker.append(topic, value, key=key, partition=partition, headers=headers)
+
+    def fatal_error(self) -> BaseException | None:
+        return self.fatal
 
     def close(self, timeout_s: float) -> None:
         self._pending = []
