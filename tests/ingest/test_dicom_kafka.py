@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from ingest.kafka_publisher import KafkaPublisher
+from ingest.kafka_publisher import KafkaPublisher, record_limit
 from ingest.metrics import IngestMetrics
 from ingest.scp import StorageSCP
 from streams.service import Service
@@ -36,8 +36,15 @@ FILES = [*shared_reports(), RTSTRUCT]
 def kafka_listener(settings: StreamSettings, **overrides: Any) -> Iterator[StorageSCP]:
     ensure_topics(settings)
     dicom = dicom_settings(ack_timeout_s=5.0, **overrides)
-    publisher = KafkaPublisher(settings, ack_timeout_s=dicom.ack_timeout_s, max_bytes=4 << 20)
-    scp = StorageSCP(dicom, publisher, metrics=IngestMetrics())
+    metrics = IngestMetrics()
+    # As `lowdose dicom-listen` builds it: the largest record is what the topic takes.
+    publisher = KafkaPublisher(
+        settings,
+        ack_timeout_s=dicom.ack_timeout_s,
+        max_bytes=record_limit(settings),
+        metrics=metrics,
+    )
+    scp = StorageSCP(dicom, publisher, metrics=metrics)
     try:
         with scp:
             yield scp

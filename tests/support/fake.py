@@ -79,13 +79,16 @@ class FakeProducer:
     """Sends land on the broker at ``flush``. ``fail_deliveries`` fails that many, ``hang``
     makes ``flush`` wait until the stop flag is set (a broker that went away). ``fatal`` set to
     an error fails every delivery from then on with it, as kafka-python's idempotent producer
-    does once a produce error left it in its fatal state (``fatal_error`` reports it)."""
+    does once a produce error left it in its fatal state (``fatal_error`` reports it);
+    ``fatal_on_flush`` puts it in that state during the next flush (the broker's answer to the
+    records being flushed)."""
 
     def __init__(self, broker: FakeBroker) -> None:
         self.broker = broker
         self.fail_deliveries = 0
         self.hang = False
         self.fatal: BaseException | None = None
+        self.fatal_on_flush: BaseException | None = None
         self.closed = False
         self._pending: list[tuple[FakeDelivery, str, bytes | None, bytes | None, Headers, int]] = []
 
@@ -114,6 +117,8 @@ class FakeProducer:
                 time.sleep(0.001)
             raise Interrupted("stop requested while flushing the outputs")
         pending, self._pending = self._pending, []
+        if self.fatal_on_flush is not None and pending:
+            self.fatal, self.fatal_on_flush = self.fatal_on_flush, None
         for delivery, topic, key, value, headers, partition in pending:
             delivery.is_done = True
             if self.fatal is not None:
