@@ -7,7 +7,7 @@ AE titles and reasons, never a study or patient.
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 
 from streams.metrics import METRICS, OpsServer
 
@@ -18,7 +18,8 @@ def shared_registry() -> CollectorRegistry:
 
 
 class IngestMetrics:
-    """received / published / refused objects, associations by result, bytes received."""
+    """received / published / refused objects, associations by result, bytes received, the
+    largest object the DICOM topic takes and the Kafka producers replaced after a fatal error."""
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
@@ -45,6 +46,18 @@ class IngestMetrics:
         )
         self.bytes_total = Counter(
             "lowdose_dicom_received_bytes", "P-DATA bytes received over DICOM", registry=r
+        )
+        self.max_record_bytes = Gauge(
+            "lowdose_dicom_max_record_bytes",
+            "Largest record the DICOM topic takes (its max.message.bytes); larger objects are "
+            "refused with reason too_large",
+            registry=r,
+        )
+        self.producer_replaced_total = Counter(
+            "lowdose_dicom_producer_replaced",
+            "Kafka producers replaced after an error left them unusable, by error type",
+            ["cause"],
+            registry=r,
         )
 
     def render(self) -> bytes:

@@ -16,6 +16,10 @@ returned (broker acknowledgement). Status codes (PS3.4 B.2.3 and Annex C of PS3.
   retries later.
 - ``0xA900`` Data Set does not match SOP Class.
 - ``0xC000`` Cannot understand: not DICOM, truncated, or not a dose report / structure set.
+- ``0xC100`` Cannot understand (lowdose's code in the Cxxx range): larger than the DICOM topic
+  takes (its ``max.message.bytes``). Not 0xA700: Out of Resources tells the sender to keep the
+  object and retry, and a retry of the same object can never fit; an error status makes it
+  report the object instead (docs/dicom.md).
 - ``0xC211`` Unable to process: an unforeseen error (logged with its traceback).
 
 Memory: the object an association is sending may grow to at most ``association_byte_budget``
@@ -47,7 +51,7 @@ from pydicom.uid import (
 )
 
 from ingest.metrics import IngestMetrics
-from ingest.publisher import Publisher, PublishFailed
+from ingest.publisher import Publisher, PublishFailed, RecordTooLarge
 from ingest.settings import DicomSettings
 from optimiser.dicom import codes as C
 from optimiser.errors import DicomError
@@ -81,6 +85,9 @@ SUCCESS = 0x0000
 OUT_OF_RESOURCES = 0xA700
 DATASET_MISMATCH = 0xA900
 CANNOT_UNDERSTAND = 0xC000
+# PS3.4 B.2.3 leaves the low bits of the Cxxx "Cannot understand" range to the SCP; pynetdicom
+# uses 0xC0xx for its own handler errors and 0xC2xx for C-STORE decoding (0xC211 below).
+TOO_LARGE = 0xC100
 UNABLE_TO_PROCESS = 0xC211
 
 # A-ASSOCIATE-RJ diagnostics (PS3.8 9.3.4): which one pynetdicom sent, for the log.
@@ -290,7 +297,14 @@ class StorageSCP:
         log.info("C-ECHO from %s", _calling_ae(event.assoc))
         return SUCCESS
 
-    def _refuse(self, stats: AssociationStats, code: int, reason: str, label: str) -> Dataset:
+    def _refuse(
+        self,
+        stats: AssociationStats,
+        code: int,
+        reason: str,
+        label: str,
+        comment: str | None = None,
+    ) -> Dataset:
         stats.refused += 1
         self.metrics.refused_total.labels(reason=label).inc()
         log.warning(
@@ -299,7 +313,7 @@ class StorageSCP:
             code,
             reason,
         )
-        return _status(code, reason)
+        return _status(code, comment or reason)
 
     def _on_store(self, event: Any) -> Dataset:
         stats = self._stats_of(event.assoc)
@@ -341,8 +355,10 @@ class StorageSCP:
         )
         try:
             self.publisher.publish(record.study_instance_uid.encode(), data, headers)
+        except RecordTooLarge as exc:
+            return self._refuse(stats, TOO_LARGE, exc.reason, "too_large", exc.comment)
         except PublishFailed as exc:
-            return self._refuse(stats, OUT_OF_RESOURCES, exc.reason, "kafka")
+            return self._refuse(stats, OUT_OF_RESOURCES, exc.reason, "kafka", exc.comment)
         stats.published += 1
         self.metrics.published_total.inc()
         return _status(SUCCESS)

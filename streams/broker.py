@@ -32,6 +32,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from streams.errors import BrokerError
+from streams.settings import MAX_DICOM_MESSAGE_BYTES
+
+# The largest request the broker reads (Kafka's default, stated here because it bounds the DICOM
+# topic): one produce request holds at most the producer's max_request_size of records (the
+# DICOM topic's max.message.bytes, at most MAX_DICOM_MESSAGE_BYTES) plus its headers. A request
+# above it is not refused with an error: the broker drops the connection.
+SOCKET_REQUEST_MAX_BYTES = 100 * 1024 * 1024
 
 # kafka-python 3.0.x is tested against brokers up to 4.3.
 KAFKA_VERSION = "4.3.1"
@@ -328,6 +335,11 @@ def _server_properties(
         "group.min.session.timeout.ms": "1000",
         "log.cleaner.backoff.ms": "1000",
         "log.flush.interval.ms": "9223372036854775807",
+        # Records up to the largest DICOM topic limit (streams.settings): produce requests fit
+        # the socket limit, and a follower's fetch takes such a record whole.
+        "socket.request.max.bytes": str(SOCKET_REQUEST_MAX_BYTES),
+        "replica.fetch.max.bytes": str(MAX_DICOM_MESSAGE_BYTES),
+        "replica.fetch.response.max.bytes": str(MAX_DICOM_MESSAGE_BYTES),
     }
     return "".join(f"{k}={v}\n" for k, v in lines.items())
 

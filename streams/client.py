@@ -145,6 +145,21 @@ class Reader(Protocol):
     def close(self, timeout_ms: int) -> None: ...
 
 
+def record_size(key: bytes | None, value: bytes | None, headers: Headers = ()) -> int:
+    """The bytes one record takes at most in a record batch of its own (magic v2, no
+    compression): what kafka-python compares with ``max_request_size`` before it sends, and
+    what the broker compares with the topic's ``max.message.bytes`` (a batch's size)."""
+    from kafka.record.default_records import DefaultRecordBatchBuilder
+
+    return int(DefaultRecordBatchBuilder.estimate_size_in_bytes(key, value, list(headers)))
+
+
+def too_large(error: BaseException | None) -> bool:
+    """A produce error saying the record (or its batch) is larger than the topic or the
+    producer takes: sending the same record again cannot succeed."""
+    return isinstance(error, kerrors.MessageSizeTooLargeError | kerrors.RecordListTooLargeError)
+
+
 def default_partition(key: bytes, partitions: int) -> int:
     """The partition Kafka's default partitioner picks for ``key`` (murmur2, positive modulo)."""
     return int((murmur2(key) & 0x7FFFFFFF) % partitions)
@@ -351,6 +366,8 @@ class KafkaProducerClient:
                     topic, key=key, value=value, headers=list(headers), partition=partition
                 )
                 return future
+            except kerrors.IllegalStateError as exc:  # closed (replaced by another thread)
+                raise _broker_error(f"sending to {topic}", exc) from exc
             except kerrors.KafkaTimeoutError as exc:
                 # No metadata for the topic (broker down) or the buffer is full: wait again
                 # unless asked to stop; give up after give_up_s.
@@ -373,6 +390,23 @@ class KafkaProducerClient:
                     raise Interrupted("stop requested while flushing the outputs") from exc
                 if time.monotonic() > deadline:
                     raise _broker_error(f"flushing within {timeout_s:.0f} s", exc) from exc
+
+    def fatal_error(self) -> BaseException | None:
+        """The error that left this producer unusable, or None.
+
+        kafka-python's idempotent producer turns *fatal* after a produce error it cannot
+        recover from; every non-retriable one counts, the broker's MESSAGE_TOO_LARGE among them
+        (kafka-python 3.0.12, ``TransactionManager.classify_batch_error``). From then on it
+        fails every record it is given with that error, whatever the broker does: the producer
+        must be closed and a new one created. Read from its transaction manager (not public
+        API: tests/ingest/test_dicom_kafka.py drives a real broker into this state).
+        """
+        manager = getattr(self._producer, "_transaction_manager", None)
+        has_fatal = getattr(manager, "has_fatal_error", None)
+        if not callable(has_fatal) or not has_fatal():
+            return None
+        error = getattr(manager, "last_error", None)
+        return error if isinstance(error, BaseException) else kerrors.KafkaError("fatal state")
 
     def close(self, timeout_s: float) -> None:
         """Close, waiting at most ``timeout_s`` for unsent records (then dropped: their input

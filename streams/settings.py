@@ -35,6 +35,12 @@ from optimiser.errors import ConfigurationError
 from optimiser.strictness import Strictness
 
 SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_SSL"]
+
+# The largest max.message.bytes lowdose gives the DICOM input topic (rdsr_max_message_bytes), and
+# so the largest record its producers send. The local broker (streams/broker.py) sizes its
+# socket request and replica fetch limits from it; the listener's default association byte
+# budget (64 MiB) is the same size, so no object it accepts is beyond what a topic may take.
+MAX_DICOM_MESSAGE_BYTES = 64 * 1024 * 1024
 SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER", "GSSAPI"]
 
 
@@ -106,6 +112,16 @@ class StreamSettings(BaseSettings):
     # behind five events); fetching input records whole up to this size keeps it out of the
     # question (a topic that allows larger records: raise it to its max.message.bytes).
     max_partition_fetch_bytes: int = Field(default=32 * 1024 * 1024, ge=1024)
+    # max.message.bytes of the DICOM input topic when lowdose creates it, and the largest object
+    # the DICOM listener publishes when the topic's own value cannot be read. Dose reports are
+    # tens of kB; RT structure sets are commonly 1 to 10 MB (every contour point of every ROI on
+    # every slice). Kafka's 1 MB default refuses ordinary structure sets; 16 MiB carries them
+    # with room while keeping records small enough for Kafka (a record is held whole in
+    # producer, broker and consumer memory). Objects above it are refused by the listener with
+    # a permanent status (docs/dicom.md).
+    rdsr_max_message_bytes: int = Field(
+        default=16 * 1024 * 1024, ge=65_536, le=MAX_DICOM_MESSAGE_BYTES
+    )
     # The service flushes at the end of every batch, which sends at once whatever lingers: a
     # long linger costs no latency there and lets records fill large batches (few I/O wake-ups).
     linger_ms: int = Field(default=100, ge=0)
@@ -153,6 +169,17 @@ class StreamSettings(BaseSettings):
         if value is not None and not value.is_file():
             raise ValueError(f"file {value} does not exist or is not a file; give a PEM file")
         return value
+
+    @model_validator(mode="after")
+    def _dicom_records_fetched_whole(self) -> StreamSettings:
+        if self.rdsr_max_message_bytes > self.max_partition_fetch_bytes:
+            raise ValueError(
+                f"rdsr_max_message_bytes ({self.rdsr_max_message_bytes}) exceeds "
+                f"max_partition_fetch_bytes ({self.max_partition_fetch_bytes}): the service "
+                "fetches input records whole up to the latter; raise "
+                "LOWDOSE_MAX_PARTITION_FETCH_BYTES to at least rdsr_max_message_bytes"
+            )
+        return self
 
     @model_validator(mode="after")
     def _security_complete(self) -> StreamSettings:

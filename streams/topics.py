@@ -4,7 +4,10 @@ The state changelog is read back partition by partition after a rebalance: parti
 changelog holds the studies whose input messages live on partition *p* of every input topic (the
 table of inputs, :mod:`streams.inputs`), so all of them must have the same partition count. The
 changelog is compacted (last state per study) and also deleted after the study-state expiry
-(``cleanup.policy=compact,delete``).
+(``cleanup.policy=compact,delete``). The DICOM input topic takes records up to
+``rdsr_max_message_bytes`` (``max.message.bytes``, 16 MiB by default: structure sets are larger
+than Kafka's 1 MB default); a topic that exists already keeps its own limit, which the DICOM
+listener reads at start-up (:func:`max_message_bytes`).
 
 Before the admin client is created, :func:`streams.preflight.probe` checks the bootstrap
 addresses, so an unreachable broker, a TLS/PLAINTEXT mismatch or an untrusted certificate ends
@@ -19,7 +22,7 @@ from typing import Any
 from optimiser.errors import ConfigurationError
 from streams.client import KafkaAdminClient
 from streams.errors import BrokerError
-from streams.inputs import copartitioned
+from streams.inputs import RDSR, copartitioned
 from streams.preflight import capture_client_errors, client_failure, probe
 from streams.settings import StreamSettings
 
@@ -36,13 +39,17 @@ def topic_specs(settings: StreamSettings) -> dict[str, dict[str, Any]]:
         "retention.ms": str(int(settings.state_ttl_s * 1000)),
         "segment.ms": str(6 * 3600 * 1000),
     }
-    return {
-        **{topic: {"num_partitions": n, "replication_factor": rf} for topic in t.inputs},
-        t.assessments: {"num_partitions": n, "replication_factor": rf},
-        t.alerts: {"num_partitions": n, "replication_factor": rf},
-        t.dlq: {"num_partitions": n, "replication_factor": rf},
-        t.state: {"num_partitions": n, "replication_factor": rf, "configs": state_configs},
+    plain: dict[str, Any] = {"num_partitions": n, "replication_factor": rf}
+    specs: dict[str, dict[str, Any]] = {
+        **{topic: dict(plain) for topic in t.inputs},
+        t.assessments: dict(plain),
+        t.alerts: dict(plain),
+        t.dlq: dict(plain),
+        t.state: {**plain, "configs": state_configs},
     }
+    # DICOM objects: structure sets are larger than Kafka's 1 MB default (settings).
+    specs[RDSR.topic(t)]["configs"] = {"max.message.bytes": str(settings.rdsr_max_message_bytes)}
+    return specs
 
 
 def _admin(settings: StreamSettings, logged: list[str]) -> KafkaAdminClient:
@@ -66,7 +73,8 @@ def _cause(exc: BrokerError) -> Exception:
 
 
 def max_message_bytes(settings: StreamSettings, topic: str) -> int | None:
-    """The topic's ``max.message.bytes`` (None when it cannot be read), for the DLQ's limit."""
+    """The topic's ``max.message.bytes`` (None when it cannot be read): the dead-letter topic's
+    for the DLQ's cut, the DICOM topic's for the listener's largest object."""
     with capture_client_errors() as logged:
         admin = _admin(settings, logged)
         try:

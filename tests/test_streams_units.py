@@ -16,14 +16,14 @@ from optimiser.events import ProtocolEvent
 from optimiser.inputs import study_uid_of
 from optimiser.state import MemoryStateStore, StudyState
 from simulator import simulate_feed, write_feed
-from streams import broker, deadletter, schemas
+from streams import broker, deadletter, schemas, topics
 from streams.changelog import ChangelogStateStore
 from streams.client import default_partition
 from streams.decode import Decoder
 from streams.errors import BrokerError
 from streams.logs import JsonFormatter
 from streams.publish import messages_from_files
-from streams.settings import Topics, load
+from streams.settings import MAX_DICOM_MESSAGE_BYTES, StreamSettings, Topics, load
 from tests.support.fake import FakeBroker, FakeReader
 
 Record = namedtuple("Record", "topic partition offset key value headers timestamp")
@@ -103,6 +103,42 @@ def test_settings_errors_name_the_field_and_hide_passwords(env: pytest.MonkeyPat
         load()  # nothing set and no local broker recorded
     with pytest.raises(ConfigurationError, match="does not exist"):
         load(Path("/nonexistent/lowdose.toml"), bootstrap_servers="b:1")
+
+
+def test_dicom_topic_limit_is_a_setting_bounded_by_what_the_service_fetches_whole(
+    env: pytest.MonkeyPatch,
+) -> None:
+    assert load(bootstrap_servers="b:1").rdsr_max_message_bytes == 16 * 1024 * 1024
+    env.setenv("LOWDOSE_RDSR_MAX_MESSAGE_BYTES", str(4 << 20))
+    assert load(bootstrap_servers="b:1").rdsr_max_message_bytes == 4 << 20
+    with pytest.raises(ConfigurationError, match="LOWDOSE_MAX_PARTITION_FETCH_BYTES"):
+        load(bootstrap_servers="b:1", rdsr_max_message_bytes=48 << 20)
+    raised = load(
+        bootstrap_servers="b:1",
+        rdsr_max_message_bytes=48 << 20,
+        max_partition_fetch_bytes=48 << 20,
+    )
+    assert raised.rdsr_max_message_bytes == 48 << 20
+    with pytest.raises(ConfigurationError, match="rdsr_max_message_bytes"):
+        load(
+            bootstrap_servers="b:1",
+            rdsr_max_message_bytes=MAX_DICOM_MESSAGE_BYTES + 1,
+            max_partition_fetch_bytes=MAX_DICOM_MESSAGE_BYTES + 1,
+        )
+
+
+def test_dicom_topic_is_created_with_its_limit_and_the_local_broker_takes_the_largest() -> None:
+    settings = StreamSettings(bootstrap_servers="b:1", rdsr_max_message_bytes=8 << 20)
+    specs = topics.topic_specs(settings)
+    assert specs[settings.topics.rdsr]["configs"] == {"max.message.bytes": str(8 << 20)}
+    assert "configs" not in specs[settings.topics.protocol]  # JSON events: Kafka's default
+    props = broker._server_properties("127.0.0.1", broker._Listeners(9092, 9093), Path("/d"))
+    values = dict(line.split("=", 1) for line in props.splitlines())
+    # A produce request of the largest record the DICOM topic may take, with its headers, fits
+    # the broker's request limit; a follower fetches such a record whole.
+    assert int(values["socket.request.max.bytes"]) >= MAX_DICOM_MESSAGE_BYTES + (1 << 20)
+    assert int(values["replica.fetch.max.bytes"]) >= MAX_DICOM_MESSAGE_BYTES
+    assert int(values["replica.fetch.response.max.bytes"]) >= MAX_DICOM_MESSAGE_BYTES
 
 
 # -- decoding and the DLQ -----------------------------------------------------------------------

@@ -38,7 +38,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ingest import settings as dicom_settings
-    from ingest.kafka_publisher import KafkaPublisher
+    from ingest.kafka_publisher import KafkaPublisher, record_limit
     from ingest.metrics import IngestMetrics, serve, shared_registry, stop
     from ingest.scp import StorageSCP
     from streams import settings as stream_settings
@@ -57,8 +57,17 @@ def run(args: argparse.Namespace) -> int:
     ensure_topics(kafka)
     registry = shared_registry()
     metrics = IngestMetrics(registry)
+    # The largest object carried: what the DICOM topic takes (read from the broker).
+    limit = record_limit(kafka)
+    if limit > dicom.association_byte_budget:
+        log.info(
+            "the DICOM topic takes records up to %d bytes; association_byte_budget (%d) limits "
+            "objects first",
+            limit,
+            dicom.association_byte_budget,
+        )
     publisher = KafkaPublisher(
-        kafka, ack_timeout_s=dicom.ack_timeout_s, max_bytes=dicom.association_byte_budget
+        kafka, ack_timeout_s=dicom.ack_timeout_s, max_bytes=limit, metrics=metrics
     )
     ops = serve(dicom.metrics_port, registry) if dicom.metrics_port is not None else None
     done = threading.Event()

@@ -67,6 +67,9 @@ def test_dicom_listen_command_stores_into_kafka_and_serves_metrics(kafka_bootstr
         with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=30) as r:
             text = r.read().decode()
         assert "lowdose_dicom_published_total 1.0" in text
+        # The largest object carried: the DICOM topic's max.message.bytes (16 MiB as created),
+        # read from the broker.
+        assert "lowdose_dicom_max_record_bytes 1.6777216e+07" in text
     finally:
         proc.send_signal(signal.SIGTERM)
         try:

@@ -12,10 +12,12 @@ from typing import Any
 
 import pytest
 
+from ingest.publisher import Headers, RecordTooLarge
 from ingest.scp import (
     CANNOT_UNDERSTAND,
     OUT_OF_RESOURCES,
     SUCCESS,
+    TOO_LARGE,
     VERIFICATION,
 )
 from optimiser.dicom import codes as C
@@ -64,6 +66,38 @@ def test_broker_failure_answers_out_of_resources_and_nothing_is_claimed_publishe
         assert assoc.send_c_store(dataset_of(report)).Status == SUCCESS
     assert len(pub.records) == 1
     assert scp.metrics.refused_total.labels(reason="kafka")._value.get() == 1
+
+
+class _LimitedPublisher(RecordingPublisher):
+    """Refuses values above ``limit`` bytes as the Kafka publisher does (before sending)."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__()
+        self.limit = limit
+
+    def publish(self, key: bytes, value: bytes, headers: Headers) -> None:
+        if len(value) > self.limit:
+            raise RecordTooLarge(len(value), self.limit, "t.rdsr")
+        super().publish(key, value, headers)
+
+
+def test_an_object_too_large_for_the_topic_gets_a_permanent_failure_naming_size_and_limit(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level("WARNING", logger="lowdose.ingest.scp")
+    small, large = shared_reports()[1], shared_reports()[0]  # 15.6 kB and 22.3 kB
+    pub = _LimitedPublisher(limit=20_000)
+    with listening(pub) as scp, scu(scp.port) as assoc:
+        refused = assoc.send_c_store(dataset_of(large))
+        accepted = assoc.send_c_store(dataset_of(small))
+    assert refused.Status == TOO_LARGE
+    assert refused.ErrorComment.startswith("too large: ")
+    assert "topic limit 20000 bytes" in refused.ErrorComment
+    assert accepted.Status == SUCCESS and len(pub.records) == 1
+    assert scp.metrics.refused_total.labels(reason="too_large")._value.get() == 1
+    assert scp.metrics.refused_total.labels(reason="kafka")._value.get() == 0
+    (line,) = [r.getMessage() for r in caplog.records if "refused" in r.getMessage()]
+    assert "status 0xC100" in line and "max.message.bytes of t.rdsr" in line, line
 
 
 def test_unknown_calling_ae_is_rejected_and_logged(caplog: pytest.LogCaptureFixture) -> None:

@@ -77,12 +77,18 @@ class FakeDelivery:
 
 class FakeProducer:
     """Sends land on the broker at ``flush``. ``fail_deliveries`` fails that many, ``hang``
-    makes ``flush`` wait until the stop flag is set (a broker that went away)."""
+    makes ``flush`` wait until the stop flag is set (a broker that went away). ``fatal`` set to
+    an error fails every delivery from then on with it, as kafka-python's idempotent producer
+    does once a produce error left it in its fatal state (``fatal_error`` reports it);
+    ``fatal_on_flush`` puts it in that state during the next flush (the broker's answer to the
+    records being flushed)."""
 
     def __init__(self, broker: FakeBroker) -> None:
         self.broker = broker
         self.fail_deliveries = 0
         self.hang = False
+        self.fatal: BaseException | None = None
+        self.fatal_on_flush: BaseException | None = None
         self.closed = False
         self._pending: list[tuple[FakeDelivery, str, bytes | None, bytes | None, Headers, int]] = []
 
@@ -111,13 +117,21 @@ class FakeProducer:
                 time.sleep(0.001)
             raise Interrupted("stop requested while flushing the outputs")
         pending, self._pending = self._pending, []
+        if self.fatal_on_flush is not None and pending:
+            self.fatal, self.fatal_on_flush = self.fatal_on_flush, None
         for delivery, topic, key, value, headers, partition in pending:
             delivery.is_done = True
+            if self.fatal is not None:
+                delivery.exception = self.fatal
+                continue
             if self.fail_deliveries > 0:
                 self.fail_deliveries -= 1
                 delivery.exception = BrokerError("injected delivery failure")
                 continue
             self.broker.append(topic, value, key=key, partition=partition, headers=headers)
+
+    def fatal_error(self) -> BaseException | None:
+        return self.fatal
 
     def close(self, timeout_s: float) -> None:
         self._pending = []
