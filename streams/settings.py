@@ -171,17 +171,6 @@ class StreamSettings(BaseSettings):
         return value
 
     @model_validator(mode="after")
-    def _dicom_records_fetched_whole(self) -> StreamSettings:
-        if self.rdsr_max_message_bytes > self.max_partition_fetch_bytes:
-            raise ValueError(
-                f"rdsr_max_message_bytes ({self.rdsr_max_message_bytes}) exceeds "
-                f"max_partition_fetch_bytes ({self.max_partition_fetch_bytes}): the service "
-                "fetches input records whole up to the latter; raise "
-                "LOWDOSE_MAX_PARTITION_FETCH_BYTES to at least rdsr_max_message_bytes"
-            )
-        return self
-
-    @model_validator(mode="after")
     def _security_complete(self) -> StreamSettings:
         if self.security_protocol == "SASL_SSL":
             if self.sasl_mechanism is None:
