@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from optimiser import repeats
 from optimiser.assessment import Assessment, Finding
 from optimiser.dicom import read_dose_report
 from optimiser.errors import InputError
@@ -25,6 +26,7 @@ from optimiser.records import Code
 from simulator.delivered import DeliveredAcquisition
 from simulator.department import ScannerModel
 from simulator.rdsr_writer import RdsrContext, write_rdsr
+from tests.paths import RDSR_DIR
 
 N_MM = (-1000.0, -770.0)
 STUDY = "2.25.2020202020202021"
@@ -254,3 +256,41 @@ def test_a_reported_repeat_without_a_stated_reason_stays_a_warning(
     finding = _repeat(out[1])
     assert finding.severity == "warning", finding.message
     assert out[1].avoidable_excess_dlp_mgy_cm == out[1].dlp_mgy_cm
+
+
+# --- the shared real reports: their comments record no repeat reason ---------------------------
+
+
+@pytest.mark.realdata
+def test_no_shared_real_report_records_a_repeat_reason() -> None:
+    """The shared reports' Comments are vendor technical notes (Siemens: "Internal technical
+    scan parameters: Organ Characteristic = Respiratory, ..."; GE: "QA"): read, never a reason,
+    so none of their findings changes."""
+    comments = {}
+    for path in sorted(RDSR_DIR.glob("*.dcm")):
+        report = read_dose_report(path.read_bytes(), source=path.name)
+        for acq in report.acquisitions:
+            assert repeats.from_report(acq) is None, (path.name, acq.comment)
+            if acq.comment:
+                comments[path.name] = acq.comment
+    assert comments["CT-RDSR-GEPixelMed.dcm"] == "QA"
+    assert "Organ Characteristic = Respiratory" in comments["CT-RDSR-Siemens-Multi-3.dcm"]
+    assert len(comments) == 7  # GE PixelMed and the six Siemens reports
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ("Repeat: irregular breathing", "breathing"),
+        ("REPEATED - pt coughed", "patient_motion"),
+        ("retake, set-up error", "positioning"),
+        ("re-acquired for metal artefacts", "artefact"),
+        ("Repeat", None),
+        ("patient motion", None),
+        ("repeatability QA phantom", None),
+        ("Internal technical scan parameters: Organ Characteristic = Respiratory", None),
+        (None, None),
+    ],
+)
+def test_the_free_text_rule(text: str | None, reason: str | None) -> None:
+    assert repeats.reason_from_text(text) == reason
