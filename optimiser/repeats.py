@@ -81,13 +81,21 @@ def from_event(acq: PlannedAcquisition) -> RecordedReason | None:
     return RecordedReason(acq.repeat_reason, acq.repeat_reason_text, "protocol_event")
 
 
-def from_report(acq: CtAcquisition) -> RecordedReason | None:
-    """The reason a dose report's irradiation event states: its Comment, else its Acquisition
-    Protocol name (:func:`reason_from_text`)."""
+def from_report(
+    acq: CtAcquisition, ordinal: int, planned: list[PlannedAcquisition]
+) -> RecordedReason | None:
+    """The reason recorded for a dose report's irradiation event: its Comment, else its
+    Acquisition Protocol name (:func:`reason_from_text`), else the protocol event's reason for
+    the planned acquisition it is by order (``ordinal``: its position among the report's
+    events of its type, the planned ones counted the same way, localizers left out). Only an
+    exact match by order carries the event's reason over: the nearest-length fallback that
+    places an unmatched event is too loose to carry a justification."""
     found = reason_from_text(acq.comment)
     if found is not None:
         return RecordedReason(found, acq.comment, "dose_report_comment")
     found = reason_from_text(acq.acquisition_protocol)
     if found is not None:
         return RecordedReason(found, acq.acquisition_protocol, "acquisition_protocol")
-    return None
+    kind = acq.acquisition_type
+    same_type = [p for p in planned if p.type != "localizer" and (kind is None or p.type == kind)]
+    return from_event(same_type[ordinal]) if ordinal < len(same_type) else None

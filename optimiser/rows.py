@@ -206,7 +206,7 @@ class RowBuilder:
                         intent,
                         labelled,
                         tuple(row_notes),
-                        repeats.from_report(acq),
+                        repeats.from_report(acq, ordinal, planned),
                     ),
                 )
             )

@@ -258,6 +258,24 @@ def test_a_reported_repeat_without_a_stated_reason_stays_a_warning(
     assert out[1].avoidable_excess_dlp_mgy_cm == out[1].dlp_mgy_cm
 
 
+def test_a_report_takes_the_reason_of_the_planned_acquisition_it_is_by_order() -> None:
+    """The event (1.1) planned the repeat with its reason; the report has no Comment: the
+    report's second spiral is the event's second spiral, so the reason carries over."""
+    event = parse_protocol_event(json.dumps(_event({"repeat_reason": "artefact"})))
+    pipeline = Pipeline()
+    pipeline.process([event])
+    out = pipeline.process([read_dose_report(_report("RT Pelvis", None), source="r.dcm")])
+    finding = _repeat(out[1])
+    assert finding.severity == "info"
+    assert finding.evidence["repeat_reason"] == "artefact"
+    assert finding.evidence["repeat_reason_source"] == "protocol_event"
+    # An event without a reason leaves the reported repeat a warning.
+    pipeline = Pipeline()
+    pipeline.process([parse_protocol_event(json.dumps(_event({})))])
+    out = pipeline.process([read_dose_report(_report("RT Pelvis", None), source="r.dcm")])
+    assert _repeat(out[1]).severity == "warning"
+
+
 # --- the shared real reports: their comments record no repeat reason ---------------------------
 
 
@@ -270,7 +288,7 @@ def test_no_shared_real_report_records_a_repeat_reason() -> None:
     for path in sorted(RDSR_DIR.glob("*.dcm")):
         report = read_dose_report(path.read_bytes(), source=path.name)
         for acq in report.acquisitions:
-            assert repeats.from_report(acq) is None, (path.name, acq.comment)
+            assert repeats.from_report(acq, 0, []) is None, (path.name, acq.comment)
             if acq.comment:
                 comments[path.name] = acq.comment
     assert comments["CT-RDSR-GEPixelMed.dcm"] == "QA"
