@@ -41,7 +41,6 @@ PROTOCOL_SCHEMA = "lowdose.protocol/1"
 # is refused: the schema string says which fields a producer may have filled.
 PROTOCOL_SCHEMA_1_1 = "lowdose.protocol/1.1"
 ProtocolSchema = Literal["lowdose.protocol/1", "lowdose.protocol/1.1"]
-PROTOCOL_SCHEMAS: tuple[ProtocolSchema, ...] = ("lowdose.protocol/1", "lowdose.protocol/1.1")
 
 AcquisitionType = Literal["spiral", "sequenced", "localizer", "stationary", "free", "cone_beam"]
 ACQUISITION_TYPES: tuple[AcquisitionType, ...] = (
@@ -143,8 +142,8 @@ MAX_INDEX = 9_999
 # in tests/test_events_limits.py). The changelog store relies on it: a state record always fits
 # the producer's 1 MB max_request_size with room for the rest of the study state.
 # Schema 1.1's repeat_reason_text (MAX_TEXT on each of MAX_ACQUISITIONS) took the measured
-# largest record from 82.1 kB to 108.7 kB: the bound rose from 100 kB to 125 kB, still a
-# quarter of the producer's limit at most (asserted by the test).
+# largest record from 82.1 kB to 108.7 kB: the bound rose from 100 kB to 125 kB, still below a
+# quarter of the producer's 1 MB limit (asserted by the test).
 MAX_EVENT_STATE_BYTES = 125_000
 
 ZMm = Annotated[float, Field(ge=-Z_LIMIT_MM, le=Z_LIMIT_MM)]
