@@ -164,10 +164,13 @@ SURPLUS_CODES = frozenset({"repeat_acquisition", "multiphase_contrast"})
 
 def is_surplus(finding: Finding) -> bool:
     """A repeat or an extra contrast phase whose omission keeps the needed range covered
-    (:func:`optimiser.findings.study_findings` says so in the finding's evidence)."""
+    (:func:`optimiser.findings.study_findings` says so in the finding's evidence), unless the
+    repeat records its reason (evidence ``repeat_reason``): a justified repeat was needed once
+    the earlier acquisition was spoilt, so it is neither avoidable nor proposed for omission."""
     return (
         finding.code in SURPLUS_CODES
         and finding.evidence.get("omission_keeps_needed_range") is True
+        and "repeat_reason" not in finding.evidence
     )
 
 

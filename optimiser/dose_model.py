@@ -24,6 +24,7 @@ import numpy.typing as npt
 from optimiser.events import ContrastPhase, Phantom, PlannedAcquisition, Planning, ZRange
 from optimiser.kernels import OVERRANGING_PARAMS, RowResult, SiteTables
 from optimiser.records import CtAcquisition, RoiExtent
+from optimiser.repeats import RecordedReason
 from protocols.library import SiteLibrary, SiteProtocol
 
 
@@ -300,7 +301,7 @@ class RowExposure(NamedTuple):
 class RowContext(NamedTuple):
     """What the study and the site library say of the acquisition: the site protocol, the
     needed range N, the diagnostic intent its names and purpose show, the study's planning
-    label, and the notes gathered while the row was built."""
+    label, the notes gathered while the row was built, and the recorded reason for a repeat."""
 
     site: str
     protocol: SiteProtocol
@@ -309,6 +310,8 @@ class RowContext(NamedTuple):
     diagnostic_corroborated: bool = False  # more than the RDSR's (vendor-default) Has Intent
     labelled_planning: bool = True
     notes: tuple[str, ...] = ()
+    # Why the acquisition repeats an earlier one, where its input records it (optimiser.repeats).
+    repeat_reason: RecordedReason | None = None
 
 
 @dataclass(frozen=True, slots=True)

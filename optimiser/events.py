@@ -34,6 +34,13 @@ from optimiser.construct import unvalidated
 from optimiser.errors import InputError
 
 PROTOCOL_SCHEMA = "lowdose.protocol/1"
+# Minor versions of the protocol event: each adds optional fields only, so every event of an
+# earlier minor version is still valid (a consumer reads "lowdose.protocol/1.x" as major 1).
+# 1.1 (issue 20): an acquisition may record why it repeats an earlier one (``repeat_reason``,
+# ``repeat_reason_text``). A field of a later minor version in an event that names an earlier one
+# is refused: the schema string says which fields a producer may have filled.
+PROTOCOL_SCHEMA_1_1 = "lowdose.protocol/1.1"
+ProtocolSchema = Literal["lowdose.protocol/1", "lowdose.protocol/1.1"]
 
 AcquisitionType = Literal["spiral", "sequenced", "localizer", "stationary", "free", "cone_beam"]
 ACQUISITION_TYPES: tuple[AcquisitionType, ...] = (
@@ -72,6 +79,34 @@ _PHASE_NAMES: dict[ContrastPhase, str] = {
 }
 
 
+# Why an acquisition repeats an earlier one over the same range (schema 1.1; planning-ct.md
+# section 8: a repeat is a diagnostic-grade sign only "without a recorded reason"). The usual
+# reasons a planning CT is repeated: the patient moved (or coughed, swallowed), irregular
+# breathing spoilt a (4D) respiratory-correlated scan, the patient or immobilisation had to be
+# re-positioned, an artefact (metal, streaks, a truncated body outline) made the images unusable;
+# "other" needs ``repeat_reason_text``.
+RepeatReason = Literal["patient_motion", "breathing", "positioning", "artefact", "other"]
+REPEAT_REASONS: tuple[RepeatReason, ...] = (
+    "patient_motion",
+    "breathing",
+    "positioning",
+    "artefact",
+    "other",
+)
+_REPEAT_REASON_NAMES: dict[RepeatReason, str] = {
+    "patient_motion": "patient motion",
+    "breathing": "irregular breathing",
+    "positioning": "re-positioning",
+    "artefact": "image artefact",
+    "other": "other reason",
+}
+
+
+def repeat_reason_name(reason: RepeatReason) -> str:
+    """The reason as a physicist reads it: 'patient motion', 'image artefact', ..."""
+    return _REPEAT_REASON_NAMES[reason]
+
+
 def is_enhanced(phase: ContrastPhase | None) -> bool:
     """True for a contrast-enhanced phase; False for non-contrast and for unknown (None)."""
     return phase in ENHANCED_PHASES
@@ -106,7 +141,10 @@ MAX_INDEX = 9_999
 # Upper bound of the JSON of a study-state record holding the largest allowed event (measured
 # in tests/test_events_limits.py). The changelog store relies on it: a state record always fits
 # the producer's 1 MB max_request_size with room for the rest of the study state.
-MAX_EVENT_STATE_BYTES = 100_000
+# Schema 1.1's repeat_reason_text (MAX_TEXT on each of MAX_ACQUISITIONS) took the measured
+# largest record from 82.1 kB to 108.7 kB: the bound rose from 100 kB to 125 kB, still below a
+# quarter of the producer's 1 MB limit (asserted by the test).
+MAX_EVENT_STATE_BYTES = 125_000
 
 ZMm = Annotated[float, Field(ge=-Z_LIMIT_MM, le=Z_LIMIT_MM)]
 PlanRange = tuple[ZMm, ZMm]
@@ -188,10 +226,21 @@ class PlannedAcquisition(_Strict):
     contrast: ContrastPhase = "none"
     tube_current_modulation: bool = False
     series_description: Text | None = None
+    # Schema 1.1: why this acquisition repeats an earlier one over the same range, and the
+    # operator's words for it. Only read on the later (repeated) acquisition.
+    repeat_reason: RepeatReason | None = None
+    repeat_reason_text: Text | None = None
 
     @model_validator(mode="after")
     def _plausible_length(self) -> PlannedAcquisition:
         _check_length(self.z_start_mm, self.z_end_mm)
+        if self.repeat_reason_text is not None and self.repeat_reason is None:
+            raise ValueError(
+                "repeat_reason_text needs a repeat_reason (patient_motion, breathing, "
+                "positioning, artefact or other)"
+            )
+        if self.repeat_reason == "other" and not (self.repeat_reason_text or "").strip():
+            raise ValueError('repeat_reason "other" needs repeat_reason_text saying why')
         return self
 
     @property
@@ -201,7 +250,7 @@ class PlannedAcquisition(_Strict):
 
 
 class ProtocolEvent(_Strict):
-    schema_: Literal["lowdose.protocol/1"] = Field(alias="schema")
+    schema_: ProtocolSchema = Field(alias="schema")
     event_id: str = Field(min_length=1, max_length=200)
     emitted_at: datetime
     scanner: Scanner
@@ -220,6 +269,18 @@ class ProtocolEvent(_Strict):
         if len(set(indices)) != len(indices):
             raise ValueError(f"acquisition indices must be unique, got {indices}")
         return value
+
+    @model_validator(mode="after")
+    def _fields_of_its_version(self) -> ProtocolEvent:
+        if self.schema_ == PROTOCOL_SCHEMA and any(
+            a.repeat_reason is not None for a in self.acquisitions
+        ):
+            raise ValueError(
+                f"repeat_reason is a field of {PROTOCOL_SCHEMA_1_1}: send the event with "
+                f'"schema": "{PROTOCOL_SCHEMA_1_1}" ({PROTOCOL_SCHEMA} events stay valid '
+                "without it)"
+            )
+        return self
 
     def to_json(self) -> str:
         return self.model_dump_json(by_alias=True)

@@ -13,11 +13,19 @@ from typing import Literal
 
 from optimiser.assessment import SEVERITY_RANK, Finding, Severity, trusted
 from optimiser.dose_model import AcquisitionRow
-from optimiser.events import ContrastPhase, ZRange, is_enhanced, phase_name
+from optimiser.events import (
+    MAX_TEXT,
+    ContrastPhase,
+    ZRange,
+    is_enhanced,
+    phase_name,
+    repeat_reason_name,
+)
 from optimiser.finding_codes import FindingCode
 from optimiser.kernels import RowResult
+from optimiser.repeats import RecordedReason
 from optimiser.rounding import Rounded, rounded_one
-from protocols.library import SiteProtocol
+from protocols.library import AcquisitionRules, SiteProtocol
 from protocols.site_ids import GENERIC_SITE
 
 
@@ -543,19 +551,67 @@ def study_findings(
             )
         same = 0 if is_enhanced(contrast) else sum(1 for c in over if c == contrast)
         if same + 1 > rules.allowed_acquisitions_per_range:
-            found.append(
-                _finding(
-                    "repeat_acquisition",
-                    "warning",
-                    f"this {phase_name(contrast)} acquisition repeats {same} earlier "
-                    f"{phase_name(contrast)} acquisition(s) over the same range (allowed "
-                    f"per range for {site}: {rules.allowed_acquisitions_per_range})."
-                    f"{omission}",
-                    earlier_over_same_range=same,
-                    allowed_acquisitions_per_range=rules.allowed_acquisitions_per_range,
-                    omission_keeps_needed_range=keeps,
-                )
+            lead = (
+                f"this {phase_name(contrast)} acquisition repeats {same} earlier "
+                f"{phase_name(contrast)} acquisition(s) over the same range (allowed "
+                f"per range for {site}: {rules.allowed_acquisitions_per_range})"
             )
+            reason = row.context.repeat_reason
+            if reason is None:
+                found.append(
+                    _finding(
+                        "repeat_acquisition",
+                        "warning",
+                        f"{lead}.{omission}",
+                        earlier_over_same_range=same,
+                        allowed_acquisitions_per_range=rules.allowed_acquisitions_per_range,
+                        omission_keeps_needed_range=keeps,
+                    )
+                )
+            else:
+                found.append(_justified_repeat(lead, reason, results[i].dlp, same, rules, keeps))
         if found:
             out[i] = found
     return out
+
+
+# Where a recorded repeat reason was read, as a message says it.
+_REASON_SOURCE_TEXT = {
+    "protocol_event": "the protocol event",
+    "dose_report_comment": "the dose report's Comment",
+    "acquisition_protocol": "the protocol name",
+}
+_QUOTE_MAX = 80  # characters of the recorded words quoted in a message
+
+
+def _justified_repeat(
+    lead: str,
+    reason: RecordedReason,
+    dlp_mgy_cm: float,
+    same: int,
+    rules: AcquisitionRules,
+    keeps: bool,
+) -> Finding:
+    """A repeat whose later acquisition records why (planning-ct.md section 8: a repeat is a
+    diagnostic-grade sign "without a recorded reason"): info, naming the reason. Its dose stays
+    in the exam and is not claimed as avoidable, nor is it proposed for omission
+    (:func:`optimiser.assemble.is_surplus`): the reason says the earlier acquisition could not
+    serve for planning, so the repeat was needed once that had happened."""
+    words = (reason.text or "").strip()
+    quoted = words if len(words) <= _QUOTE_MAX else words[: _QUOTE_MAX - 3].rstrip() + "..."
+    said = f' ("{quoted}")' if quoted else ""
+    return _finding(
+        "repeat_acquisition",
+        "info",
+        f"{lead}, with a recorded reason: {repeat_reason_name(reason.reason)}{said}, in "
+        f"{_REASON_SOURCE_TEXT[reason.source]}. A repeat with a recorded reason is not a "
+        f"planning-grade problem: info; its {dlp_mgy_cm:.1f} mGy.cm counts in the exam DLP "
+        "and is not claimed as avoidable.",
+        earlier_over_same_range=same,
+        allowed_acquisitions_per_range=rules.allowed_acquisitions_per_range,
+        omission_keeps_needed_range=keeps,
+        repeat_reason=reason.reason,
+        repeat_reason_text=words[:MAX_TEXT] or None,
+        repeat_reason_source=reason.source,
+        repeat_dlp_mgy_cm=round(dlp_mgy_cm, 2),
+    )

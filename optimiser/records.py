@@ -112,6 +112,9 @@ class CtAcquisition:
     irradiation_event_uid: str
     acquisition_type: AcquisitionType | None = None
     acquisition_protocol: str | None = None
+    # Comment (121106, DCM) of TID 10013, free text: vendors write technical notes there; an
+    # operator may record why the event was repeated (optimiser.repeats).
+    comment: str | None = None
     target_region: Code | None = None
     # Procedure Context: "with" (with contrast: enhanced, phase unspecified), "none" (without),
     # None (absent: unknown).

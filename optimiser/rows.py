@@ -19,6 +19,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from optimiser import repeats
 from optimiser.dose_model import (
     AcquisitionRow,
     Exposure,
@@ -131,7 +132,14 @@ class RowBuilder:
                     _identity_from_event(event, acq),
                     _geometry_from_event(acq, lo, hi),
                     _exposure_from_event(acq, protocol, size),
-                    _context(protocol, needed, intent, study.labelled_planning, row_notes),
+                    _context(
+                        protocol,
+                        needed,
+                        intent,
+                        study.labelled_planning,
+                        row_notes,
+                        repeats.from_event(acq),
+                    ),
                 )
             )
         return rows
@@ -192,7 +200,14 @@ class RowBuilder:
                     _identity_from_report(report, source, acq),
                     geometry,
                     row_exposure,
-                    _context(protocol, needed, intent, labelled, tuple(row_notes)),
+                    _context(
+                        protocol,
+                        needed,
+                        intent,
+                        labelled,
+                        tuple(row_notes),
+                        repeats.from_report(acq, ordinal, planned),
+                    ),
                 )
             )
             state.assessed_event_uids.append(acq.irradiation_event_uid)
@@ -339,6 +354,7 @@ def _context(
     intent: _Intent,
     labelled_planning: bool,
     notes: tuple[str, ...],
+    repeat_reason: repeats.RecordedReason | None = None,
 ) -> RowContext:
     """The same for both sources: what the site library and the study say of the row."""
     return RowContext(
@@ -349,6 +365,7 @@ def _context(
         diagnostic_corroborated=intent.corroborated,
         labelled_planning=labelled_planning,
         notes=notes,
+        repeat_reason=repeat_reason,
     )
 
 

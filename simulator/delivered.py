@@ -56,6 +56,8 @@ class DeliveredAcquisition:
     dlp_mgy_cm: float
     dose_checks: tuple[DoseCheck, ...] = ()
     exposed_range_mm: float | None = None
+    # TID 10013 Comment (121106, DCM): e.g. the operator's reason for a repeat; None: no item.
+    comment: str | None = None
 
     @property
     def scanning_length_mm(self) -> float:

@@ -178,10 +178,13 @@ def _largest_event() -> dict[str, Any]:
         f"{i:0{events.MAX_NAME}d}": [-1000.0 - i / 7, 1000.0 + i / 7]
         for i in range(events.MAX_ORGANS)
     }
+    event["schema"] = events.PROTOCOL_SCHEMA_1_1  # its optional fields too
     one = event["acquisitions"][0]
     one.update(
         kernel="k" * events.MAX_NAME,
         series_description="s" * s,
+        repeat_reason="patient_motion",
+        repeat_reason_text="r" * s,
         pitch=1.234567891234,
         total_collimation_mm=38.4,
         rotation_time_s=0.5,

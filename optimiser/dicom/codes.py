@@ -96,6 +96,7 @@ TOTAL_NUMBER_OF_EVENTS: Final = ("113812", "DCM")
 CT_DLP_TOTAL: Final = ("113813", "DCM")
 CT_ACQUISITION: Final = ("113819", "DCM")
 ACQUISITION_PROTOCOL: Final = ("125203", "DCM")
+COMMENT: Final = ("121106", "DCM")  # TID 10013 Comment (TEXT, U): the event's free-text comment
 TARGET_REGION: Final = ("123014", "DCM")
 CT_ACQUISITION_TYPE: Final = ("113820", "DCM")
 PROCEDURE_CONTEXT: Final = frozenset({("408730004", "SCT"), ("G-C32C", "SRT")})

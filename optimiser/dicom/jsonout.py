@@ -22,6 +22,7 @@ def _event(acq: CtAcquisition) -> dict[str, Any]:
         "scanning_length_mm": acq.scanning_length_mm,
         "kvp": acq.kvp,
         "acquisition_protocol": acq.acquisition_protocol,
+        "comment": acq.comment,
         "target_region": (
             None
             if acq.target_region is None

@@ -424,6 +424,12 @@ def _walk(
                 acq.acquisition_type = kind
         elif key == C.ACQUISITION_PROTOCOL:
             acq.acquisition_protocol = _s(child, C.TextValue)
+        elif key == C.COMMENT and depth == 0:
+            # TID 10013's own Comment (a child of CT Acquisition, not of its containers); an
+            # empty one is no comment, several are joined in document order.
+            text = (_s(child, C.TextValue) or "").strip()
+            if text:
+                acq.comment = text if acq.comment is None else f"{acq.comment}; {text}"
         elif key == C.TARGET_REGION:
             acq.target_region = r.code(key, child)
         elif key in C.PROCEDURE_CONTEXT:

@@ -24,7 +24,12 @@ def schemas() -> dict[str, dict[str, Any]]:
     """File name -> schema document, for every published message type."""
     out: dict[str, dict[str, Any]] = {}
     for name, model, mode, title in (
-        ("protocol-event", ProtocolEvent, "validation", "lowdose.protocol/1 protocol event"),
+        (
+            "protocol-event",
+            ProtocolEvent,
+            "validation",
+            "lowdose.protocol/1 and /1.1 protocol event",
+        ),
         ("assessment", Assessment, "serialization", "lowdose.assessment/1 assessment"),
         ("study-state", StudyState, "serialization", "lowdose study state (changelog value)"),
     ):
