@@ -128,3 +128,33 @@ def test_a_wide_beam_over_scan_still_alerts_on_excess_coverage() -> None:
     # Planned 100 mm below and 150 mm above N: 90 + 140 = 230 mm avoidable at CTDIvol 10.
     a = _assess(_event(10.0, 80.0, z=(BREAST_N[0] - 100.0, BREAST_N[1] + 150.0)))
     assert ("excess_coverage", "alert") in _serious(a)
+
+
+def _report_excess(collimation: float) -> Any:
+    """A prostate dose report with no scanning length and no z, placed on its event's planned
+    acquisition (centre 100 mm): irradiated 896 / 16 = 560 mm about N 0..200 mm. Its planned
+    range is the irradiated range less the modelled over-ranging (severity rule 1)."""
+    from tests.test_pipeline import _report, _spiral, prostate_helical
+
+    p = Pipeline()
+    p.process([prostate_helical()])
+    acq = _spiral("e1", dlp=896.0, nominal_total_collimation_mm=collimation, pitch_factor=1.0)
+    [a] = p.process([_report([acq])])
+    return a
+
+
+def test_a_report_without_scanning_length_on_16_slices_still_alerts() -> None:
+    # 560 - 49.68 = 510.3 mm planned, 290.3 mm beyond N +- 10 mm: 52% of the DLP -> alert.
+    a = _report_excess(24.0)
+    assert ("excess_coverage", "alert") in _serious(a)
+
+
+def test_a_report_whose_planned_range_rests_on_extrapolated_overranging_is_info() -> None:
+    # 80 mm: the planned range 560 - 134.3 mm rests on the model beyond its fitted 24 mm; the
+    # avoidable excess it gives (205.7 mm, 37%) is info, with the reason in the message.
+    a = _report_excess(80.0)
+    assert _serious(a) == []
+    (f,) = [f for f in a.findings if f.code == "excess_coverage"]
+    assert f.severity == "info" and f.evidence["overranging_extrapolated"] is True
+    assert "extrapolated" in f.message
+    assert any("extrapolated beyond the 24 mm" in n for n in a.notes)
