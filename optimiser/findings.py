@@ -361,6 +361,8 @@ def exam_dlp_finding(
             "exam_dlp_lower_bound_mgy_cm": round(sure_after, 3),
             "overranging_extrapolated": True,
         }
+    full = _reference_verdict(protocol, "dlp_mgy_cm", after, model)
+    if full is not None and SEVERITY_RANK[now.severity] < SEVERITY_RANK[full.severity]:
         over = protocol.overranging
         capped = (
             f"{now.severity}: the total includes helical over-ranging modelled beyond the "
