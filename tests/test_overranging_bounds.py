@@ -158,3 +158,23 @@ def test_a_report_whose_planned_range_rests_on_extrapolated_overranging_is_info(
     assert f.severity == "info" and f.evidence["overranging_extrapolated"] is True
     assert "extrapolated" in f.message
     assert any("extrapolated beyond the 24 mm" in n for n in a.notes)
+
+
+def test_a_listed_model_has_its_own_reduction_an_unlisted_wide_beam_the_bound() -> None:
+    # GE Optima CT660 (listed, 0.36 from its shared reports): 40 x 2.07 x 0.64 = 52.99 mm over
+    # the whole W; an unlisted 40 mm scanner: (24 + 16 x 0.73) x 2.07 = 73.86 mm; both
+    # extrapolated (W > 24 mm), a 16-slice 24 mm scanner neither.
+    def over(model: str, collimation: float) -> Assessment:
+        event = _event(10.0, collimation)
+        event["scanner"]["model"] = model
+        return _assess(event)
+
+    optima, other, narrow = over("Optima  ct660", 40.0), over("Revolution", 40.0), over("X", 24.0)
+    assert optima.overranging_mm == 52.99
+    assert other.overranging_mm == 73.86
+    assert narrow.overranging_mm == 49.68
+    assert [any("extrapolated" in n for n in a.notes) for a in (optima, other, narrow)] == [
+        True,
+        True,
+        False,
+    ]
