@@ -148,6 +148,13 @@ def assessment(
             f"modelled DLP {res.dlp:.1f} mGy.cm differs from the reported "
             f"{reported:.1f} mGy.cm by more than 1%"
         )
+    if res.overrange_extrapolated:
+        fitted = row.context.protocol.overranging.fitted_max_collimation_mm
+        notes.append(
+            f"helical over-ranging {res.overrange:.0f} mm is the model extrapolated beyond the "
+            f"{fitted:g} mm collimation it was fitted on (16-slice scanners; van der Molen & "
+            "Geleijns 2007): findings resting on it are info only"
+        )
     findings = acquisition_findings(row, res, rd)
     findings.extend(cross)
     m = _measures(row, rd)

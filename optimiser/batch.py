@@ -99,7 +99,11 @@ def pack(rows: list[AcquisitionRow], site_index: dict[str, int]) -> BatchInput:
         if g.known_overrange_mm is not None:
             overrange[i] = g.known_overrange_mm
         protocol = context.protocol
-        reduction[i] = protocol.overranging.reduction_for(row.identity.scanner_model)
+        # A listed scanner model's own reduction; NaN = the site's rule (its reduction, with
+        # the wide-beam bound beyond the fitted collimation; optimiser.kernels).
+        own = protocol.overranging.model_reduction(row.identity.scanner_model)
+        if own is not None:
+            reduction[i] = own
         n_lo[i], n_hi[i] = context.needed.z_mm
         ctdivol[i] = row.exposure.ctdivol_mgy
         scales[i] = exposure_scale(row)

@@ -134,13 +134,26 @@ def excess_coverage(
         severity = "alert"
     elif fraction >= t.excess_coverage_warning_fraction:
         severity = "warning"
+    derived = ""
+    if res.overrange_extrapolated and not row.geometry.is_planned:
+        # A report without a scanning length: its planned range is the irradiated range less
+        # an over-ranging modelled beyond the fit's collimation, so the avoidable excess rests
+        # on the extrapolation: info only (issue 20 defect 3; severity rule 2).
+        severity = "info"
+        evidence["overranging_extrapolated"] = True
+        derived = (
+            " The planned range is the irradiated range less over-ranging modelled beyond the "
+            f"{context.protocol.overranging.fitted_max_collimation_mm:g} mm collimation the "
+            "model was fitted on (extrapolated): info only; the report's scanning length would "
+            "settle it."
+        )
     return _finding(
         "excess_coverage",
         severity,
         f"{avoidable:.0f} mm of the planned range lie beyond {needed} plus the {tol:g} mm "
         "tolerance: "
         f"{res.avoidable_dlp:.1f} mGy.cm ({fraction:.0%} of the DLP) and "
-        f"{res.avoidable_effective_dose:.2f} mSv avoidable; separately, {over_text}.",
+        f"{res.avoidable_effective_dose:.2f} mSv avoidable; separately, {over_text}.{derived}",
         **evidence,
     )
 
@@ -246,14 +259,17 @@ def _reference_finding(
     value: float,
     level: _Level,
     scope: str,
-    **extra: float,
+    capped_rule: str | None = None,
+    **extra: float | bool,
 ) -> Finding:
     name, unit = _QUANTITY_TEXT[quantity]
     ratio = value / level.value
     site, protocol = row.context.site, row.context.protocol
     t = protocol.thresholds
     drl = protocol.drl(quantity)
-    if level.kind == "typical" and level.severity == "info":
+    if capped_rule is not None:
+        rule = capped_rule
+    elif level.kind == "typical" and level.severity == "info":
         rule = "info: a typical value is not an investigation level" + (
             f" (warning from {t.above_typical_warning_ratio:g} x)"
             if drl is None
@@ -304,20 +320,75 @@ def above_reference_level(row: AcquisitionRow, res: RowResult) -> Finding | None
     return _reference_finding(row, "ctdivol_mgy", ctdivol, level, "acquisition")
 
 
-def exam_dlp_finding(row: AcquisitionRow, before: float, after: float) -> Finding | None:
+def _exam_verdict(
+    protocol: SiteProtocol, total: float, sure: float, scanner_model: str | None
+) -> _Level | None:
+    """The exam DLP verdict when ``total`` rests partly on an extrapolated over-ranging model
+    and ``sure`` (< ``total``) is the total without that over-ranging: the severity is what
+    ``sure`` earns, at least info when ``total`` exceeds a level (severity rules 2 and 5)."""
+    now = _reference_verdict(protocol, "dlp_mgy_cm", total, scanner_model)
+    if now is None or not sure < total:
+        return now
+    held = _reference_verdict(protocol, "dlp_mgy_cm", sure, scanner_model)
+    severity: Severity = "info"
+    if held is not None and SEVERITY_RANK[held.severity] > SEVERITY_RANK[severity]:
+        severity = held.severity
+    if SEVERITY_RANK[severity] < SEVERITY_RANK[now.severity]:
+        return replace(now, severity=severity)
+    return now
+
+
+def exam_dlp_finding(
+    row: AcquisitionRow,
+    before: float,
+    after: float,
+    sure_before: float | None = None,
+    sure_after: float | None = None,
+) -> Finding | None:
     """The exam-level DLP check (DRLs are per exam, ICRP 135): ``before`` and ``after`` are the
     study's total DLP before and after this acquisition (the planned acquisitions of one
     protocol event, or a study's reported events across reports). A finding goes on the
-    acquisition that brings the total over a level, or to a more severe one."""
+    acquisition that brings the total over a level, or to a more severe one.
+
+    ``sure_before`` / ``sure_after``: the same totals without the over-ranging of acquisitions
+    whose over-ranging was modelled beyond the fit's collimation (issue 20 defect 3; defaults:
+    the totals themselves). A level passed only through that extrapolation raises info; what
+    the planned lengths alone pass keeps its severity."""
     protocol, model = row.context.protocol, row.identity.scanner_model
-    now = _reference_verdict(protocol, "dlp_mgy_cm", after, model)
+    sure_before = before if sure_before is None else sure_before
+    sure_after = after if sure_after is None else sure_after
+    now = _exam_verdict(protocol, after, sure_after, model)
     if now is None:
         return None
-    was = _reference_verdict(protocol, "dlp_mgy_cm", before, model)
+    was = _exam_verdict(protocol, before, sure_before, model)
     if was is not None and SEVERITY_RANK[was.severity] >= SEVERITY_RANK[now.severity]:
         return None
+    extrapolated = sure_after < after
+    capped = None
+    extra: dict[str, float | bool] = {}
+    if extrapolated:
+        extra = {
+            "exam_dlp_lower_bound_mgy_cm": round(sure_after, 3),
+            "overranging_extrapolated": True,
+        }
+    full = _reference_verdict(protocol, "dlp_mgy_cm", after, model)
+    if full is not None and SEVERITY_RANK[now.severity] < SEVERITY_RANK[full.severity]:
+        over = protocol.overranging
+        capped = (
+            f"{now.severity}: the total includes helical over-ranging modelled beyond the "
+            f"{over.fitted_max_collimation_mm:g} mm collimation the model was fitted on "
+            f"(16-slice scanners; extrapolated), without it {sure_after:.1f} mGy.cm, so only "
+            "what the planned lengths alone exceed can warn"
+        )
     return _reference_finding(
-        row, "dlp_mgy_cm", after, now, "exam", exam_dlp_before_mgy_cm=round(before, 3)
+        row,
+        "dlp_mgy_cm",
+        after,
+        now,
+        "exam",
+        capped,
+        exam_dlp_before_mgy_cm=round(before, 3),
+        **extra,
     )
 
 

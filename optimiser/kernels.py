@@ -80,6 +80,9 @@ class RowResult:
     proposal_hi: float
     proposal_dlp: float
     proposal_effective_dose: float
+    # 1.0 when ``overrange`` is the model extrapolated beyond its fitted collimation
+    # (``fitted_max_collimation_mm``), else 0.0: a prediction resting on it raises info only.
+    overrange_extrapolated: float = 0.0
 
     @property
     def excess_fraction(self) -> float:
@@ -111,6 +114,7 @@ PROPOSAL_LO = COL["proposal_lo"]
 PROPOSAL_HI = COL["proposal_hi"]
 PROPOSAL_DLP = COL["proposal_dlp"]
 PROPOSAL_EFFECTIVE_DOSE = COL["proposal_effective_dose"]
+OVERRANGE_EXTRAPOLATED = COL["overrange_extrapolated"]
 
 # Columns of SiteTables.overranging (per site), in this order.
 OVERRANGING_PARAMS: tuple[str, ...] = (
@@ -118,6 +122,8 @@ OVERRANGING_PARAMS: tuple[str, ...] = (
     "rotations_of_feed",
     "unknown_total_mm",
     "dynamic_collimation_reduction",
+    "fitted_max_collimation_mm",
+    "wide_beam_reduction",
 )
 
 
@@ -135,12 +141,26 @@ def _overrange(
     rotations: float,
     unknown_total: float,
     reduction: float,
+    fitted_max: float,
+    wide_reduction: float,
 ) -> float:
+    # Up to the fitted collimation the fit itself; the part of W beyond it is extrapolated and
+    # taken with ``wide_reduction`` (the wide-beam dynamic-collimation bound; 0 when the
+    # scanner's own reduction is known): continuous and non-decreasing in W and in pitch.
     if not helical:
         return 0.0
     if np.isnan(collimation) or np.isnan(pitch):
         return unknown_total
-    return max(collimation, 0.0) * (intercept + rotations * max(pitch, 0.0)) * (1.0 - reduction)
+    w = max(collimation, 0.0)
+    inside = min(w, fitted_max)
+    widths = inside + (w - inside) * (1.0 - wide_reduction)
+    return widths * (intercept + rotations * max(pitch, 0.0)) * (1.0 - reduction)
+
+
+@njit(cache=True, nogil=True)
+def _extrapolated(collimation: float, pitch: float, helical: bool, fitted_max: float) -> bool:
+    # The model (not a known over-ranging) used beyond the collimation its sources cover.
+    return helical and not np.isnan(pitch) and collimation > fitted_max
 
 
 @njit(cache=True, nogil=True)
@@ -275,7 +295,11 @@ def _assess_batch(
             continue
         s = site[i]
         over = overrange_known[i]
+        extrapolated = False
         if np.isnan(over):
+            # NaN reduction: the site's, with the wide-beam bound beyond the fitted collimation;
+            # a scanner's own reduction replaces both.
+            own = not np.isnan(reduction[i])
             over = _overrange(
                 collimation[i],
                 pitch[i],
@@ -283,7 +307,12 @@ def _assess_batch(
                 overranging[s, 0],
                 overranging[s, 1],
                 overranging[s, 2],
-                overranging[s, 3] if np.isnan(reduction[i]) else reduction[i],
+                reduction[i] if own else overranging[s, 3],
+                overranging[s, 4],
+                0.0 if own else overranging[s, 5],
+            )
+            extrapolated = _extrapolated(
+                collimation[i], pitch[i], helical[i] != 0, overranging[s, 4]
             )
         over = max(over, 0.0)
         if is_planned[i] != 0:
@@ -323,6 +352,7 @@ def _assess_batch(
         out[i, AVOIDABLE_DLP] = c * avoid_len / 10.0
         out[i, AVOIDABLE_EFFECTIVE_DOSE] = c * avoid_k / 10.0
         out[i, OVERRANGE] = over
+        out[i, OVERRANGE_EXTRAPOLATED] = 1.0 if extrapolated else 0.0
 
         # Proposal: the planned range within N +- tolerance but never inside N; a range that is
         # kept (its own dose class) stays as planned.

@@ -160,22 +160,34 @@ class Pipeline:
         out: dict[int, Finding] = {}
         event_total: dict[int, float] = {}
         report_total: dict[str, float] = {}
+        # The same totals without over-ranging modelled beyond the fit's collimation (issue 20
+        # defect 3): a level passed only through that extrapolation raises info.
+        event_sure: dict[int, float] = {}
+        report_sure: dict[str, float] = {}
         for i, row in enumerate(rows):
-            dlp = results[i].dlp if row.unusable is None else 0.0
+            res = results[i]
+            dlp = res.dlp if row.unusable is None else 0.0
+            sure = dlp
+            if row.unusable is None and res.overrange_extrapolated and row.geometry.is_planned:
+                sure = dlp - row.exposure.ctdivol_mgy * res.overrange / 10.0
             if row.identity.input_kind == "dose_report":
                 reported = row.exposure.reported_dlp_mgy_cm
                 if reported is not None and math.isfinite(reported) and reported > 0:
-                    dlp = reported
+                    dlp = sure = reported
                 uid = row.identity.study_instance_uid
                 if uid not in report_total:
                     state = self.store.get(uid)
                     report_total[uid] = state.reported_exam_dlp_mgy_cm if state else 0.0
-                before = report_total[uid]
+                    report_sure[uid] = report_total[uid]
+                before, sure_before = report_total[uid], report_sure[uid]
                 report_total[uid] = before + dlp
+                report_sure[uid] = sure_before + sure
             else:
                 before = event_total.get(item_of[i], 0.0)
+                sure_before = event_sure.get(item_of[i], 0.0)
                 event_total[item_of[i]] = before + dlp
-            found = exam_dlp_finding(row, before, before + dlp)
+                event_sure[item_of[i]] = sure_before + sure
+            found = exam_dlp_finding(row, before, before + dlp, sure_before, sure_before + sure)
             if found is not None:
                 out[i] = found
         for uid, total in report_total.items():

@@ -7,9 +7,11 @@ benchmarks time the twins as the baseline.
 Formulas (../shared/reference/planning-ct.md):
 - irradiated range X = planned range P widened by half the helical over-ranging at each end
   (or, when only X is known, P = X narrowed by it); over-ranging = total collimation x
-  (a + b x pitch) x (1 - dynamic collimation reduction), continuous and non-decreasing in
-  collimation and pitch (sources and values in :mod:`optimiser.kernels`; section 9); a known
-  over-ranging (from a dose report) replaces the model;
+  (a + b x pitch) x (1 - dynamic collimation reduction), the collimation beyond the fit's
+  range (16-slice, 24 mm) taken with the wide-beam bound and flagged as extrapolated,
+  continuous and non-decreasing in collimation and pitch (sources and values in
+  :mod:`optimiser.kernels`; section 9); a known over-ranging (from a dose report) replaces the
+  model;
 - DLP = CTDIvol x |X| (mGy.cm, |X| in cm); excess = the part of X outside the needed range N;
   avoidable excess = the part of P outside N +- tolerance; proposal P' = [min(max(P_lo,
   N_lo - tol), N_lo), max(min(P_hi, N_hi + tol), N_hi)] (severity rules 1 and 3);
@@ -37,16 +39,34 @@ def overrange_mm(
     rotations_of_feed: float,
     unknown_total_mm: float,
     dynamic_collimation_reduction: float,
+    fitted_max_collimation_mm: float = math.inf,
+    wide_beam_reduction: float = 0.0,
 ) -> float:
     """Total helical over-ranging (both ends together) of one acquisition:
-    W x (a + b x pitch) x (1 - dynamic reduction); see :mod:`optimiser.kernels` for the
+    W' x (a + b x pitch) x (1 - dynamic reduction), where W' is W up to the fitted collimation
+    plus the rest of W x (1 - wide-beam reduction); see :mod:`optimiser.kernels` for the
     sources and values."""
     if not helical:
         return 0.0
     if math.isnan(collimation_mm) or math.isnan(pitch):
         return unknown_total_mm
     feed_widths = intercept_widths + rotations_of_feed * max(pitch, 0.0)
-    return max(collimation_mm, 0.0) * feed_widths * (1.0 - dynamic_collimation_reduction)
+    w = max(collimation_mm, 0.0)
+    fitted = min(w, fitted_max_collimation_mm)
+    widths = fitted + (w - fitted) * (1.0 - wide_beam_reduction)
+    return widths * feed_widths * (1.0 - dynamic_collimation_reduction)
+
+
+def overrange_extrapolated(
+    collimation_mm: float, pitch: float, helical: bool, fitted_max_collimation_mm: float
+) -> bool:
+    """The model is used beyond the collimation its sources cover (W known and above it)."""
+    return (
+        helical
+        and not math.isnan(pitch)
+        and not math.isnan(collimation_mm)
+        and collimation_mm > fitted_max_collimation_mm
+    )
 
 
 def band_integral(lo: float, hi: float, ends: Sequence[float], ks: Sequence[float]) -> float:
@@ -177,10 +197,19 @@ def assess_one(
         return [math.nan] * N_OUT
     _, _, above_end, above_k, below_end, below_k = tables
     over = known_overrange_mm
+    extrapolated = False
     if math.isnan(over):
-        a, b, unknown, site_reduction = overranging
-        reduction = site_reduction if math.isnan(dynamic_reduction) else dynamic_reduction
-        over = overrange_mm(collimation_mm, pitch, helical, a, b, unknown, reduction)
+        a, b, unknown, site_reduction, fitted_max, wide = overranging
+        # NaN: the site's reduction with the wide-beam bound beyond the fitted collimation; a
+        # scanner's own reduction replaces both.
+        if math.isnan(dynamic_reduction):
+            reduction = site_reduction
+        else:
+            reduction, wide = dynamic_reduction, 0.0
+        over = overrange_mm(
+            collimation_mm, pitch, helical, a, b, unknown, reduction, fitted_max, wide
+        )
+        extrapolated = overrange_extrapolated(collimation_mm, pitch, helical, fitted_max)
     over = max(over, 0.0)
     if is_planned:
         # The planned range P is given; X is P widened by half the over-ranging at each end.
@@ -226,6 +255,7 @@ def assess_one(
         "proposal_hi": q_hi,
         "proposal_dlp": q_ctdivol * (q_hi - q_lo + over) / 10.0,
         "proposal_effective_dose": q_ctdivol * (q_out_k + q_in_k) / 10.0,
+        "overrange_extrapolated": 1.0 if extrapolated else 0.0,
     }
     return [values[name] for name in OUT_COLUMNS]
 

@@ -216,18 +216,28 @@ class Thresholds(_Model):
 
 class OverRanging(_Model):
     """Helical over-ranging, both ends together: total collimation W x (``intercept_widths`` +
-    ``rotations_of_feed`` x pitch) x (1 - ``dynamic_collimation_reduction``).
+    ``rotations_of_feed`` x pitch) x (1 - dynamic-collimation reduction).
 
     Continuous and non-decreasing in collimation and pitch (the coefficients are >= 0); the
     sources and the fit of the defaults to van der Molen & Geleijns 2007 are in
     :mod:`optimiser.kernels` (planning-ct.md section 9). ``unknown_total_mm`` is used when the
     collimation or the pitch is not known.
+
+    The fit covers collimations up to ``fitted_max_collimation_mm`` (the 16-slice scanners it
+    was fitted on, 24 mm). Beyond it the model is an extrapolation: the part of W beyond the
+    fitted range is taken with ``wide_beam_reduction`` (a documented bound of dynamic
+    collimation on wide beams, see _defaults.toml), the assessment says the over-ranging is
+    extrapolated, and a prediction resting on it raises info only (severity rules 2 and 5).
+    A scanner model listed in ``dynamic_collimation_by_model`` has its own reduction, which
+    replaces both the site's and the wide-beam bound.
     """
 
     intercept_widths: float = Field(ge=0)
     rotations_of_feed: float = Field(ge=0)
     unknown_total_mm: float = Field(ge=0)
     dynamic_collimation_reduction: float = Field(ge=0, lt=1)
+    fitted_max_collimation_mm: float = Field(gt=0)
+    wide_beam_reduction: float = Field(ge=0, lt=1)
     # Per scanner model (Manufacturer's Model Name, case and spacing ignored): the reduction of
     # that scanner's dynamic collimation, overriding ``dynamic_collimation_reduction``.
     dynamic_collimation_by_model: dict[str, float] = Field(default_factory=dict)
@@ -244,14 +254,20 @@ class OverRanging(_Model):
                 )
         return self
 
-    def reduction_for(self, scanner_model: str | None) -> float:
-        """The dynamic-collimation reduction of ``scanner_model`` (the site's when not listed)."""
+    def model_reduction(self, scanner_model: str | None) -> float | None:
+        """The reduction listed for ``scanner_model`` (case and spacing ignored), else None."""
         if scanner_model and self.dynamic_collimation_by_model:
             key = " ".join(scanner_model.split()).casefold()
             for model, value in self.dynamic_collimation_by_model.items():
                 if " ".join(model.split()).casefold() == key:
                     return value
-        return self.dynamic_collimation_reduction
+        return None
+
+    def reduction_for(self, scanner_model: str | None) -> float:
+        """The dynamic-collimation reduction of ``scanner_model`` (the site's when not listed;
+        the site's rule adds the wide-beam bound beyond the fitted collimation)."""
+        own = self.model_reduction(scanner_model)
+        return self.dynamic_collimation_reduction if own is None else own
 
 
 class SiteProtocol(_Model):

@@ -75,8 +75,10 @@ def test_assess_protocol_event_json(tmp_path: Path, capsys: pytest.CaptureFixtur
         )
         assert a["ssde_mgy"] is None  # no size known for a protocol event
     # 240..-180 planned over needed -150..180: 60 mm above and 30 mm below plus over-ranging
-    # 40 x (0.94 + 1.13 x 1.0) = 82.8 mm: excess 90 + 82.8 = 172.8 mm -> 4 x 17.28 = 69.12 mGy.cm
-    assert doc[0]["excess_dlp_mgy_cm"] == pytest.approx(69.12)
+    # (24 + 16 x 0.73) x (0.94 + 1.13 x 1.0) = 73.86 mm (the 16 mm beyond the fitted 24 mm with
+    # the wide-beam bound, issue 20 defect 3): excess 90 + 73.86 = 163.86 mm -> 4 x 16.386 =
+    # 65.54 mGy.cm
+    assert doc[0]["excess_dlp_mgy_cm"] == pytest.approx(65.543)
     assert "multiphase_contrast" in {f["code"] for f in doc[1]["findings"]}
 
 

@@ -134,7 +134,7 @@ def test_output_layout_is_pinned() -> None:
         "x_lo", "x_hi", "dlp", "excess_length", "excess_dlp", "effective_dose",
         "excess_effective_dose", "planned_lo", "planned_hi", "avoidable_length",
         "avoidable_dlp", "avoidable_effective_dose", "overrange", "proposal_lo", "proposal_hi",
-        "proposal_dlp", "proposal_effective_dose",
+        "proposal_dlp", "proposal_effective_dose", "overrange_extrapolated",
     )  # fmt: skip
     for name, i in COL.items():
         assert getattr(kernels, name.upper()) == i
@@ -164,6 +164,38 @@ def test_overranging_model_hand_worked() -> None:
     assert reference.overrange_mm(24.0, 1.0, False, *params) == 0.0
     assert reference.overrange_mm(math.nan, 1.0, True, *params) == 45.0
     assert reference.overrange_mm(24.0, math.nan, True, *params) == 45.0
+
+
+def test_overranging_beyond_the_fitted_collimation_is_bounded_and_flagged() -> None:
+    # Issue 20 defect 3: the fit covers 16-slice scanners (W <= 24 mm). Beyond, the part of W
+    # past 24 mm is taken with the wide-beam bound 0.27 (Christner et al. 2010's smallest
+    # saving): 80 mm at pitch 1 -> (24 + 56 x 0.73) x 2.07 = 134.3 mm (was 165.6 mm), 160 mm ->
+    # (24 + 136 x 0.73) x 2.07 = 255.2 mm (was 331.2 mm). A scanner's own reduction replaces
+    # the bound; within the fit nothing changes.
+    over = LIB.get("breast").overranging
+    assert (over.fitted_max_collimation_mm, over.wide_beam_reduction) == (24.0, 0.27)
+    params = (0.94, 1.13, 45.0, 0.0, 24.0, 0.27)
+    assert reference.overrange_mm(24.0, 1.0, True, *params) == pytest.approx(49.68)
+    assert reference.overrange_mm(80.0, 1.0, True, *params) == pytest.approx(134.3016)
+    assert reference.overrange_mm(160.0, 1.0, True, *params) == pytest.approx(255.1896)
+    assert reference.overrange_extrapolated(80.0, 1.0, True, 24.0)
+    assert not reference.overrange_extrapolated(24.0, 1.0, True, 24.0)
+    assert not reference.overrange_extrapolated(80.0, 1.0, False, 24.0)  # axial
+    assert not reference.overrange_extrapolated(math.nan, 1.0, True, 24.0)  # unknown: 45 mm
+    rows = [
+        {"lo": 0.0, "hi": 300.0, "n_lo": 0.0, "n_hi": 300.0, "ctdivol_mgy": 10.0,
+         "is_planned": 1, "helical": 1, "collimation_mm": w, "pitch": 1.0, **extra}
+        for w, extra in (
+            (24.0, {}), (80.0, {}), (80.0, {"dynamic_reduction": 0.5}),
+            (80.0, {"overrange_mm": 60.0}),
+        )
+    ]  # fmt: skip
+    b = _batch(rows)
+    out = assess_batch(b, TABLES)
+    np.testing.assert_allclose(out, _twin(b, TABLES), rtol=1e-12, atol=1e-9)
+    assert out[:, COL["overrange"]] == pytest.approx([49.68, 134.3016, 82.8, 60.0])
+    # a known over-ranging (a report's DLP / CTDIvol minus its scanning length) is no model
+    assert out[:, COL["overrange_extrapolated"]].tolist() == [0.0, 1.0, 1.0, 0.0]
 
 
 def _model_grid(collimations: np.ndarray, pitches: np.ndarray, site: int) -> np.ndarray:
@@ -196,8 +228,10 @@ def test_overranging_is_monotone_and_continuous_in_collimation_and_pitch() -> No
         # continuous: a 0.1 mm collimation step moves it by well under a millimetre
         fine = np.diff(over[: int(39.0 / 0.1)], axis=0)
         assert fine.max() < 1.0
-    at_24 = _model_grid(np.array([24.0, 24.1]), np.array([1.0]), 0)[:, 0]
+    at_24 = _model_grid(np.array([23.9, 24.0, 24.1]), np.array([1.0]), 0)[:, 0]
     assert at_24[1] - at_24[0] == pytest.approx(0.1 * (0.94 + 1.13))
+    # beyond the fitted 24 mm the slope is that of the wide-beam bound (0.73 of the fit's)
+    assert at_24[2] - at_24[1] == pytest.approx(0.1 * (0.94 + 1.13) * (1 - 0.27))
 
 
 def test_axial_rows_have_no_overranging() -> None:

@@ -116,9 +116,11 @@ def test_prostate_helical_hand_worked(pipeline: Pipeline) -> None:
         (0.5, 24.0, 36.12),  # 24 x (0.94 + 0.565)
         (1.0, 24.0, 49.68),
         (1.5, 24.0, 63.24),  # 24 x (0.94 + 1.695)
-        (1.0, 24.1, 49.887),  # no step at 24 mm (defect 3)
+        (1.0, 24.1, 49.831),  # no step at 24 mm: (24 + 0.1 x 0.73) x 2.07 (issue 20 defect 3)
         (0.09, 19.2, 20.0006),  # 4DCT: 19.2 x (0.94 + 0.1017)
-        (1.0, 80.0, 165.6),  # wide beam without dynamic collimation
+        # wide beam: the 56 mm beyond the fitted 24 mm with the wide-beam bound 0.27 (Christner
+        # et al. 2010's smallest saving), (24 + 56 x 0.73) x 2.07; was 165.6 (issue 20 defect 3)
+        (1.0, 80.0, 134.3016),
     ],
 )
 def test_overranging_follows_the_model_and_never_the_severity(
@@ -517,14 +519,15 @@ def test_report_scanning_length_longer_than_dlp_over_ctdivol() -> None:
 
 def test_proposal_never_cuts_into_n_when_the_model_overestimates() -> None:
     # Defect 2: a report with no z and no scanning length, 80 mm collimation at pitch 1.5:
-    # the modelled over-ranging (80 x 2.635 = 210.8 mm) nearly equals the 220 mm irradiated.
+    # the modelled over-ranging ((24 + 56 x 0.73) x 2.635 = 171.0 mm beyond-fit bound; 80 x
+    # 2.635 = 210.8 mm before issue 20 defect 3) is most of the 220 mm irradiated.
     # The old proposal (irradiated minus the model, trimmed) fell inside N 0..200; now it
     # contains N.
     p = Pipeline()
     p.process([prostate_helical()])
     acq = _spiral("e1", dlp=352.0, nominal_total_collimation_mm=80.0, pitch_factor=1.5)
     [a] = p.process([_report([acq])])
-    assert a.overranging_mm == pytest.approx(210.8)
+    assert a.overranging_mm == pytest.approx(170.96)
     assert a.proposal is not None
     lo, hi = a.proposal.z_mm
     assert lo <= 0.0 and hi >= 200.0
