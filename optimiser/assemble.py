@@ -171,7 +171,7 @@ SURPLUS_CODES = frozenset({"repeat_acquisition", "multiphase_contrast"})
 
 def is_surplus(finding: Finding) -> bool:
     """A repeat or an extra contrast phase whose omission keeps the needed range covered
-    (:func:`optimiser.findings.study_findings` says so in the finding's evidence), unless the
+    (:func:`optimiser.study_findings.study_findings` says so in the finding's evidence), unless the
     repeat records its reason (evidence ``repeat_reason``): a justified repeat was needed once
     the earlier acquisition was spoilt, so it is neither avoidable nor proposed for omission."""
     return (

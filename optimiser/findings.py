@@ -13,28 +13,20 @@ from typing import Literal
 
 from optimiser.assessment import SEVERITY_RANK, Finding, Severity, trusted
 from optimiser.dose_model import AcquisitionRow
-from optimiser.events import (
-    MAX_TEXT,
-    ContrastPhase,
-    ZRange,
-    is_enhanced,
-    phase_name,
-    repeat_reason_name,
-)
 from optimiser.finding_codes import FindingCode
 from optimiser.kernels import RowResult
-from optimiser.repeats import RecordedReason
 from optimiser.rounding import Rounded, rounded_one
-from protocols.library import AcquisitionRules, SiteProtocol
+from protocols.library import SiteProtocol
 from protocols.site_ids import GENERIC_SITE
 
 
-def _finding(
+def new_finding(
     code: FindingCode,
     severity: Severity,
     message: str,
     **evidence: float | int | str | bool | None,
 ) -> Finding:
+    """A finding of lowdose's own making (shared by :mod:`optimiser.study_findings`)."""
     # Trusted (optimiser.assessment.trusted): a literal code and severity, our own message and
     # evidence of plain floats, ints, strings, bools and None.
     return trusted(
@@ -113,7 +105,7 @@ def excess_coverage(
             else f"the needed range is the {context.site} site's default "
             f"{n_hi - n_lo:.0f} mm (no protocol event or target)"
         )
-        return _finding(
+        return new_finding(
             "excess_coverage",
             "info",
             f"coverage not judged: {why}. {avoidable:.0f} mm of the planned range lie beyond "
@@ -147,7 +139,7 @@ def excess_coverage(
             "model was fitted on (extrapolated): info only; the report's scanning length would "
             "settle it."
         )
-    return _finding(
+    return new_finding(
         "excess_coverage",
         severity,
         f"{avoidable:.0f} mm of the planned range lie beyond {needed} plus the {tol:g} mm "
@@ -161,17 +153,6 @@ def excess_coverage(
 # Acquisition types with their own dose class (a stationary bolus-tracking monitor, a free
 # acquisition): never compared with the helical/axial planning references (issue 9).
 OWN_CLASS_TYPES = frozenset({"stationary", "free"})
-
-
-def in_study_checks(row: AcquisitionRow) -> bool:
-    """Whether ``row`` takes part in the study-level checks (repeats and contrast phases): it is
-    placed well enough to be compared, and it is not of its own dose class. A stationary or free
-    acquisition (bolus-tracking monitoring, a test bolus) is neither a contrast phase nor a
-    repeat of the planning scan: the planning-grade signs are several phases or several helical
-    acquisitions over one range (planning-ct.md section 8; issue 20 defect 1)."""
-    return (
-        row.geometry.comparable_placement and row.identity.acquisition_type not in OWN_CLASS_TYPES
-    )
 
 
 _QUANTITY_TEXT = {"ctdivol_mgy": ("CTDIvol", "mGy"), "dlp_mgy_cm": ("exam DLP", "mGy.cm")}
@@ -290,7 +271,7 @@ def _reference_finding(
         if scope == "exam"
         else f"{name} {value:.1f} {unit} is "
     )
-    return _finding(
+    return new_finding(
         "above_reference_level",
         level.severity,
         f"{lead}{ratio:.2f} x the {site} {_KIND_TEXT[level.kind]} {level.value:g} {unit} "
@@ -397,7 +378,7 @@ def thin_reconstruction(row: AcquisitionRow) -> Finding | None:
     thickness = row.exposure.slice_thickness_mm
     if thickness is None or not thickness < minimum:
         return None
-    return _finding(
+    return new_finding(
         "thin_reconstruction",
         _capped(row, "warning"),
         f"slice thickness {thickness:g} mm is below the {minimum:g} mm planning "
@@ -418,7 +399,7 @@ def kv_not_calibrated(row: AcquisitionRow) -> Finding | None:
     if not off:
         return None
     wanted = ", ".join(f"{c:g}" for c in calibrated)
-    return _finding(
+    return new_finding(
         "kv_not_calibrated",
         _capped(row, "warning"),
         f"tube voltage {', '.join(f'{kv:g}' for kv in off)} kV does not match the HU to electron "
@@ -443,7 +424,7 @@ def diagnostic_intent(row: AcquisitionRow) -> Finding | None:
         if severity == "warning"
         else "uncorroborated (vendors write it by default), so info only."
     )
-    return _finding(
+    return new_finding(
         "diagnostic_intent",
         _capped(row, severity),
         f"{context.diagnostic_intent}: {tail}",
@@ -455,7 +436,7 @@ def diagnostic_intent(row: AcquisitionRow) -> Finding | None:
 def unlabelled_planning_scan(row: AcquisitionRow) -> Finding | None:
     if row.context.labelled_planning:
         return None
-    return _finding(
+    return new_finding(
         "unlabelled_planning_scan",
         _capped(row, "warning"),
         "the study is not labelled as a planning scan: planning images on PACS must be "
@@ -483,7 +464,7 @@ def dose_check_exceeded(row: AcquisitionRow) -> Finding | None:
         notifications = len(exposure.dose_checks) - alerts
         severity: Severity = "alert" if alerts else "warning"
         text = "; ".join(t for _, t in exposure.dose_checks)
-        return _finding(
+        return new_finding(
             "dose_check_exceeded",
             severity,
             f"the scanner's Dose Check recorded {_plural(alerts, 'alert')} and "
@@ -498,7 +479,7 @@ def dose_check_exceeded(row: AcquisitionRow) -> Finding | None:
         t.notification_ctdivol_head_mgy if phantom == "head" else t.notification_ctdivol_body_mgy
     )
     if row.identity.input_kind == "protocol_event" and exposure.ctdivol_mgy > limit:
-        return _finding(
+        return new_finding(
             "dose_check_exceeded",
             "warning",
             f"predicted CTDIvol {exposure.ctdivol_mgy:.1f} mGy exceeds the {limit:g} mGy "
@@ -524,165 +505,3 @@ def acquisition_findings(
         dose_check_exceeded(row),
     ]
     return [f for f in found if f is not None]
-
-
-def _overlap_fraction(a: tuple[float, float], b: tuple[float, float]) -> float:
-    inter = min(a[1], b[1]) - max(a[0], b[0])
-    shorter = min(a[1] - a[0], b[1] - b[0])
-    if shorter <= 0:
-        return 1.0 if inter >= 0 and a[0] <= b[1] and b[0] <= a[1] else 0.0
-    return max(0.0, inter) / shorter
-
-
-# A shortfall below this (mm) is rounding (report lengths are DLP / CTDIvol), not anatomy.
-COVER_SLACK_MM = 1.0
-
-
-def _covered(x: tuple[float, float], needed: tuple[float, float], earlier: list[ZRange]) -> bool:
-    """True when the earlier ranges together cover the part of ``x`` inside the needed range
-    (within :data:`COVER_SLACK_MM`): omitting ``x`` then loses no anatomy planning needs. The
-    ranges compared are irradiated ranges on both sides (like with like: each includes its
-    acquisition's over-ranging)."""
-    lo, hi = max(x[0], needed[0]), min(x[1], needed[1])
-    if hi <= lo:
-        return True  # nothing of it lies in the needed range
-    reach = lo
-    for e_lo, e_hi in sorted(earlier):
-        if e_lo > reach + COVER_SLACK_MM:
-            break
-        reach = max(reach, e_hi)
-    return reach >= hi - COVER_SLACK_MM
-
-
-# (x_lo, x_hi, contrast phase) of an earlier acquisition; None: phase unknown.
-Previous = tuple[float, float, ContrastPhase | None]
-
-
-def study_findings(
-    rows: list[AcquisitionRow], results: list[RowResult], previous: list[list[Previous]]
-) -> dict[int, list[Finding]]:
-    """Findings across acquisitions of one study: repeat and multiphase.
-
-    ``previous[i]`` lists the earlier acquisitions of row i's study to compare it with (the
-    earlier rows of the same protocol event; for dose reports, the study's earlier reported
-    events, from this batch and from the study state). Over one range (overlap at least
-    ``repeat_overlap_fraction`` of the shorter), the contrast phases are the enhanced
-    acquisitions, each its own phase, plus one if any is non-contrast (planning-ct.md section 8:
-    several contrast phases, or a non-contrast plus contrast pair, are diagnostic-grade signs).
-    A later acquisition that adds a phase beyond ``allowed_contrast_phases`` is
-    ``multiphase_contrast``; two enhanced acquisitions are never a repeat. A later non-contrast
-    acquisition over an earlier non-contrast one (or unknown over unknown) beyond
-    ``allowed_acquisitions_per_range`` is ``repeat_acquisition``. An unknown phase (a report
-    without Procedure Context) is compared with unknown phases only. Stationary and free
-    acquisitions take no part (:func:`in_study_checks`).
-    """
-    out: dict[int, list[Finding]] = {}
-    for i, row in enumerate(rows):
-        if not in_study_checks(row):
-            continue
-        site, protocol, contrast = row.context.site, row.context.protocol, row.exposure.contrast
-        t = protocol.thresholds
-        rules = protocol.acquisition
-        xi = (results[i].x_lo, results[i].x_hi)
-        overlapping = [
-            (lo, hi, c)
-            for lo, hi, c in previous[i]
-            if _overlap_fraction(xi, (lo, hi)) >= t.repeat_overlap_fraction
-        ]
-        over = [c for _, _, c in overlapping]
-        keeps = _covered(xi, row.context.needed.z_mm, [(lo, hi) for lo, hi, _ in overlapping])
-        omission = (
-            " Omitting it keeps the needed range covered by the earlier acquisition(s)."
-            if keeps
-            else " The earlier acquisition(s) do not cover all of its part of the needed range: "
-            "not proposed for omission."
-        )
-        group = [*over, contrast]
-        enhanced = [c for c in group if is_enhanced(c)]
-        plain = "none" in group
-        n_phases = len(enhanced) + (1 if plain else 0)
-        found: list[Finding] = []
-        # Only an acquisition that is itself a new phase is the surplus one: an enhanced one, or
-        # the first non-contrast one over the range.
-        adds_phase = is_enhanced(contrast) or (contrast == "none" and "none" not in over)
-        if adds_phase and n_phases > rules.allowed_contrast_phases:
-            named = ([phase_name("none")] if plain else []) + [phase_name(c) for c in enhanced]
-            found.append(
-                _finding(
-                    "multiphase_contrast",
-                    "warning",
-                    f"{n_phases} contrast phases over one range ({', '.join(named)}), more than "
-                    f"the {rules.allowed_contrast_phases} allowed for {site} planning: this "
-                    f"{phase_name(contrast)} acquisition is an extra phase.{omission}",
-                    contrast_phases=n_phases,
-                    phases=", ".join(named),
-                    allowed_contrast_phases=rules.allowed_contrast_phases,
-                    omission_keeps_needed_range=keeps,
-                )
-            )
-        same = 0 if is_enhanced(contrast) else sum(1 for c in over if c == contrast)
-        if same + 1 > rules.allowed_acquisitions_per_range:
-            lead = (
-                f"this {phase_name(contrast)} acquisition repeats {same} earlier "
-                f"{phase_name(contrast)} acquisition(s) over the same range (allowed "
-                f"per range for {site}: {rules.allowed_acquisitions_per_range})"
-            )
-            reason = row.context.repeat_reason
-            if reason is None:
-                found.append(
-                    _finding(
-                        "repeat_acquisition",
-                        "warning",
-                        f"{lead}.{omission}",
-                        earlier_over_same_range=same,
-                        allowed_acquisitions_per_range=rules.allowed_acquisitions_per_range,
-                        omission_keeps_needed_range=keeps,
-                    )
-                )
-            else:
-                found.append(_justified_repeat(lead, reason, results[i].dlp, same, rules, keeps))
-        if found:
-            out[i] = found
-    return out
-
-
-# Where a recorded repeat reason was read, as a message says it.
-_REASON_SOURCE_TEXT = {
-    "protocol_event": "the protocol event",
-    "dose_report_comment": "the dose report's Comment",
-    "acquisition_protocol": "the protocol name",
-}
-_QUOTE_MAX = 80  # characters of the recorded words quoted in a message
-
-
-def _justified_repeat(
-    lead: str,
-    reason: RecordedReason,
-    dlp_mgy_cm: float,
-    same: int,
-    rules: AcquisitionRules,
-    keeps: bool,
-) -> Finding:
-    """A repeat whose later acquisition records why (planning-ct.md section 8: a repeat is a
-    diagnostic-grade sign "without a recorded reason"): info, naming the reason. Its dose stays
-    in the exam and is not claimed as avoidable, nor is it proposed for omission
-    (:func:`optimiser.assemble.is_surplus`): the reason says the earlier acquisition could not
-    serve for planning, so the repeat was needed once that had happened."""
-    words = (reason.text or "").strip()
-    quoted = words if len(words) <= _QUOTE_MAX else words[: _QUOTE_MAX - 3].rstrip() + "..."
-    said = f' ("{quoted}")' if quoted else ""
-    return _finding(
-        "repeat_acquisition",
-        "info",
-        f"{lead}, with a recorded reason: {repeat_reason_name(reason.reason)}{said}, in "
-        f"{_REASON_SOURCE_TEXT[reason.source]}. A repeat with a recorded reason is not a "
-        f"planning-grade problem: info; its {dlp_mgy_cm:.1f} mGy.cm counts in the exam DLP "
-        "and is not claimed as avoidable.",
-        earlier_over_same_range=same,
-        allowed_acquisitions_per_range=rules.allowed_acquisitions_per_range,
-        omission_keeps_needed_range=keeps,
-        repeat_reason=reason.reason,
-        repeat_reason_text=words[:MAX_TEXT] or None,
-        repeat_reason_source=reason.source,
-        repeat_dlp_mgy_cm=round(dlp_mgy_cm, 2),
-    )

@@ -31,7 +31,7 @@ from optimiser.assessment import Assessment, Finding
 from optimiser.dose_model import AcquisitionRow, site_tables
 from optimiser.errors import InputError
 from optimiser.events import ProtocolEvent
-from optimiser.findings import Previous, exam_dlp_finding, in_study_checks, study_findings
+from optimiser.findings import exam_dlp_finding
 from optimiser.inputs import PipelineInput
 from optimiser.kernels import BatchInput, RowResult, assess_batch
 from optimiser.profile_kernel import profile_batch
@@ -41,6 +41,7 @@ from optimiser.rows import RowBuilder
 from optimiser.ssde import ImageSize
 from optimiser.state import MemoryStateStore, StudyStateStore
 from optimiser.strictness import Strictness
+from optimiser.study_findings import Previous, in_study_checks, study_findings
 from optimiser.tg220 import water_equivalent_area
 from protocols.library import SiteLibrary, builtin_library
 
@@ -201,8 +202,9 @@ class Pipeline:
     ) -> list[list[Previous]]:
         """What each row is compared with for repeats: earlier rows of the same protocol event;
         for a reported event, the study's earlier reported events (state, then this batch).
-        Only rows in the study checks (:func:`optimiser.findings.in_study_checks`) are compared
-        with; placed reported events are then recorded in the study state for later batches."""
+        Only rows in the study checks (:func:`optimiser.study_findings.in_study_checks`) are
+        compared with; placed reported events are then recorded in the study state for later
+        batches."""
         out: list[list[Previous]] = []
         prior: dict[str, list[Previous]] = {}
         # Placed rows of each protocol event so far, so the batch is walked once (not per row).

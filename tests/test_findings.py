@@ -15,10 +15,10 @@ from optimiser.findings import (
     dose_check_exceeded,
     excess_coverage,
     kv_not_calibrated,
-    study_findings,
     thin_reconstruction,
 )
 from optimiser.proposal import build_proposal, exposure_scale
+from optimiser.study_findings import study_findings
 from protocols.library import builtin_library
 from tests.support.rows import make_row
 
