@@ -19,7 +19,7 @@ below are several times those figures.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal, TypeVar
+from typing import Annotated, Literal, TypeVar, get_args
 
 from pydantic import (
     BaseModel,
@@ -62,13 +62,7 @@ Phantom = Literal["head", "body"]  # CTDI phantom: 16 cm head, 32 cm body (IEC 6
 # says no more); the named phases are the usual enhanced phases. An unknown phase (a report
 # without Procedure Context) is None where it can occur.
 ContrastPhase = Literal["none", "with", "arterial", "portal_venous", "delayed"]
-CONTRAST_PHASES: tuple[ContrastPhase, ...] = (
-    "none",
-    "with",
-    "arterial",
-    "portal_venous",
-    "delayed",
-)
+CONTRAST_PHASES: tuple[ContrastPhase, ...] = get_args(ContrastPhase)
 ENHANCED_PHASES: frozenset[ContrastPhase] = frozenset(CONTRAST_PHASES[1:])
 _PHASE_NAMES: dict[ContrastPhase, str] = {
     "none": "non-contrast",
@@ -86,13 +80,7 @@ _PHASE_NAMES: dict[ContrastPhase, str] = {
 # re-positioned, an artefact (metal, streaks, a truncated body outline) made the images unusable;
 # "other" needs ``repeat_reason_text``.
 RepeatReason = Literal["patient_motion", "breathing", "positioning", "artefact", "other"]
-REPEAT_REASONS: tuple[RepeatReason, ...] = (
-    "patient_motion",
-    "breathing",
-    "positioning",
-    "artefact",
-    "other",
-)
+REPEAT_REASONS: tuple[RepeatReason, ...] = get_args(RepeatReason)
 _REPEAT_REASON_NAMES: dict[RepeatReason, str] = {
     "patient_motion": "patient motion",
     "breathing": "irregular breathing",
